@@ -1,0 +1,613 @@
+package ship
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// stream ships one spool directory to one topic. All fields except the atomics are owned by
+// the stream's goroutine.
+type stream struct {
+	sh        *Shipper
+	cfg       *Config
+	log       *slog.Logger
+	name      string
+	topic     string
+	keyFields []string
+
+	committed cursor // durable: acknowledged up to here
+	pos       cursor // read position, one batch ahead of committed at most
+
+	cur       *segmentReader
+	curSplit  *splitter
+	curFP     uint64
+	splitters map[uint64]*splitter
+	finished  []segment // read to the end (or skipped); deleted once committed moves past them
+
+	msgs       []kafka.Message
+	arena      []byte
+	batchBytes int64
+	dropped    int64 // oversize records in the batch being built
+
+	limiter rateLimiter
+	backoff bus.Backoff
+
+	scan     map[uint64]*scanState
+	lastScan time.Time
+
+	records, bytes, lagRecords, lagBytes, sendErrors, dups, segments, skipped, droppedTotal atomic.Int64
+	lastAdvance                                                                             atomic.Int64 // unix nanos
+}
+
+func newStream(sh *Shipper, name string) *stream {
+	st := &stream{
+		sh: sh, cfg: &sh.cfg, name: name, topic: topicOf(name), keyFields: keyFieldsOf(name),
+		log:       sh.cfg.Logger.With("stream", name),
+		splitters: map[uint64]*splitter{},
+		scan:      map[uint64]*scanState{},
+		limiter:   rateLimiter{rate: sh.cfg.RateBytes},
+		backoff:   bus.Backoff{Min: sh.cfg.BackoffMin, Max: sh.cfg.BackoffMax},
+	}
+	st.lastAdvance.Store(time.Now().UnixNano())
+	return st
+}
+
+func (st *stream) stats() StreamStats {
+	s := StreamStats{
+		Records: st.records.Load(), Bytes: st.bytes.Load(),
+		LagRecords: st.lagRecords.Load(), LagBytes: st.lagBytes.Load(),
+		SendErrors: st.sendErrors.Load(), PossibleDuplicates: st.dups.Load(),
+		Segments: st.segments.Load(), SkippedSegments: st.skipped.Load(), DroppedRecords: st.droppedTotal.Load(),
+	}
+	if s.LagBytes > 0 {
+		s.CursorAge = time.Since(time.Unix(0, st.lastAdvance.Load()))
+	}
+	return s
+}
+
+func (st *stream) run(ctx context.Context) error {
+	c, err := loadCursor(st.cfg.CursorDir, st.name)
+	if err != nil {
+		return err
+	}
+	if c.InflightRecords > 0 {
+		// The previous run died between sending a batch and recording its acknowledgement.
+		st.dups.Add(c.InflightRecords)
+		st.log.Info("ship: resuming after an unacknowledged batch; its records may be duplicated", "possible_duplicates", c.InflightRecords)
+		c.InflightRecords = 0
+	}
+	st.committed, st.pos = c, c
+	st.removeFinishedBefore()
+
+	w, err := bus.NewWriter(st.cfg.Bus, bus.WriterConfig{
+		Topic:       st.topic,
+		BatchSize:   st.cfg.BatchRecords,
+		BatchBytes:  int64(st.cfg.MaxMessageBytes) + 1<<10,
+		Compression: st.cfg.Compression,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if st.cur != nil {
+			st.cur.Close()
+		}
+		bus.CloseWriter(w)
+	}()
+
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+		}
+		for ctx.Err() == nil {
+			if err := st.fill(ctx); err != nil {
+				return err
+			}
+			if len(st.msgs) == 0 && st.pos == st.committed {
+				break // caught up
+			}
+			if ctx.Err() != nil {
+				return nil // do not start a send that cancellation would abandon at once
+			}
+			if err := st.send(ctx, w); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			st.updateLag(false)
+		}
+		st.updateLag(false)
+		poll.Reset(st.cfg.Poll)
+	}
+}
+
+// fill builds the next batch from whole blocks, crossing segment boundaries.
+func (st *stream) fill(ctx context.Context) error {
+	st.msgs, st.arena, st.batchBytes, st.dropped = st.msgs[:0], st.arena[:0], 0, 0
+	var lingerUntil time.Time
+	for len(st.msgs) < st.cfg.BatchRecords && st.batchBytes < st.cfg.BatchBytes {
+		progressed, err := st.readBlock()
+		if err != nil {
+			return err
+		}
+		if progressed {
+			continue
+		}
+		if len(st.msgs) == 0 {
+			return nil
+		}
+		now := time.Now()
+		if lingerUntil.IsZero() {
+			lingerUntil = now.Add(st.cfg.Linger)
+		}
+		if !now.Before(lingerUntil) {
+			break
+		}
+		if err := sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
+			return nil // shutting down: the caller sees ctx and abandons the batch
+		}
+	}
+	if st.dropped > 0 {
+		st.droppedTotal.Add(st.dropped)
+		st.log.Warn("ship: dropped records larger than the maximum message size", "records", st.dropped, "max_bytes", st.cfg.MaxMessageBytes)
+	}
+	return nil
+}
+
+// readBlock appends the next block's records to the batch. It reports progress (records
+// appended or a segment finished/skipped) or false when no data is available right now.
+func (st *stream) readBlock() (bool, error) {
+	if st.cur == nil {
+		return st.openNext()
+	}
+	_, end, count, data, err := st.cur.next()
+	if err == nil {
+		return true, st.appendBlock(end, count, data)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, schemas.ErrTornBlock) {
+		st.skip(err, "corrupt block", true)
+		return true, nil
+	}
+	// End of the data written so far. The segment is finished only once it is sealed; the
+	// writer completes its last write before it creates the next segment, so after seeing a
+	// successor one more read finds everything.
+	sealed, lerr := st.hasSuccessor(st.pos.Seq)
+	if lerr != nil || !sealed {
+		return false, lerr
+	}
+	_, end, count, data, err = st.cur.next()
+	switch {
+	case err == nil:
+		return true, st.appendBlock(end, count, data)
+	case errors.Is(err, io.EOF):
+		st.finish(true)
+	case errors.Is(err, schemas.ErrTornBlock):
+		st.skip(err, "torn block at the end of a sealed segment (writer crashed)", true)
+	default:
+		st.skip(err, "corrupt block", true)
+	}
+	return true, nil
+}
+
+func (st *stream) appendBlock(end, count int64, data []byte) error {
+	n0, a0, b0, d0 := len(st.msgs), len(st.arena), st.batchBytes, st.dropped
+	fp := st.curFP
+	p := 0
+	for i := int64(0); i < count; i++ {
+		e, k0, k1, err := st.curSplit.next(data, p)
+		if err != nil {
+			st.msgs, st.arena, st.batchBytes, st.dropped = st.msgs[:n0], st.arena[:a0], b0, d0
+			st.skip(err, "corrupt record", true)
+			return nil
+		}
+		body := data[p:e]
+		p = e
+		if len(body)+schemas.SingleObjectHeaderLen > st.cfg.MaxMessageBytes {
+			st.dropped++
+			continue
+		}
+		ks := len(st.arena)
+		switch {
+		case st.name == StreamSpans && len(k0) == 16:
+			st.arena = hex.AppendEncode(st.arena, k0)
+		case k1 != nil:
+			st.arena = append(append(append(st.arena, k0...), '/'), k1...)
+		default:
+			st.arena = append(st.arena, k0...)
+		}
+		vs := len(st.arena)
+		st.arena = schemas.AppendSingleHeader(st.arena, fp)
+		st.arena = append(st.arena, body...)
+		// Slices taken now stay valid if arena grows later: the old array lives on.
+		st.msgs = append(st.msgs, kafka.Message{Key: st.arena[ks:vs:vs], Value: st.arena[vs:len(st.arena):len(st.arena)]})
+		st.batchBytes += int64(len(st.arena) - vs)
+	}
+	if p != len(data) {
+		st.msgs, st.arena, st.batchBytes, st.dropped = st.msgs[:n0], st.arena[:a0], b0, d0
+		st.skip(fmt.Errorf("%w: %d bytes after the block's records", schemas.ErrCorrupt, len(data)-p), "corrupt block", true)
+		return nil
+	}
+	st.pos.Off = end
+	return nil
+}
+
+// openNext opens the first segment at or after the read position.
+func (st *stream) openNext() (bool, error) {
+	segs, err := listSegments(st.cfg.Spool, st.name)
+	if err != nil {
+		return false, fmt.Errorf("ship: list %s: %w", st.name, err)
+	}
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].Seq >= st.pos.Seq })
+	if i == len(segs) {
+		return false, nil
+	}
+	seg := segs[i]
+	sealed := i+1 < len(segs)
+	if seg.Seq != st.pos.Seq && st.pos.Off != 0 {
+		// We were inside segment pos.Seq and it is gone: the agent's disk budget removed it.
+		st.skipped.Add(1)
+		st.log.Warn("ship: segment vanished before it was fully shipped", "seq", st.pos.Seq)
+		st.pos = cursor{Seq: seg.Seq}
+	}
+	r, err := openSegment(seg.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st.skipped.Add(1)
+		st.log.Warn("ship: segment vanished before it was shipped", "seq", seg.Seq)
+		st.pos = cursor{Seq: seg.Seq + 1}
+		return true, nil
+	case errors.Is(err, schemas.ErrTornBlock) && !sealed:
+		return false, nil // the agent is still writing the header
+	case err != nil:
+		st.skipSegment(seg, err, "unreadable segment header", sealed)
+		return true, nil
+	}
+	sp, err := st.splitterFor(r.Schema())
+	if err != nil {
+		r.Close()
+		st.skipSegment(seg, err, "unusable writer schema", sealed)
+		return true, nil
+	}
+	off := r.dataStart
+	if seg.Seq == st.pos.Seq && st.pos.Off > 0 {
+		off = st.pos.Off
+	}
+	if off > seg.Size {
+		r.Close()
+		st.skipSegment(seg, fmt.Errorf("%w: cursor %d beyond size %d", schemas.ErrCorrupt, off, seg.Size), "segment shorter than the cursor", sealed)
+		return true, nil
+	}
+	if err := r.seek(off); err != nil {
+		r.Close()
+		return false, err
+	}
+	st.cur, st.curSplit, st.curFP = r, sp, r.Schema().Fingerprint
+	st.pos = cursor{Seq: seg.Seq, Off: off}
+	return true, nil
+}
+
+func (st *stream) splitterFor(s *schemas.Schema) (*splitter, error) {
+	if sp, ok := st.splitters[s.Fingerprint]; ok {
+		return sp, nil
+	}
+	sp, err := newSplitter(s.JSON(), st.keyFields...)
+	if err != nil {
+		return nil, err
+	}
+	st.splitters[s.Fingerprint] = sp
+	return sp, nil
+}
+
+func (st *stream) hasSuccessor(seq uint64) (bool, error) {
+	segs, err := listSegments(st.cfg.Spool, st.name)
+	if err != nil {
+		return false, fmt.Errorf("ship: list %s: %w", st.name, err)
+	}
+	return len(segs) > 0 && segs[len(segs)-1].Seq > seq, nil
+}
+
+// finish closes the current segment; it is deleted once the cursor has moved past it.
+func (st *stream) finish(deletable bool) {
+	seg := segment{Stream: st.name, Path: st.cur.f.Name(), Seq: st.pos.Seq}
+	st.cur.Close()
+	st.cur = nil
+	if deletable {
+		st.finished = append(st.finished, seg)
+	}
+	st.pos = cursor{Seq: seg.Seq + 1}
+}
+
+// skip gives up on the rest of the current segment: one log line and a counter.
+func (st *stream) skip(err error, why string, deletable bool) {
+	st.skipped.Add(1)
+	st.log.Warn("ship: skipping the rest of a segment", "reason", why, "seq", st.pos.Seq, "offset", st.pos.Off, "err", err)
+	st.finish(deletable)
+}
+
+func (st *stream) skipSegment(seg segment, err error, why string, sealed bool) {
+	st.skipped.Add(1)
+	st.log.Warn("ship: skipping segment", "reason", why, "seq", seg.Seq, "err", err)
+	if sealed {
+		// A corrupt active segment stays: the agent still has it open.
+		st.finished = append(st.finished, seg)
+	}
+	st.pos = cursor{Seq: seg.Seq + 1}
+}
+
+// send produces the batch until the broker acknowledges it, then makes the cursor durable and
+// deletes the segments the cursor has left behind.
+func (st *stream) send(ctx context.Context, w *kafka.Writer) error {
+	n := int64(len(st.msgs))
+	if n > 0 {
+		if err := st.limiter.wait(ctx, st.batchBytes); err != nil {
+			return err
+		}
+		mark := st.committed
+		mark.InflightRecords = n
+		if err := saveCursor(st.cfg.CursorDir, st.name, mark, false); err != nil {
+			return fmt.Errorf("ship: cursor: %w", err)
+		}
+		for {
+			sctx, cancel := context.WithTimeout(ctx, st.cfg.SendTimeout)
+			err := w.WriteMessages(sctx, st.msgs...)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err() // killed mid-send: the in-flight mark tells the next run
+			}
+			st.sendErrors.Add(1)
+			st.dups.Add(maybeDelivered(err, n))
+			st.log.Warn("ship: send failed, backing off", "records", n, "err", summarize(err))
+			st.updateLag(false) // the spool keeps growing while the broker is away
+			if err := st.backoff.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		st.backoff.Reset()
+	}
+	st.committed = st.pos
+	if err := saveCursor(st.cfg.CursorDir, st.name, st.committed, true); err != nil {
+		return fmt.Errorf("ship: cursor: %w", err)
+	}
+	st.records.Add(n)
+	st.bytes.Add(st.batchBytes)
+	st.lastAdvance.Store(time.Now().UnixNano())
+	for _, seg := range st.finished {
+		if err := os.Remove(seg.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			st.log.Warn("ship: cannot delete shipped segment", "path", seg.Path, "err", err)
+		}
+		delete(st.scan, seg.Seq)
+	}
+	st.finished = st.finished[:0]
+	return nil
+}
+
+// maybeDelivered estimates how many messages of a failed send may nevertheless be in Kafka
+// (and so will be duplicated by the retry): those the broker acknowledged, and those whose
+// fate is unknown (connection lost, timeout). A broker error code means not written.
+func maybeDelivered(err error, n int64) int64 {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) {
+		var c int64
+		for _, e := range werrs {
+			var kerr kafka.Error
+			var operr *net.OpError
+			switch {
+			case e == nil:
+				c++ // acknowledged
+			case errors.As(e, &kerr):
+				if kerr == kafka.RequestTimedOut {
+					c++ // acks=all timed out: the leader may have appended it
+				}
+			case errors.As(e, &operr) && operr.Op == "dial":
+				// never reached a broker
+			default:
+				c++ // connection lost mid-request: fate unknown
+			}
+		}
+		return c
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return n // the wait timed out while produce requests were out
+	}
+	return 0 // failed before producing (metadata, dial)
+}
+
+// summarize keeps a failed send's log line short: kafka.WriteErrors prints one error per
+// message, thousands of identical lines for one refused connection.
+func summarize(err error) string {
+	var werrs kafka.WriteErrors
+	if !errors.As(err, &werrs) {
+		return err.Error()
+	}
+	for _, e := range werrs {
+		if e != nil {
+			return fmt.Sprintf("%d of %d messages failed, first: %v", werrs.Count(), len(werrs), e)
+		}
+	}
+	return err.Error()
+}
+
+// removeFinishedBefore deletes sealed segments the committed cursor has passed: a previous
+// run finished them but died before deleting.
+func (st *stream) removeFinishedBefore() {
+	segs, err := listSegments(st.cfg.Spool, st.name)
+	if err != nil || len(segs) == 0 {
+		return
+	}
+	last := segs[len(segs)-1].Seq
+	for _, s := range segs {
+		if s.Seq < st.committed.Seq && s.Seq < last {
+			if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				st.log.Warn("ship: cannot delete shipped segment", "path", s.Path, "err", err)
+			}
+		}
+	}
+}
+
+// scanState counts the records of one segment by walking its block headers only.
+type scanState struct {
+	off  int64   // next block header to read; 0 before the file header was parsed
+	data int64   // offset of the first block (file header length), once parsed
+	ends []int64 // block end offsets
+	cum  []int64 // records up to and including each block
+	dead bool    // unreadable: counted no further
+}
+
+func (s *scanState) total() int64 {
+	if len(s.cum) == 0 {
+		return 0
+	}
+	return s.cum[len(s.cum)-1]
+}
+
+// after returns the records in blocks ending after off.
+func (s *scanState) after(off int64) int64 {
+	i := sort.Search(len(s.ends), func(i int) bool { return s.ends[i] > off })
+	if i == 0 {
+		return s.total()
+	}
+	return s.total() - s.cum[i-1]
+}
+
+// updateLag refreshes lag and segment gauges, at most once a second unless forced.
+func (st *stream) updateLag(force bool) {
+	if !force && time.Since(st.lastScan) < time.Second {
+		return
+	}
+	st.lastScan = time.Now()
+	segs, err := listSegments(st.cfg.Spool, st.name)
+	if err != nil {
+		return
+	}
+	st.segments.Store(int64(len(segs)))
+	var lagB, lagR int64
+	live := map[uint64]bool{}
+	for _, seg := range segs {
+		if seg.Seq < st.committed.Seq {
+			continue
+		}
+		live[seg.Seq] = true
+		ss := st.scan[seg.Seq]
+		if ss == nil {
+			ss = &scanState{}
+			st.scan[seg.Seq] = ss
+		}
+		ss.advance(seg)
+		// Lag counts block bytes only: a fresh segment holding just its header is no lag.
+		from := ss.data
+		if ss.data == 0 {
+			from = seg.Size // header not readable (yet): nothing known to be shippable
+		}
+		if seg.Seq == st.committed.Seq && st.committed.Off > from {
+			from = st.committed.Off
+		}
+		lagB += max(seg.Size-from, 0)
+		lagR += ss.after(from)
+	}
+	for seq := range st.scan {
+		if !live[seq] {
+			delete(st.scan, seq)
+		}
+	}
+	st.lagBytes.Store(lagB)
+	st.lagRecords.Store(lagR)
+}
+
+func (s *scanState) advance(seg segment) {
+	if s.dead || (s.off > 0 && s.off >= seg.Size) {
+		return
+	}
+	f, err := os.Open(seg.Path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if s.off == 0 {
+		h, err := schemas.ReadOCFHeader(bufio.NewReaderSize(f, 4096))
+		if err != nil {
+			s.dead = !errors.Is(err, schemas.ErrTornBlock)
+			return
+		}
+		s.off, s.data = h.Len, h.Len
+	}
+	var hdr [20]byte
+	for s.off < seg.Size {
+		n, _ := f.ReadAt(hdr[:], s.off)
+		count, p, err := readVarint(hdr[:n], 0)
+		if err != nil {
+			return
+		}
+		size, p, err := readVarint(hdr[:n], p)
+		if err != nil {
+			return
+		}
+		if count < 0 || size < 0 {
+			s.dead = true
+			return
+		}
+		end := s.off + int64(p) + size + 16
+		if end > seg.Size {
+			return // block not complete yet
+		}
+		s.ends = append(s.ends, end)
+		s.cum = append(s.cum, s.total()+count)
+		s.off = end
+	}
+}
+
+// rateLimiter spaces sends so the average stays under rate bytes/s; a batch goes at once and
+// its cost delays the next one.
+type rateLimiter struct {
+	rate int64
+	next time.Time
+}
+
+func (l *rateLimiter) wait(ctx context.Context, n int64) error {
+	if l.rate <= 0 {
+		return nil
+	}
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	d := l.next.Sub(now)
+	l.next = l.next.Add(time.Duration(float64(n) / float64(l.rate) * float64(time.Second)))
+	return sleep(ctx, d)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
