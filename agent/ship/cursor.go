@@ -36,9 +36,12 @@ func loadCursor(dir, stream string) (cursor, error) {
 }
 
 // saveCursor replaces the cursor file atomically: write a temp file, fsync it, rename it over
-// the old one, fsync the directory. A crash leaves either the old or the new cursor, never a
-// torn one. durable=false skips the fsyncs; it is used for the in-flight marker, which only
-// feeds a statistic and is superseded by the durable write after the acknowledgement.
+// the old one. A crash leaves either the old or the new cursor, never a torn one. The
+// directory is not fsynced: if a power cut loses the rename, the cursor falls back to the
+// previous one and one batch is shipped again, which at-least-once allows, and it saves a
+// second fsync per batch (~5 ms on this machine's disk). durable=false skips the fsync too; it
+// is used for the in-flight marker, which only feeds a statistic and is superseded by the
+// durable write after the acknowledgement.
 func saveCursor(dir, stream string, c cursor, durable bool) error {
 	b, _ := json.Marshal(c)
 	path := cursorPath(dir, stream)
@@ -60,16 +63,5 @@ func saveCursor(dir, stream string, c cursor, durable bool) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return os.Rename(tmp, path)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +21,19 @@ import (
 	"github.com/mercury-apm/mercury/schemas"
 )
 
-// stream ships one spool directory to one topic. All fields except the atomics are owned by
-// the stream's goroutine.
+// stream ships one spool directory to one topic. Two goroutines pipeline the work: the reader
+// fills the next batch from disk while the sender waits for the broker's acknowledgement of the
+// previous one and makes the cursor durable (an fsync). Batches are handed over in order
+// through a channel and sent one at a time, so the cursor only ever moves forward over
+// acknowledged records.
+type batch struct {
+	msgs     []kafka.Message
+	arena    []byte    // keys and values of msgs
+	bytes    int64     // message value bytes
+	dropped  int64     // oversize records left out
+	pos      cursor    // read position after the batch's last block: the cursor once acknowledged
+	finished []segment // segments read to the end (or skipped) in this batch: deleted once committed
+}
 type stream struct {
 	sh        *Shipper
 	cfg       *Config
@@ -30,25 +42,23 @@ type stream struct {
 	topic     string
 	keyFields []string
 
-	committed cursor // durable: acknowledged up to here
-	pos       cursor // read position, one batch ahead of committed at most
+	committed cursor // durable: acknowledged up to here (sender goroutine; read under mu)
+	pos       cursor // read position (reader goroutine)
 
 	cur       *segmentReader
 	curSplit  *splitter
 	curFP     uint64
 	splitters map[uint64]*splitter
-	finished  []segment // read to the end (or skipped); deleted once committed moves past them
+	handed    cursor // read position at the end of the last batch handed to the sender
+	b         *batch // the batch being filled
 
-	msgs       []kafka.Message
-	arena      []byte
-	batchBytes int64
-	dropped    int64 // oversize records in the batch being built
+	mu sync.Mutex // guards committed and scan: the sender advances one, the reader's poll reads both
 
 	limiter rateLimiter
 	backoff bus.Backoff
 
 	scan     map[uint64]*scanState
-	lastScan time.Time
+	lastScan time.Time // under mu
 
 	records, bytes, lagRecords, lagBytes, sendErrors, dups, segments, skipped, droppedTotal atomic.Int64
 	lastAdvance                                                                             atomic.Int64 // unix nanos
@@ -91,7 +101,7 @@ func (st *stream) run(ctx context.Context) error {
 		st.log.Info("ship: resuming after an unacknowledged batch; its records may be duplicated", "possible_duplicates", c.InflightRecords)
 		c.InflightRecords = 0
 	}
-	st.committed, st.pos = c, c
+	st.committed, st.pos, st.handed = c, c, c
 	st.removeFinishedBefore()
 
 	w, err := bus.NewWriter(st.cfg.Bus, bus.WriterConfig{
@@ -99,17 +109,39 @@ func (st *stream) run(ctx context.Context) error {
 		BatchSize:   st.cfg.BatchRecords,
 		BatchBytes:  int64(st.cfg.MaxMessageBytes) + 1<<10,
 		Compression: st.cfg.Compression,
+		// WriteMessages hands the whole batch to the partition writers at once, so a
+		// partition's tail is complete almost immediately; waiting longer only adds latency
+		// to every batch.
+		BatchTimeout: time.Millisecond,
 	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if st.cur != nil {
-			st.cur.Close()
-		}
-		bus.CloseWriter(w)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	full := make(chan *batch)
+	free := make(chan *batch, 2)
+	free <- &batch{}
+	free <- &batch{}
+	sendErr := make(chan error, 1)
+	go func() {
+		sendErr <- st.sendLoop(ctx, w, full, free)
+		cancel() // a sender failure stops the reader too
 	}()
+	readErr := st.readLoop(ctx, full, free)
+	cancel()
+	err = <-sendErr
+	if st.cur != nil {
+		st.cur.Close()
+	}
+	bus.CloseWriter(w)
+	if readErr != nil {
+		return readErr
+	}
+	return err
+}
 
+func (st *stream) readLoop(ctx context.Context, full, free chan *batch) error {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	for {
@@ -119,33 +151,53 @@ func (st *stream) run(ctx context.Context) error {
 		case <-poll.C:
 		}
 		for ctx.Err() == nil {
+			select {
+			case st.b = <-free:
+			case <-ctx.Done():
+				return nil
+			}
 			if err := st.fill(ctx); err != nil {
 				return err
 			}
-			if len(st.msgs) == 0 && st.pos == st.committed {
-				break // caught up
+			if len(st.b.msgs) == 0 && st.pos == st.handed {
+				free <- st.b // caught up
+				break
 			}
-			if ctx.Err() != nil {
-				return nil // do not start a send that cancellation would abandon at once
+			st.b.pos, st.handed = st.pos, st.pos
+			select {
+			case full <- st.b:
+			case <-ctx.Done():
+				return nil
 			}
-			if err := st.send(ctx, w); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			st.updateLag(false)
 		}
 		st.updateLag(false)
 		poll.Reset(st.cfg.Poll)
 	}
 }
 
+func (st *stream) sendLoop(ctx context.Context, w *kafka.Writer, full <-chan *batch, free chan<- *batch) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-full:
+			if err := st.send(ctx, w, b); err != nil {
+				if ctx.Err() != nil {
+					return nil // killed mid-send: the in-flight mark tells the next run
+				}
+				return err
+			}
+			free <- b
+			st.updateLag(false)
+		}
+	}
+}
+
 // fill builds the next batch from whole blocks, crossing segment boundaries.
 func (st *stream) fill(ctx context.Context) error {
-	st.msgs, st.arena, st.batchBytes, st.dropped = st.msgs[:0], st.arena[:0], 0, 0
+	st.b.msgs, st.b.arena, st.b.bytes, st.b.dropped, st.b.finished = st.b.msgs[:0], st.b.arena[:0], 0, 0, st.b.finished[:0]
 	var lingerUntil time.Time
-	for len(st.msgs) < st.cfg.BatchRecords && st.batchBytes < st.cfg.BatchBytes {
+	for len(st.b.msgs) < st.cfg.BatchRecords && st.b.bytes < st.cfg.BatchBytes {
 		progressed, err := st.readBlock()
 		if err != nil {
 			return err
@@ -153,7 +205,7 @@ func (st *stream) fill(ctx context.Context) error {
 		if progressed {
 			continue
 		}
-		if len(st.msgs) == 0 {
+		if len(st.b.msgs) == 0 {
 			return nil
 		}
 		now := time.Now()
@@ -166,10 +218,6 @@ func (st *stream) fill(ctx context.Context) error {
 		if err := sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
 			return nil // shutting down: the caller sees ctx and abandons the batch
 		}
-	}
-	if st.dropped > 0 {
-		st.droppedTotal.Add(st.dropped)
-		st.log.Warn("ship: dropped records larger than the maximum message size", "records", st.dropped, "max_bytes", st.cfg.MaxMessageBytes)
 	}
 	return nil
 }
@@ -210,40 +258,40 @@ func (st *stream) readBlock() (bool, error) {
 }
 
 func (st *stream) appendBlock(end, count int64, data []byte) error {
-	n0, a0, b0, d0 := len(st.msgs), len(st.arena), st.batchBytes, st.dropped
+	n0, a0, b0, d0 := len(st.b.msgs), len(st.b.arena), st.b.bytes, st.b.dropped
 	fp := st.curFP
 	p := 0
 	for i := int64(0); i < count; i++ {
 		e, k0, k1, err := st.curSplit.next(data, p)
 		if err != nil {
-			st.msgs, st.arena, st.batchBytes, st.dropped = st.msgs[:n0], st.arena[:a0], b0, d0
+			st.b.msgs, st.b.arena, st.b.bytes, st.b.dropped = st.b.msgs[:n0], st.b.arena[:a0], b0, d0
 			st.skip(err, "corrupt record", true)
 			return nil
 		}
 		body := data[p:e]
 		p = e
 		if len(body)+schemas.SingleObjectHeaderLen > st.cfg.MaxMessageBytes {
-			st.dropped++
+			st.b.dropped++
 			continue
 		}
-		ks := len(st.arena)
+		ks := len(st.b.arena)
 		switch {
 		case st.name == StreamSpans && len(k0) == 16:
-			st.arena = hex.AppendEncode(st.arena, k0)
+			st.b.arena = hex.AppendEncode(st.b.arena, k0)
 		case k1 != nil:
-			st.arena = append(append(append(st.arena, k0...), '/'), k1...)
+			st.b.arena = append(append(append(st.b.arena, k0...), '/'), k1...)
 		default:
-			st.arena = append(st.arena, k0...)
+			st.b.arena = append(st.b.arena, k0...)
 		}
-		vs := len(st.arena)
-		st.arena = schemas.AppendSingleHeader(st.arena, fp)
-		st.arena = append(st.arena, body...)
+		vs := len(st.b.arena)
+		st.b.arena = schemas.AppendSingleHeader(st.b.arena, fp)
+		st.b.arena = append(st.b.arena, body...)
 		// Slices taken now stay valid if arena grows later: the old array lives on.
-		st.msgs = append(st.msgs, kafka.Message{Key: st.arena[ks:vs:vs], Value: st.arena[vs:len(st.arena):len(st.arena)]})
-		st.batchBytes += int64(len(st.arena) - vs)
+		st.b.msgs = append(st.b.msgs, kafka.Message{Key: st.b.arena[ks:vs:vs], Value: st.b.arena[vs:len(st.b.arena):len(st.b.arena)]})
+		st.b.bytes += int64(len(st.b.arena) - vs)
 	}
 	if p != len(data) {
-		st.msgs, st.arena, st.batchBytes, st.dropped = st.msgs[:n0], st.arena[:a0], b0, d0
+		st.b.msgs, st.b.arena, st.b.bytes, st.b.dropped = st.b.msgs[:n0], st.b.arena[:a0], b0, d0
 		st.skip(fmt.Errorf("%w: %d bytes after the block's records", schemas.ErrCorrupt, len(data)-p), "corrupt block", true)
 		return nil
 	}
@@ -332,7 +380,7 @@ func (st *stream) finish(deletable bool) {
 	st.cur.Close()
 	st.cur = nil
 	if deletable {
-		st.finished = append(st.finished, seg)
+		st.b.finished = append(st.b.finished, seg)
 	}
 	st.pos = cursor{Seq: seg.Seq + 1}
 }
@@ -349,33 +397,33 @@ func (st *stream) skipSegment(seg segment, err error, why string, sealed bool) {
 	st.log.Warn("ship: skipping segment", "reason", why, "seq", seg.Seq, "err", err)
 	if sealed {
 		// A corrupt active segment stays: the agent still has it open.
-		st.finished = append(st.finished, seg)
+		st.b.finished = append(st.b.finished, seg)
 	}
 	st.pos = cursor{Seq: seg.Seq + 1}
 }
 
 // send produces the batch until the broker acknowledges it, then makes the cursor durable and
 // deletes the segments the cursor has left behind.
-func (st *stream) send(ctx context.Context, w *kafka.Writer) error {
-	n := int64(len(st.msgs))
+func (st *stream) send(ctx context.Context, w *kafka.Writer, b *batch) error {
+	n := int64(len(b.msgs))
 	if n > 0 {
-		if err := st.limiter.wait(ctx, st.batchBytes); err != nil {
+		if err := st.limiter.wait(ctx, b.bytes); err != nil {
 			return err
 		}
-		mark := st.committed
+		mark := st.committedCursor()
 		mark.InflightRecords = n
 		if err := saveCursor(st.cfg.CursorDir, st.name, mark, false); err != nil {
 			return fmt.Errorf("ship: cursor: %w", err)
 		}
 		for {
 			sctx, cancel := context.WithTimeout(ctx, st.cfg.SendTimeout)
-			err := w.WriteMessages(sctx, st.msgs...)
+			err := w.WriteMessages(sctx, b.msgs...)
 			cancel()
 			if err == nil {
 				break
 			}
 			if ctx.Err() != nil {
-				return ctx.Err() // killed mid-send: the in-flight mark tells the next run
+				return ctx.Err()
 			}
 			st.sendErrors.Add(1)
 			st.dups.Add(maybeDelivered(err, n))
@@ -387,21 +435,34 @@ func (st *stream) send(ctx context.Context, w *kafka.Writer) error {
 		}
 		st.backoff.Reset()
 	}
-	st.committed = st.pos
-	if err := saveCursor(st.cfg.CursorDir, st.name, st.committed, true); err != nil {
+	if err := saveCursor(st.cfg.CursorDir, st.name, b.pos, true); err != nil {
 		return fmt.Errorf("ship: cursor: %w", err)
 	}
+	st.mu.Lock()
+	st.committed = b.pos
+	for _, seg := range b.finished {
+		delete(st.scan, seg.Seq)
+	}
+	st.mu.Unlock()
+	if b.dropped > 0 {
+		st.droppedTotal.Add(b.dropped)
+		st.log.Warn("ship: dropped records larger than the maximum message size", "records", b.dropped, "max_bytes", st.cfg.MaxMessageBytes)
+	}
 	st.records.Add(n)
-	st.bytes.Add(st.batchBytes)
+	st.bytes.Add(b.bytes)
 	st.lastAdvance.Store(time.Now().UnixNano())
-	for _, seg := range st.finished {
+	for _, seg := range b.finished {
 		if err := os.Remove(seg.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			st.log.Warn("ship: cannot delete shipped segment", "path", seg.Path, "err", err)
 		}
-		delete(st.scan, seg.Seq)
 	}
-	st.finished = st.finished[:0]
 	return nil
+}
+
+func (st *stream) committedCursor() cursor {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.committed
 }
 
 // maybeDelivered estimates how many messages of a failed send may nevertheless be in Kafka
@@ -494,6 +555,8 @@ func (s *scanState) after(off int64) int64 {
 
 // updateLag refreshes lag and segment gauges, at most once a second unless forced.
 func (st *stream) updateLag(force bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if !force && time.Since(st.lastScan) < time.Second {
 		return
 	}
