@@ -4,4 +4,7 @@ go 1.26
 
 require github.com/linkedin/goavro/v2 v2.15.0
 
-require github.com/golang/snappy v0.0.1 // indirect
+require (
+	github.com/golang/snappy v0.0.1 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)

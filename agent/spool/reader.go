@@ -97,3 +97,37 @@ func (r *SegmentReader) Close() error {
 	r.closed = true
 	return r.f.Close()
 }
+
+// Scan calls fn for every record of a stream, oldest first. A damaged or torn segment ends
+// its own scan (counted in skipped) but not the stream's; fn's error stops everything.
+func Scan(root, stream string, fn func(s *schemas.Schema, body []byte) error) (skipped int, err error) {
+	segs, err := ListSegments(root, stream)
+	if err != nil {
+		return 0, err
+	}
+	for _, sg := range segs {
+		r, err := OpenSegment(sg.Path)
+		if err != nil {
+			skipped++
+			continue
+		}
+		for {
+			b, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				skipped++
+				break
+			}
+			for _, rec := range b.Records {
+				if err := fn(r.Schema(), rec); err != nil {
+					r.Close()
+					return skipped, err
+				}
+			}
+		}
+		r.Close()
+	}
+	return skipped, nil
+}

@@ -213,10 +213,10 @@ func TestDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	var left atomic.Int64
 	left.Store(40 << 10)
-	cfg := spool.WithFS(spool.Config{Dir: dir, BlockBytes: 4 << 10}, func(path string) (spool.File, error) {
-		f, err := spool.OSCreate(path)
+	cfg := spool.Config{Dir: dir, BlockBytes: 4 << 10, OpenFile: func(path string) (spool.File, error) {
+		f, err := spool.CreateSegmentFile(path)
 		return failingFile{f, &left}, err
-	})
+	}}
 	sp, _ := spool.Open(cfg)
 	lost := writeSpans(t, sp, randomSpans(1000, 7))
 	if lost == 0 || sp.Stats().WriteErrors == 0 {

@@ -21,12 +21,15 @@ type Config struct {
 	BlockBytes   int           // flush the pending block past this size (default 64 KiB)
 	MaxBytes     int64         // disk budget for all streams; oldest segments go first (default 1 GiB)
 
-	now      func() time.Time                // clock; tests inject one
-	openFile func(path string) (file, error) // file system; tests inject failing or stalling files
+	// OpenFile creates a segment file; tests inject failing or stalling files. Default:
+	// CreateSegmentFile.
+	OpenFile func(path string) (File, error)
+
+	now func() time.Time // clock; tests inject one
 }
 
-// file is what the writer needs of an *os.File.
-type file interface {
+// File is what the writer needs of an *os.File.
+type File interface {
 	Write([]byte) (int, error)
 	Truncate(int64) error
 	Sync() error
@@ -54,10 +57,8 @@ func (c *Config) defaults() {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.openFile == nil {
-		c.openFile = func(path string) (file, error) {
-			return os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
-		}
+	if c.OpenFile == nil {
+		c.OpenFile = CreateSegmentFile
 	}
 }
 
@@ -204,7 +205,7 @@ type Writer struct {
 	sp       *Spool
 	stream   string
 	schema   *schemas.Schema
-	f        file
+	f        File
 	path     string
 	sync     [16]byte
 	size     int64 // bytes written to the current segment
@@ -279,7 +280,7 @@ func (w *Writer) Flush() (lost int, err error) {
 func (w *Writer) create() error {
 	seq := w.sp.nextSeq()
 	path := filepath.Join(w.sp.cfg.Dir, w.stream, segmentName(seq))
-	f, err := w.sp.cfg.openFile(path)
+	f, err := w.sp.cfg.OpenFile(path)
 	if err != nil {
 		return fmt.Errorf("spool: create segment: %w", err)
 	}
@@ -311,4 +312,10 @@ func (w *Writer) close() error {
 	_, err := w.Flush()
 	w.seal()
 	return err
+}
+
+// CreateSegmentFile creates a new segment: exclusive, so two writers never share one, and
+// append-only, so a write after a truncation lands at the new end.
+func CreateSegmentFile(path string) (File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
 }
