@@ -2,8 +2,8 @@ package schemas
 
 import (
 	"embed"
-	"encoding/json"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"

@@ -202,3 +202,27 @@ func readBytes(r ByteReader, max int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// SplitRecords appends to dst the body of each of the count records in a block written with
+// schema s. Spans are walked without decoding; other records go through goavro.
+func SplitRecords(s *Schema, data []byte, count int64, dst [][]byte) ([][]byte, error) {
+	fast := s.Fingerprint == Current(NameSpan).Fingerprint
+	for ; count > 0; count-- {
+		var rest []byte
+		var err error
+		if fast {
+			rest, err = SkipSpan(data)
+		} else if _, rest, err = s.Codec.NativeFromBinary(data); err != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, data[:len(data)-len(rest)])
+		data = rest
+	}
+	if len(data) != 0 {
+		return dst, fmt.Errorf("%w: %d bytes after the block's records", ErrCorrupt, len(data))
+	}
+	return dst, nil
+}

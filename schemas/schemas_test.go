@@ -256,3 +256,33 @@ func TestDefaultsAreZeroValues(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipAndSplit(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	var data []byte
+	var lens []int
+	spans := append(schemastest.EdgeSpans(), schemastest.Span(r, 4), schemastest.Span(r, 0))
+	for i := range spans {
+		before := len(data)
+		data = schemas.AppendSpan(data, &spans[i])
+		lens = append(lens, len(data)-before)
+	}
+	recs, err := schemas.SplitRecords(schemas.Current(schemas.NameSpan), data, int64(len(spans)), nil)
+	if err != nil || len(recs) != len(spans) {
+		t.Fatalf("split: %d records, %v", len(recs), err)
+	}
+	for i, rec := range recs {
+		if len(rec) != lens[i] {
+			t.Fatalf("record %d: %d bytes, want %d", i, len(rec), lens[i])
+		}
+	}
+	if _, err := schemas.SplitRecords(schemas.Current(schemas.NameSpan), data[:len(data)-1], int64(len(spans)), nil); !errors.Is(err, schemas.ErrCorrupt) {
+		t.Fatalf("short block: %v", err)
+	}
+	ev := schemas.Event{Service: "x", Attributes: []schemas.KV{{"a", "b"}}}
+	body, _ := schemas.AppendBinary(nil, &ev)
+	two := append(append([]byte{}, body...), body...)
+	if recs, err := schemas.SplitRecords(schemas.Current(schemas.NameEvent), two, 2, nil); err != nil || len(recs) != 2 || len(recs[0]) != len(body) {
+		t.Fatalf("events: %d, %v", len(recs), err)
+	}
+}

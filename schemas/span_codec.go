@@ -219,3 +219,59 @@ func (d *decoder) stringMap(kvs []KV) []KV {
 	}
 	return kvs
 }
+
+// SkipSpan walks one Span body without decoding it and returns the bytes after it. The shipper
+// uses it to split a spool block into records at no allocation.
+func SkipSpan(b []byte) ([]byte, error) {
+	d := decoder{b: b}
+	d.skip(16 + 8 + 8)
+	d.skipStrings(3) // domain, service, operation
+	d.long()         // kind
+	d.skipStrings(2) // peer, host
+	d.long()         // start
+	d.long()         // duration
+	d.long()         // status
+	d.long()         // status_code
+	d.skipStrings(1) // error_type
+	d.skip(8)        // sample_rate
+	d.bool()
+	d.skipMap() // business_keys
+	d.skipMap() // tags
+	for n := d.blockLen(); n > 0 && d.err == nil; n = d.blockLen() {
+		for ; n > 0 && d.err == nil; n-- {
+			d.long()
+			d.skipStrings(1)
+			d.skipMap()
+		}
+	}
+	d.skipStrings(1) // agent_version
+	if d.err != nil {
+		return b, d.err
+	}
+	return d.b, nil
+}
+
+func (d *decoder) skip(n int) {
+	if len(d.b) < n {
+		d.fail("short input")
+		return
+	}
+	d.b = d.b[n:]
+}
+
+func (d *decoder) skipStrings(k int) {
+	for ; k > 0; k-- {
+		n := d.long()
+		if n < 0 || n > int64(len(d.b)) {
+			d.fail("string length out of range")
+			return
+		}
+		d.b = d.b[n:]
+	}
+}
+
+func (d *decoder) skipMap() {
+	for n := d.blockLen(); n > 0 && d.err == nil; n = d.blockLen() {
+		d.skipStrings(int(2 * n))
+	}
+}

@@ -1,9 +1,11 @@
-// Command mercury runs every Mercury daemon as a subcommand.
+// Command mercury runs Mercury's daemons and tools, one subcommand each. Flags are parsed here;
+// the work is done by the packages' embeddable New/Run.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,28 +13,54 @@ import (
 	"syscall"
 )
 
-// commands maps a subcommand to its runner; each parses its own flags and returns when ctx
-// ends (SIGINT/SIGTERM) after draining.
-var commands = map[string]func(ctx context.Context, args []string) error{
-	"broker": runBroker,
-	"ship":   runShip,
+type command struct {
+	run   func(ctx context.Context, args []string) error
+	usage string
+}
+
+var commands = map[string]command{
+	"broker":  {runBroker, "broker [--data DIR] [--addr HOST:PORT]   embedded single-machine Kafka-protocol broker"},
+	"ship":    {runShip, "ship --spool DIR --brokers HOST:PORT      ship the agent's spool to Kafka"},
+	"spool":   {runSpool, "spool cat DIR      print spool records as JSON lines"},
+	"version": {runVersion, "version            print the version"},
 }
 
 func main() {
-	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		names := make([]string, 0, len(commands))
-		for n := range commands {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		fmt.Fprintf(os.Stderr, "usage: mercury <command> [flags]\ncommands: %v\n", names)
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := commands[os.Args[1]](ctx, os.Args[2:])
-	stop()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	cmd, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "mercury: unknown command %q\n\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.run(ctx, os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "mercury %s: %v\n", os.Args[1], err)
+		stop()
 		os.Exit(1)
 	}
 }
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: mercury COMMAND [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %s\n", commands[n].usage)
+	}
+	fmt.Fprintln(os.Stderr, "\nRun 'mercury COMMAND -h' for a command's flags.")
+}
+
+func runVersion(context.Context, []string) error {
+	fmt.Println("mercury", version)
+	return nil
+}
+
+const version = "0.1.0"

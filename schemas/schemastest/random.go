@@ -77,7 +77,7 @@ func EdgeSpans() []schemas.Span {
 	max.SampleRate, max.Dyed = math.MaxFloat64, true
 	min := schemas.Span{StartUnixNano: math.MinInt64, DurationNano: math.MinInt64, StatusCode: math.MinInt32, SampleRate: math.SmallestNonzeroFloat64}
 	big := strings.Repeat("订单🙂x", 20000)
-	unicode := schemas.Span{Domain: "支付", Service: "σέρβις", Operation: "GET /订单/{id}", BusinessKeys: []schemas.KV{{"订单号", big}}, SampleRate: math.Inf(1)}
+	unicode := schemas.Span{Domain: "支付", Service: "σέρβις", Operation: "GET /订单/{id}", BusinessKeys: []schemas.KV{{Key: "订单号", Value: big}}, SampleRate: math.Inf(1)}
 	large := schemas.Span{BusinessKeys: make([]schemas.KV, 0, 1000)}
 	for i := 0; i < 1000; i++ {
 		large.BusinessKeys = append(large.BusinessKeys, schemas.KV{Key: strings.Repeat("k", i%7) + string(rune(0x4e00+i)), Value: ""})

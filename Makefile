@@ -1,0 +1,20 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO ?= go
+
+.PHONY: run test bench build
+
+run: ## the whole pipeline in one process on embedded defaults, with demo traffic
+	$(GO) run ./cmd/mercury up --demo
+
+test: ## vet, formatting and every test (tests needing avropipe/kcat skip without them)
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	$(GO) test -count=1 ./...
+	if [ -d bench ]; then cd bench && $(GO) vet ./...; fi
+
+bench: ## every benchmark; figures go to docs/BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	if [ -d bench ]; then cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...; fi
+
+build:
+	$(GO) build -o mercury ./cmd/mercury

@@ -1,0 +1,313 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newAgent(t *testing.T, cfg agent.Config) *agent.Agent {
+	t.Helper()
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = t.TempDir()
+	}
+	if cfg.Service == "" {
+		cfg.Service = "order"
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	return a
+}
+
+// records closes the agent and returns what it wrote.
+func records(t *testing.T, a *agent.Agent) (spans []schemas.Span, events []schemas.Event, beats []schemas.Heartbeat) {
+	t.Helper()
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(stream string, fn func(*schemas.Schema, []byte) error) {
+		if skipped, err := spool.Scan(a.SpoolDir(), stream, fn); err != nil || skipped != 0 {
+			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
+		}
+	}
+	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
+		var sp schemas.Span
+		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
+		spans = append(spans, sp)
+		return err
+	})
+	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
+		var ev schemas.Event
+		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
+		events = append(events, ev)
+		return err
+	})
+	scan(spool.StreamHeartbeats, func(s *schemas.Schema, b []byte) error {
+		var hb schemas.Heartbeat
+		_, err := schemas.DecodeBinary(s.Fingerprint, b, &hb)
+		beats = append(beats, hb)
+		return err
+	})
+	return spans, events, beats
+}
+
+func TestSpansReachTheSpool(t *testing.T) {
+	a := newAgent(t, agent.Config{Service: "order", Domain: "shop", Host: "h1"})
+	ctx, root := a.StartSpan(context.Background(), "checkout")
+	root.SetBusinessKey("order_id", "12345")
+	root.SetTag("password", "hunter2")
+	root.SetTag("note", "call 13812345678")
+	_, child := a.StartSpan(ctx, "load cart")
+	child.SetKind(agent.KindClient)
+	child.SetPeer("cart")
+	child.RecordError(fmt.Errorf("load: %w", os.ErrDeadlineExceeded))
+	child.End()
+	child.SetTag("late", "ignored") // after End: inert
+	root.End()
+	root.End() // twice: harmless
+	var nilSpan *agent.Span
+	nilSpan.SetTag("a", "b")
+	nilSpan.End()
+
+	spans, events, beats := records(t, a)
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	c, r := spans[0], spans[1]
+	if r.TraceID != c.TraceID || c.ParentSpanID != r.SpanID || !r.ParentSpanID.IsZero() {
+		t.Fatalf("broken tree: root %+v child %+v", r, c)
+	}
+	if r.Service != "order" || r.Domain != "shop" || r.Host != "h1" || r.AgentVersion != agent.Version {
+		t.Fatalf("process fields: %+v", r)
+	}
+	if v, _ := schemas.Get(r.BusinessKeys, "order_id"); v != "12345" {
+		t.Fatalf("business key: %+v", r.BusinessKeys)
+	}
+	if v, _ := schemas.Get(r.Tags, "password"); v != "***" {
+		t.Fatalf("password not masked: %q", v)
+	}
+	if v, _ := schemas.Get(r.Tags, "note"); v != "call 138****5678" {
+		t.Fatalf("phone not masked: %q", v)
+	}
+	if _, late := schemas.Get(c.Tags, "late"); late {
+		t.Fatal("tag set after End was recorded")
+	}
+	if c.Status != schemas.StatusError || c.ErrorType != "*poll.DeadlineExceededError" || c.Kind != schemas.KindClient || c.Peer != "cart" {
+		t.Fatalf("child: %+v", c)
+	}
+	if len(events) != 1 || events[0].Type != schemas.EventException || events[0].TraceID != c.TraceID || events[0].Stack == "" {
+		t.Fatalf("events: %+v", events)
+	}
+	if len(beats) < 2 || beats[0].Service != "order" || beats[0].PID != int32(os.Getpid()) {
+		t.Fatalf("heartbeats: %+v", beats)
+	}
+	if last := beats[len(beats)-1]; last.Stats["spans_written"] != 2 {
+		t.Fatalf("final heartbeat stats: %v", last.Stats)
+	}
+}
+
+func TestSamplingFollowsTheRoot(t *testing.T) {
+	a := newAgent(t, agent.Config{SampleRate: 1e-9})
+	for i := 0; i < 200; i++ {
+		ctx, s := a.StartSpan(context.Background(), "unsampled")
+		if s.Sampled() {
+			t.Fatal("rate 1e-9 sampled a trace")
+		}
+		// Not sampled, yet propagated and still an error source: events are never sampled.
+		if sc, ok := agent.SpanContextFrom(ctx); !ok || !sc.IsValid() || sc.Sampled {
+			t.Fatalf("unsampled context: %+v", sc)
+		}
+		s.RecordError(errors.New("boom"))
+		s.End()
+	}
+	// A sampled parent from upstream is followed whatever the local rate.
+	parent := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 0.5, OriginDomain: "edge"}
+	_, s := a.StartSpan(agent.ContextWithRemote(context.Background(), parent), "followed")
+	if !s.Sampled() || s.Context().TraceID != parent.TraceID {
+		t.Fatal("downstream did not follow the upstream decision")
+	}
+	s.End()
+	spans, events, _ := records(t, a)
+	if len(spans) != 1 || spans[0].SampleRate != 0.5 || spans[0].ParentSpanID != parent.SpanID {
+		t.Fatalf("spans: %+v", spans)
+	}
+	if len(events) != 200 {
+		t.Fatalf("%d exception events, want 200", len(events))
+	}
+}
+
+func TestDomainOverride(t *testing.T) {
+	a := newAgent(t, agent.Config{Domain: "pay", SampleRate: 1e-9, OverrideDomainSampling: true})
+	sampledUpstream := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 1, OriginDomain: "shop"}
+	_, s := a.StartSpan(agent.ContextWithRemote(context.Background(), sampledUpstream), "x")
+	if s.Sampled() || s.Context().OriginDomain != "pay" {
+		t.Fatalf("override ignored: %+v", s.Context())
+	}
+	sameDomain := sampledUpstream
+	sameDomain.OriginDomain = "pay"
+	_, s = a.StartSpan(agent.ContextWithRemote(context.Background(), sameDomain), "y")
+	if !s.Sampled() {
+		t.Fatal("a decision taken in our own domain must be followed")
+	}
+}
+
+// stallingFile blocks every write until released: a hung disk.
+type stallingFile struct {
+	spool.File
+	release <-chan struct{}
+	stalled *sync.Once
+	started chan<- struct{}
+}
+
+func (f stallingFile) Write(p []byte) (int, error) {
+	f.stalled.Do(func() { close(f.started) })
+	<-f.release
+	return f.File.Write(p)
+}
+
+func TestStalledDiskNeverBlocksTheCaller(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a, err := agent.NewWithFS(agent.Config{SpoolDir: t.TempDir(), QueueSize: 100, HeartbeatInterval: time.Hour},
+		func(path string) (spool.File, error) {
+			f, err := spool.CreateSegmentFile(path)
+			return stallingFile{f, release, &once, started}, err
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started // the writer is now stuck in a write (its first heartbeat)
+	const n = 10000
+	for i := 0; i < n; i++ {
+		_, s := a.StartSpan(context.Background(), "op")
+		s.End()
+	}
+	// All n calls returned while the disk is still stalled; the overflow is counted.
+	st := a.Stats()
+	if st.Dropped[agent.DropQueueFull] < n-100 {
+		t.Fatalf("dropped %d, want ≥ %d", st.Dropped[agent.DropQueueFull], n-100)
+	}
+	close(release)
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.SpansWritten+st.Dropped[agent.DropQueueFull] != n {
+		t.Fatalf("written %d + dropped %d != %d", st.SpansWritten, st.Dropped[agent.DropQueueFull], n)
+	}
+}
+
+type failingFile struct{ spool.File }
+
+func (failingFile) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+func TestFullDiskDropsAndCounts(t *testing.T) {
+	var logged atomic.Int32
+	a, err := agent.NewWithFS(agent.Config{SpoolDir: t.TempDir(), Logger: logFunc(func(string, ...any) { logged.Add(1) })},
+		func(path string) (spool.File, error) {
+			f, err := spool.CreateSegmentFile(path)
+			return failingFile{f}, err
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		_, s := a.StartSpan(context.Background(), "op")
+		s.End()
+	}
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.Dropped[agent.DropDisk] != 50 || st.SpansWritten != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if logged.Load() == 0 {
+		t.Fatal("a failing disk was not logged")
+	}
+	a.Close(context.Background())
+}
+
+type logFunc func(string, ...any)
+
+func (f logFunc) Printf(format string, args ...any) { f(format, args...) }
+
+func TestDynamicConfigFromURL(t *testing.T) {
+	var body atomic.Value
+	body.Store(`{"version":"v1","sample_rate":1,"switches":{"sql":false}}`)
+	var notModified, served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := body.Load().(string)
+		served.Add(1)
+		etag := fmt.Sprintf(`"%x"`, len(b))
+		if r.URL.Query().Get("service") != "order" {
+			http.Error(w, "no service", http.StatusBadRequest)
+			return
+		}
+		if r.Header.Get("If-None-Match") == etag {
+			notModified.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Write([]byte(b))
+	}))
+	defer srv.Close()
+	a := newAgent(t, agent.Config{ConfigURL: srv.URL, ConfigPoll: 5 * time.Millisecond})
+	waitFor(t, func() bool { return a.Stats().ConfigVersion == "v1" && notModified.Load() > 0 })
+	if _, s := a.Start(context.Background(), "SELECT", agent.KindClient, agent.CategorySQL); s != nil {
+		t.Fatal("sql switched off, yet a span started")
+	}
+	if _, s := a.Start(context.Background(), "GET /", agent.KindServer, agent.CategoryHTTP); s == nil {
+		t.Fatal("http is on")
+	}
+	body.Store(`{"version":"v2-kill","kill":true}`)
+	waitFor(t, func() bool { return a.Stats().ConfigVersion == "v2-kill" })
+	if _, s := a.StartSpan(context.Background(), "x"); s != nil {
+		t.Fatal("kill switch ignored")
+	}
+	body.Store(`{"version":"v3","sample_rate":7}`) // invalid: the last good config stays
+	seen := served.Load()
+	waitFor(t, func() bool { return served.Load() > seen+2 })
+	if v := a.Stats().ConfigVersion; v != "v2-kill" {
+		t.Fatalf("invalid config applied: %s", v)
+	}
+}
+
+func TestDynamicConfigFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.json")
+	os.WriteFile(path, []byte(`{"version":"f1","sample_rate":0}`), 0o644)
+	a := newAgent(t, agent.Config{ConfigFile: path, ConfigPoll: 5 * time.Millisecond})
+	waitFor(t, func() bool { return a.Stats().ConfigVersion == "f1" })
+	if _, s := a.StartSpan(context.Background(), "x"); s.Sampled() {
+		t.Fatal("sample_rate 0 from the file was not applied")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"encoding/hex"
+	"strconv"
+	"strings"
+
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// W3C Trace Context. Mercury's own fields travel in a tracestate entry under the key "mercury":
+// r = sample rate, d = dyed (load test), o = origin domain, e.g. "mercury=r:0.25;d:1;o:shop".
+// A malformed header never errors: the request simply starts a new root trace.
+
+const (
+	// HeaderTraceparent and HeaderTracestate are the W3C header names.
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+	// HeaderDye marks load-test traffic at the edge (the gateway and the HTTP middleware).
+	HeaderDye = "X-Mercury-Dye"
+
+	stateKey        = "mercury"
+	maxStateEntries = 32
+)
+
+// SpanContext is what crosses process boundaries.
+type SpanContext struct {
+	TraceID      schemas.TraceID
+	SpanID       schemas.SpanID
+	Sampled      bool
+	SampleRate   float64 // the rate the sampling decision was taken at
+	Dyed         bool
+	OriginDomain string // domain that took the sampling decision
+	OtherState   string // other vendors' tracestate entries, passed on untouched
+}
+
+// IsValid reports whether both ids are set.
+func (sc SpanContext) IsValid() bool { return !sc.TraceID.IsZero() && !sc.SpanID.IsZero() }
+
+// ParseTraceparent parses a traceparent header. ok is false for anything malformed.
+func ParseTraceparent(h string) (sc SpanContext, ok bool) {
+	// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55 characters for version 00; later
+	// versions may append fields after another dash.
+	if len(h) < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-' {
+		return sc, false
+	}
+	ver, okv := hexByte(h[0:2])
+	if !okv || ver == 0xff || (ver == 0 && len(h) != 55) || (len(h) > 55 && h[55] != '-') {
+		return sc, false
+	}
+	if !lowerHex(h[3:35]) || !lowerHex(h[36:52]) {
+		return sc, false
+	}
+	hex.Decode(sc.TraceID[:], []byte(h[3:35]))
+	hex.Decode(sc.SpanID[:], []byte(h[36:52]))
+	flags, okf := hexByte(h[53:55])
+	if !okf || !sc.IsValid() {
+		return SpanContext{}, false
+	}
+	sc.Sampled = flags&1 == 1
+	sc.SampleRate = 1
+	return sc, true
+}
+
+// FormatTraceparent renders version 00.
+func FormatTraceparent(sc SpanContext) string {
+	var b [55]byte
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], sc.TraceID[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sc.SpanID[:])
+	copy(b[52:], "-00")
+	if sc.Sampled {
+		b[54] = '1'
+	}
+	return string(b[:])
+}
+
+// applyTracestate reads Mercury's entry and keeps the others.
+func applyTracestate(sc *SpanContext, h string) {
+	if h == "" {
+		return
+	}
+	var others []string
+	for _, entry := range strings.Split(h, ",") {
+		entry = strings.TrimSpace(entry)
+		k, v, ok := strings.Cut(entry, "=")
+		if !ok || k == "" {
+			continue // invalid entries are dropped, as the spec allows
+		}
+		if k != stateKey {
+			if len(others) < maxStateEntries-1 {
+				others = append(others, entry)
+			}
+			continue
+		}
+		for _, f := range strings.Split(v, ";") {
+			name, val, _ := strings.Cut(f, ":")
+			switch name {
+			case "r":
+				if r, err := strconv.ParseFloat(val, 64); err == nil && r > 0 && r <= 1 {
+					sc.SampleRate = r
+				}
+			case "d":
+				sc.Dyed = val == "1"
+			case "o":
+				if validDomain(val) {
+					sc.OriginDomain = val
+				}
+			}
+		}
+	}
+	sc.OtherState = strings.Join(others, ",")
+}
+
+// FormatTracestate puts Mercury's entry first (the spec wants the updated entry leftmost).
+func FormatTracestate(sc SpanContext) string {
+	var b strings.Builder
+	b.WriteString(stateKey)
+	b.WriteString("=r:")
+	b.WriteString(strconv.FormatFloat(sc.SampleRate, 'g', -1, 64))
+	if sc.Dyed {
+		b.WriteString(";d:1")
+	}
+	if sc.OriginDomain != "" {
+		b.WriteString(";o:")
+		b.WriteString(sc.OriginDomain)
+	}
+	if sc.OtherState != "" {
+		b.WriteByte(',')
+		b.WriteString(sc.OtherState)
+	}
+	return b.String()
+}
+
+// Carrier is the header access propagation needs; http.Header satisfies it.
+type Carrier interface {
+	Get(key string) string
+	Set(key, value string)
+}
+
+// Extract reads a remote span context from headers. ok is false when there is none or it is
+// malformed; the caller then starts a new root.
+func Extract(c Carrier) (SpanContext, bool) {
+	sc, ok := ParseTraceparent(c.Get(HeaderTraceparent))
+	if !ok {
+		return SpanContext{}, false
+	}
+	applyTracestate(&sc, c.Get(HeaderTracestate))
+	return sc, true
+}
+
+// Inject writes sc into headers.
+func Inject(sc SpanContext, c Carrier) {
+	if !sc.IsValid() {
+		return
+	}
+	c.Set(HeaderTraceparent, FormatTraceparent(sc))
+	c.Set(HeaderTracestate, FormatTracestate(sc))
+}
+
+func hexByte(s string) (byte, bool) {
+	if !lowerHex(s) {
+		return 0, false
+	}
+	v, _ := strconv.ParseUint(s, 16, 8)
+	return byte(v), true
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// validDomain keeps tracestate values within the spec's character set and our own limits.
+func validDomain(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

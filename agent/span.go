@@ -1,0 +1,283 @@
+package agent
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// Categories name the instrumentation a span comes from, for the per-category switches of the
+// dynamic config.
+const (
+	CategoryCustom = "custom"
+	CategoryHTTP   = "http"
+	CategorySQL    = "sql"
+)
+
+// Kinds, re-exported so hosts need not import schemas.
+const (
+	KindInternal = schemas.KindInternal
+	KindServer   = schemas.KindServer
+	KindClient   = schemas.KindClient
+	KindProducer = schemas.KindProducer
+	KindConsumer = schemas.KindConsumer
+)
+
+// Span is a handle on one timed operation. A nil *Span is valid and records nothing, so
+// callers never check. A span belongs to the goroutine that started it; calls after End do
+// nothing.
+//
+// The handle lives inside the context node StartSpan returns (the one allocation per span);
+// the record it fills comes from a pool and goes back once the writer has encoded it. A
+// generation number in the record makes a handle used after End inert instead of letting it
+// write into a recycled record.
+type Span struct {
+	a   *Agent      // events are emitted even when the trace is not sampled
+	rec *spanRecord // nil when the trace is not sampled
+	gen uint64
+	sc  SpanContext // what children and outgoing calls propagate; outlives the record
+}
+
+type spanRecord struct {
+	state   atomic.Uint64 // gen<<1 | ended
+	agent   *Agent
+	rec     schemas.Span
+	start   time.Time     // monotonic, for the duration
+	tagBuf  [3]schemas.KV // inline storage for the common span
+	keysBuf [1]schemas.KV
+}
+
+// spanNode is the context a span lives in.
+type spanNode struct {
+	context.Context
+	span Span
+}
+
+type spanKey struct{}
+type remoteKey struct{}
+
+func (n *spanNode) Value(k any) any {
+	if k == (spanKey{}) {
+		return &n.span
+	}
+	return n.Context.Value(k)
+}
+
+// FromContext returns the active span, or nil.
+func FromContext(ctx context.Context) *Span {
+	s, _ := ctx.Value(spanKey{}).(*Span)
+	return s
+}
+
+// ContextWithRemote stores a span context received from another process; the next span
+// started from ctx continues that trace.
+func ContextWithRemote(ctx context.Context, sc SpanContext) context.Context {
+	return context.WithValue(ctx, remoteKey{}, sc)
+}
+
+// SpanContextFrom returns what should be propagated from ctx: the active span's context, else
+// a remote one.
+func SpanContextFrom(ctx context.Context) (SpanContext, bool) {
+	if s := FromContext(ctx); s != nil {
+		return s.sc, true
+	}
+	sc, ok := ctx.Value(remoteKey{}).(SpanContext)
+	return sc, ok
+}
+
+// StartSpan starts a span as a child of the span in ctx (or of a remote parent, or as a root)
+// with the default agent. Without a started agent it returns ctx and a nil span.
+func StartSpan(ctx context.Context, op string) (context.Context, *Span) {
+	return Default().StartSpan(ctx, op)
+}
+
+// StartSpan starts an internal span in the custom category.
+func (a *Agent) StartSpan(ctx context.Context, op string) (context.Context, *Span) {
+	return a.Start(ctx, op, KindInternal, CategoryCustom)
+}
+
+// Start starts a span of a kind in an instrumentation category (for the config switches).
+func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, category string) (context.Context, *Span) {
+	if a == nil {
+		return ctx, nil
+	}
+	rt := a.runtime.Load()
+	if rt.killed || rt.off[category] {
+		return ctx, nil
+	}
+	n := &spanNode{Context: ctx}
+	s := &n.span
+	s.a = a
+	parent, ok := SpanContextFrom(ctx)
+	if ok {
+		s.sc = parent
+		if a.cfg.OverrideDomainSampling && parent.OriginDomain != "" && parent.OriginDomain != a.cfg.Domain {
+			a.decide(&s.sc, rt.sampleRate)
+		}
+	} else {
+		s.sc.TraceID = newTraceID()
+		a.decide(&s.sc, rt.sampleRate)
+	}
+	s.sc.SpanID = newSpanID()
+	if !s.sc.Sampled {
+		return n, s
+	}
+	r := a.pool.Get().(*spanRecord)
+	s.rec, s.gen = r, r.state.Load()>>1
+	r.agent = a
+	r.start = time.Now()
+	r.rec.TraceID, r.rec.SpanID = s.sc.TraceID, s.sc.SpanID
+	if ok {
+		r.rec.ParentSpanID = parent.SpanID
+	}
+	r.rec.Operation, r.rec.Kind = op, kind
+	r.rec.StartUnixNano = r.start.UnixNano()
+	r.rec.SampleRate, r.rec.Dyed = s.sc.SampleRate, s.sc.Dyed
+	return n, s
+}
+
+// decide takes the sampling decision for a trace entering here.
+func (a *Agent) decide(sc *SpanContext, rate float64) {
+	sc.SampleRate, sc.OriginDomain = rate, a.cfg.Domain
+	sc.Sampled = rate >= 1 || rand.Float64() < rate
+}
+
+func newSpanRecord() any {
+	r := &spanRecord{}
+	r.rec.Tags, r.rec.BusinessKeys = r.tagBuf[:0], r.keysBuf[:0]
+	return r
+}
+
+// recycle readies an encoded record for reuse; stale handles see the new generation.
+func (r *spanRecord) recycle() {
+	r.state.Store((r.state.Load()>>1 + 1) << 1)
+	clear(r.rec.Tags)
+	clear(r.rec.BusinessKeys)
+	clear(r.rec.Events)
+	r.rec = schemas.Span{Tags: r.rec.Tags[:0], BusinessKeys: r.rec.BusinessKeys[:0], Events: r.rec.Events[:0]}
+	r.agent.pool.Put(r)
+}
+
+func newTraceID() (t schemas.TraceID) {
+	for t.IsZero() {
+		putUint64(t[:8], rand.Uint64())
+		putUint64(t[8:], rand.Uint64())
+	}
+	return t
+}
+
+func newSpanID() (s schemas.SpanID) {
+	for s.IsZero() {
+		putUint64(s[:], rand.Uint64())
+	}
+	return s
+}
+
+func putUint64(b []byte, v uint64) {
+	_ = b[7]
+	for i := 0; i < 8; i++ {
+		b[i] = byte(v >> (56 - 8*i))
+	}
+}
+
+// live returns the record while the span may still be changed.
+func (s *Span) live() *schemas.Span {
+	if s == nil || s.rec == nil || s.rec.state.Load() != s.gen<<1 {
+		return nil
+	}
+	return &s.rec.rec
+}
+
+// Context returns the span's propagation context.
+func (s *Span) Context() SpanContext {
+	if s == nil {
+		return SpanContext{}
+	}
+	return s.sc
+}
+
+// Sampled reports whether the span is recorded.
+func (s *Span) Sampled() bool { return s != nil && s.sc.Sampled }
+
+// SetOperation renames the span (for instance once the router knows the route template).
+func (s *Span) SetOperation(op string) {
+	if r := s.live(); r != nil {
+		r.Operation = op
+	}
+}
+
+// SetKind sets the span kind.
+func (s *Span) SetKind(k schemas.SpanKind) {
+	if r := s.live(); r != nil {
+		r.Kind = k
+	}
+}
+
+// SetPeer names the other side of a client span (service, database).
+func (s *Span) SetPeer(peer string) {
+	if r := s.live(); r != nil {
+		r.Peer = peer
+	}
+}
+
+// SetTag sets a tag. Values are masked before they leave the process.
+func (s *Span) SetTag(k, v string) {
+	if r := s.live(); r != nil {
+		r.Tags = schemas.Set(r.Tags, k, v)
+	}
+}
+
+// SetBusinessKey attaches a searchable business key (order_id, user_id...) to the span.
+func (s *Span) SetBusinessKey(k, v string) {
+	if r := s.live(); r != nil {
+		r.BusinessKeys = schemas.Set(r.BusinessKeys, k, v)
+	}
+}
+
+// SetStatus sets the outcome and a protocol status code (HTTP status, SQL error code...).
+func (s *Span) SetStatus(st schemas.Status, code int) {
+	if r := s.live(); r != nil {
+		r.Status, r.StatusCode = st, int32(code)
+	}
+}
+
+// AddEvent adds a timestamped annotation; attrs are key, value pairs.
+func (s *Span) AddEvent(name string, attrs ...string) {
+	r := s.live()
+	if r == nil {
+		return
+	}
+	ev := schemas.SpanEvent{TimeUnixNano: time.Now().UnixNano(), Name: name}
+	for i := 0; i+1 < len(attrs); i += 2 {
+		ev.Attributes = schemas.Set(ev.Attributes, attrs[i], attrs[i+1])
+	}
+	r.Events = append(r.Events, ev)
+}
+
+// End records the span's duration and queues it. It never blocks: when the writer is behind,
+// the span is dropped and counted.
+func (s *Span) End() {
+	r := s.live()
+	if r == nil {
+		return
+	}
+	sr := s.rec
+	sr.state.Store(s.gen<<1 | 1)
+	r.DurationNano = int64(time.Since(sr.start))
+	sr.agent.enqueue(sr)
+}
+
+func (a *Agent) enqueue(r *spanRecord) {
+	if a.closed.Load() {
+		a.dropClosed.Add(1)
+		r.recycle()
+		return
+	}
+	if !a.spans.push(r) {
+		a.dropQueue.Add(1)
+		r.recycle()
+	}
+}

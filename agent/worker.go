@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// writer is the agent's one background goroutine for records: it masks, encodes and appends
+// to the spool, flushes blocks on a timer, and writes heartbeats.
+type writer struct {
+	a       *Agent
+	spans   *spool.Writer
+	events  *spool.Writer
+	batch   []*spanRecord
+	taken   uint64 // spans taken off the queue so far
+	waiting []flushRequest
+	lastErr time.Time
+}
+
+func (a *Agent) writeLoop() {
+	defer a.wg.Done()
+	w := &writer{a: a, spans: a.spool.Writer(spool.StreamSpans), events: a.spool.Writer(spool.StreamEvents)}
+	flush := time.NewTicker(a.cfg.FlushInterval)
+	defer flush.Stop()
+	beat := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer beat.Stop()
+	a.heartbeat()
+	for {
+		select {
+		case <-a.spans.wake:
+			w.drain()
+		case f := <-a.flushes:
+			w.waiting = append(w.waiting, f)
+			w.drain()
+		case ev := <-a.events:
+			w.writeEvent(&ev)
+		case <-flush.C:
+			w.flush()
+		case <-beat.C:
+			a.heartbeat()
+		case <-a.stop:
+			w.drain()
+			for {
+				select {
+				case ev := <-a.events:
+					w.writeEvent(&ev)
+				default:
+					w.flush()
+					a.heartbeat()
+					return
+				}
+			}
+		}
+	}
+}
+
+// drain writes everything queued, then answers the flush requests it has caught up with.
+func (w *writer) drain() {
+	for {
+		if w.batch = w.a.spans.take(w.batch); len(w.batch) == 0 {
+			break
+		}
+		for _, r := range w.batch {
+			w.writeSpan(r)
+		}
+		w.taken += uint64(len(w.batch))
+	}
+	kept := w.waiting[:0]
+	for _, f := range w.waiting {
+		if f.upTo <= w.taken {
+			w.flush()
+			close(f.done)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	w.waiting = kept
+}
+
+func (w *writer) writeSpan(r *spanRecord) {
+	a := w.a
+	r.rec.Domain, r.rec.Service, r.rec.Host, r.rec.AgentVersion = a.cfg.Domain, a.cfg.Service, a.cfg.Host, Version
+	a.mask.span(&r.rec)
+	a.written.Add(1)
+	lost, err := w.spans.Commit(schemas.AppendSpan(w.spans.Pending(), &r.rec))
+	r.recycle()
+	w.report(&a.written, lost, err)
+}
+
+func (w *writer) writeEvent(ev *schemas.Event) {
+	a := w.a
+	ev.Domain, ev.Service, ev.Host, ev.AgentVersion = a.cfg.Domain, a.cfg.Service, a.cfg.Host, Version
+	a.mask.event(ev)
+	body, err := schemas.AppendBinary(w.events.Pending(), ev)
+	if err != nil {
+		return
+	}
+	a.eventsOut.Add(1)
+	lost, err := w.events.Commit(body)
+	w.report(&a.eventsOut, lost, err)
+}
+
+func (w *writer) flush() {
+	lost, err := w.spans.Flush()
+	w.report(&w.a.written, lost, err)
+	lost, err = w.events.Flush()
+	w.report(&w.a.eventsOut, lost, err)
+}
+
+// report counts records a failed block write lost; they were counted as written when
+// committed, so the counter is corrected (blocks hold one stream each).
+func (w *writer) report(written *atomic.Int64, lost int, err error) {
+	if lost > 0 {
+		w.a.dropDisk.Add(int64(lost))
+		written.Add(-int64(lost))
+	}
+	if err != nil && time.Since(w.lastErr) > time.Minute {
+		w.lastErr = time.Now()
+		w.a.cfg.Logger.Printf("mercury agent: spool write failed, dropping records: %v", err)
+	}
+}
+
+func (a *Agent) heartbeat() {
+	st := a.Stats()
+	hb := schemas.Heartbeat{
+		TimeUnixNano: time.Now().UnixNano(), Domain: a.cfg.Domain, Service: a.cfg.Service, Host: a.cfg.Host,
+		PID: int32(os.Getpid()), AgentVersion: Version, ConfigVersion: st.ConfigVersion,
+		StartedUnixNano: a.started.UnixNano(),
+		Stats: map[string]int64{
+			"queued": st.Queued, "spans_written": st.SpansWritten, "events_written": st.EventsWritten,
+			"spool_bytes": st.SpoolBytes, "spool_segments": st.SpoolSegments, "spool_deleted_segments": st.SpoolDeleted,
+		},
+	}
+	for reason, n := range st.Dropped {
+		hb.Stats["dropped_"+reason] = n
+	}
+	w := a.spool.Writer(spool.StreamHeartbeats)
+	body, err := schemas.AppendBinary(w.Pending(), &hb)
+	if err != nil {
+		return
+	}
+	if _, err := w.Commit(body); err == nil {
+		if _, err := w.Flush(); err == nil {
+			a.beats.Add(1)
+		}
+	}
+}
