@@ -265,7 +265,10 @@ func skip(n *avroNode, b []byte, p int) (int, error) {
 // splitter cuts a block's data into record bodies and lifts up to two top-level key fields.
 type splitter struct {
 	root *avroNode
-	keys [2]int // top-level field index per key slot, -1 if absent
+	keyIdx [2]int // top-level field index per key slot, -1 if absent
+	// prefix > 0: the only key is a fixed of this size that opens the record (Span.trace_id),
+	// so keys() slices it without walking the record.
+	prefix int
 }
 
 func newSplitter(schemaJSON string, keyFields ...string) (*splitter, error) {
@@ -276,15 +279,30 @@ func newSplitter(schemaJSON string, keyFields ...string) (*splitter, error) {
 	if root.kind != kRecord {
 		return nil, fmt.Errorf("writer schema is not a record")
 	}
-	s := &splitter{root: root, keys: [2]int{-1, -1}}
+	s := &splitter{root: root, keyIdx: [2]int{-1, -1}}
 	for slot, k := range keyFields {
 		for i, name := range root.names {
 			if name == k {
-				s.keys[slot] = i
+				s.keyIdx[slot] = i
 			}
 		}
 	}
+	if s.keyIdx[0] == 0 && s.keyIdx[1] < 0 && root.fields[0].kind == kFixed {
+		s.prefix = root.fields[0].size
+	}
 	return s, nil
+}
+
+// keys lifts the key fields of one record body.
+func (s *splitter) keys(rec []byte) (k0, k1 []byte, err error) {
+	if s.prefix > 0 {
+		if len(rec) < s.prefix {
+			return nil, nil, errShort
+		}
+		return rec[:s.prefix], nil, nil
+	}
+	_, k0, k1, err = s.next(rec, 0)
+	return k0, k1, err
 }
 
 // next returns the end of the record starting at p and the raw key fields (a string's bytes,
@@ -295,7 +313,7 @@ func (s *splitter) next(b []byte, p int) (end int, k0, k1 []byte, err error) {
 		if p, err = skip(f, b, p); err != nil {
 			return p, nil, nil, err
 		}
-		if i != s.keys[0] && i != s.keys[1] {
+		if i != s.keyIdx[0] && i != s.keyIdx[1] {
 			continue
 		}
 		v := b[start:p]
@@ -303,7 +321,7 @@ func (s *splitter) next(b []byte, p int) (end int, k0, k1 []byte, err error) {
 			_, off, _ := readVarint(b, start)
 			v = b[off:p]
 		}
-		if i == s.keys[0] {
+		if i == s.keyIdx[0] {
 			k0 = v
 		} else {
 			k1 = v

@@ -49,24 +49,24 @@ func TestKcatReadsShippedTopics(t *testing.T) {
 			t.Skip("kcat not installed (Debian package kafkacat); skipping the third-party client check")
 		}
 	}
-	spool := t.TempDir()
+	spoolDir := t.TempDir()
 	b := startBroker(t, t.TempDir(), "")
 	defer b.Close()
 
-	spans := newSpoolWriter(t, spool, StreamSpans, schemas.NameSpan)
+	spans := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
 	bodies, ids := newSpanGen(3).bodies(40)
 	spans.block(bodies)
 	spans.close()
-	events := newSpoolWriter(t, spool, StreamEvents, schemas.NameEvent)
+	events := newSpoolWriter(t, spoolDir, StreamEvents, schemas.NameEvent)
 	ev, _ := schemas.AppendBinary(nil, schemas.Event{Service: "checkout", Host: "h1", Type: schemas.EventBreaker, Name: "db"})
 	events.block([][]byte{ev})
 	events.close()
-	hbs := newSpoolWriter(t, spool, StreamHeartbeats, schemas.NameHeartbeat)
+	hbs := newSpoolWriter(t, spoolDir, StreamHeartbeats, schemas.NameHeartbeat)
 	hb, _ := schemas.AppendBinary(nil, schemas.Heartbeat{Service: "checkout", Host: "h1", PID: 7, Stats: map[string]int64{"queued": 1}})
 	hbs.block([][]byte{hb})
 	hbs.close()
 
-	sh := startShipper(t, Config{Spool: spool, Bus: bus.Config{Brokers: []string{b.Addr()}}, Poll: 5 * time.Millisecond, Logger: quietLog()})
+	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Poll: 5 * time.Millisecond, Logger: quietLog()})
 	waitFor(t, 20*time.Second, "42 records shipped", func() bool { return sh.s.Stats().Records == 42 })
 	if err := sh.stop(); err != nil {
 		t.Fatal(err)

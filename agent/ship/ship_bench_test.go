@@ -24,10 +24,10 @@ func cpuTime() time.Duration {
 //
 //	go test ./agent/ship -run '^$' -bench ShipSpans -benchmem -benchtime 1000000x
 func BenchmarkShipSpans(b *testing.B) {
-	spool := b.TempDir()
+	spoolDir := b.TempDir()
 	br := startBroker(b, b.TempDir(), "")
 	defer br.Close()
-	w := newSpoolWriter(b, spool, StreamSpans, schemas.NameSpan)
+	w := newSpoolWriter(b, spoolDir, StreamSpans, schemas.NameSpan)
 	gen := newSpanGen(1)
 	const per, blocksPerSeg = 500, 40
 	var bytes int64
@@ -46,7 +46,7 @@ func BenchmarkShipSpans(b *testing.B) {
 	w.rotate() // seal the last data segment
 	w.close()
 
-	cfg := Config{Spool: spool, Bus: bus.Config{Brokers: []string{br.Addr()}}, Streams: []string{StreamSpans}, Logger: quietLog()}
+	cfg := Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{br.Addr()}}, Streams: []string{StreamSpans}, Logger: quietLog()}
 	if v, err := strconv.Atoi(os.Getenv("SHIP_BATCH")); err == nil {
 		cfg.BatchRecords, cfg.BatchBytes = v, int64(v)*1000
 	}

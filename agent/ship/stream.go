@@ -17,6 +17,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/mercury-apm/mercury/agent/spool"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/schemas"
 )
@@ -32,7 +33,7 @@ type batch struct {
 	bytes    int64     // message value bytes
 	dropped  int64     // oversize records left out
 	pos      cursor    // read position after the batch's last block: the cursor once acknowledged
-	finished []segment // segments read to the end (or skipped) in this batch: deleted once committed
+	finished []spool.Segment // segments read to the end (or skipped) in this batch: deleted once committed
 }
 type stream struct {
 	sh        *Shipper
@@ -45,7 +46,8 @@ type stream struct {
 	committed cursor // durable: acknowledged up to here (sender goroutine; read under mu)
 	pos       cursor // read position (reader goroutine)
 
-	cur       *segmentReader
+	cur       *spool.SegmentReader
+	curPath   string
 	curSplit  *splitter
 	curFP     uint64
 	splitters map[uint64]*splitter
@@ -228,9 +230,9 @@ func (st *stream) readBlock() (bool, error) {
 	if st.cur == nil {
 		return st.openNext()
 	}
-	_, end, count, data, err := st.cur.next()
+	blk, err := st.cur.Next()
 	if err == nil {
-		return true, st.appendBlock(end, count, data)
+		return true, st.appendBlock(blk)
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, schemas.ErrTornBlock) {
 		st.skip(err, "corrupt block", true)
@@ -243,10 +245,10 @@ func (st *stream) readBlock() (bool, error) {
 	if lerr != nil || !sealed {
 		return false, lerr
 	}
-	_, end, count, data, err = st.cur.next()
+	blk, err = st.cur.Next()
 	switch {
 	case err == nil:
-		return true, st.appendBlock(end, count, data)
+		return true, st.appendBlock(blk)
 	case errors.Is(err, io.EOF):
 		st.finish(true)
 	case errors.Is(err, schemas.ErrTornBlock):
@@ -257,51 +259,44 @@ func (st *stream) readBlock() (bool, error) {
 	return true, nil
 }
 
-func (st *stream) appendBlock(end, count int64, data []byte) error {
-	n0, a0, b0, d0 := len(st.b.msgs), len(st.b.arena), st.b.bytes, st.b.dropped
+func (st *stream) appendBlock(blk spool.Block) error {
+	b := st.b
+	n0, a0, b0, d0 := len(b.msgs), len(b.arena), b.bytes, b.dropped
 	fp := st.curFP
-	p := 0
-	for i := int64(0); i < count; i++ {
-		e, k0, k1, err := st.curSplit.next(data, p)
+	for _, body := range blk.Records {
+		if len(body)+schemas.SingleObjectHeaderLen > st.cfg.MaxMessageBytes {
+			b.dropped++
+			continue
+		}
+		k0, k1, err := st.curSplit.keys(body)
 		if err != nil {
-			st.b.msgs, st.b.arena, st.b.bytes, st.b.dropped = st.b.msgs[:n0], st.b.arena[:a0], b0, d0
+			b.msgs, b.arena, b.bytes, b.dropped = b.msgs[:n0], b.arena[:a0], b0, d0
 			st.skip(err, "corrupt record", true)
 			return nil
 		}
-		body := data[p:e]
-		p = e
-		if len(body)+schemas.SingleObjectHeaderLen > st.cfg.MaxMessageBytes {
-			st.b.dropped++
-			continue
-		}
-		ks := len(st.b.arena)
+		ks := len(b.arena)
 		switch {
 		case st.name == StreamSpans && len(k0) == 16:
-			st.b.arena = hex.AppendEncode(st.b.arena, k0)
+			b.arena = hex.AppendEncode(b.arena, k0)
 		case k1 != nil:
-			st.b.arena = append(append(append(st.b.arena, k0...), '/'), k1...)
+			b.arena = append(append(append(b.arena, k0...), '/'), k1...)
 		default:
-			st.b.arena = append(st.b.arena, k0...)
+			b.arena = append(b.arena, k0...)
 		}
-		vs := len(st.b.arena)
-		st.b.arena = schemas.AppendSingleHeader(st.b.arena, fp)
-		st.b.arena = append(st.b.arena, body...)
+		vs := len(b.arena)
+		b.arena = schemas.AppendSingleHeader(b.arena, fp)
+		b.arena = append(b.arena, body...)
 		// Slices taken now stay valid if arena grows later: the old array lives on.
-		st.b.msgs = append(st.b.msgs, kafka.Message{Key: st.b.arena[ks:vs:vs], Value: st.b.arena[vs:len(st.b.arena):len(st.b.arena)]})
-		st.b.bytes += int64(len(st.b.arena) - vs)
+		b.msgs = append(b.msgs, kafka.Message{Key: b.arena[ks:vs:vs], Value: b.arena[vs:len(b.arena):len(b.arena)]})
+		b.bytes += int64(len(b.arena) - vs)
 	}
-	if p != len(data) {
-		st.b.msgs, st.b.arena, st.b.bytes, st.b.dropped = st.b.msgs[:n0], st.b.arena[:a0], b0, d0
-		st.skip(fmt.Errorf("%w: %d bytes after the block's records", schemas.ErrCorrupt, len(data)-p), "corrupt block", true)
-		return nil
-	}
-	st.pos.Off = end
+	st.pos.Off = blk.End
 	return nil
 }
 
 // openNext opens the first segment at or after the read position.
 func (st *stream) openNext() (bool, error) {
-	segs, err := listSegments(st.cfg.Spool, st.name)
+	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
 	if err != nil {
 		return false, fmt.Errorf("ship: list %s: %w", st.name, err)
 	}
@@ -317,7 +312,7 @@ func (st *stream) openNext() (bool, error) {
 		st.log.Warn("ship: segment vanished before it was fully shipped", "seq", st.pos.Seq)
 		st.pos = cursor{Seq: seg.Seq}
 	}
-	r, err := openSegment(seg.Path)
+	r, err := spool.OpenSegment(seg.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		st.skipped.Add(1)
@@ -336,7 +331,7 @@ func (st *stream) openNext() (bool, error) {
 		st.skipSegment(seg, err, "unusable writer schema", sealed)
 		return true, nil
 	}
-	off := r.dataStart
+	off := r.DataStart()
 	if seg.Seq == st.pos.Seq && st.pos.Off > 0 {
 		off = st.pos.Off
 	}
@@ -345,11 +340,11 @@ func (st *stream) openNext() (bool, error) {
 		st.skipSegment(seg, fmt.Errorf("%w: cursor %d beyond size %d", schemas.ErrCorrupt, off, seg.Size), "segment shorter than the cursor", sealed)
 		return true, nil
 	}
-	if err := r.seek(off); err != nil {
+	if err := r.SeekTo(off); err != nil {
 		r.Close()
 		return false, err
 	}
-	st.cur, st.curSplit, st.curFP = r, sp, r.Schema().Fingerprint
+	st.cur, st.curPath, st.curSplit, st.curFP = r, seg.Path, sp, r.Schema().Fingerprint
 	st.pos = cursor{Seq: seg.Seq, Off: off}
 	return true, nil
 }
@@ -367,7 +362,7 @@ func (st *stream) splitterFor(s *schemas.Schema) (*splitter, error) {
 }
 
 func (st *stream) hasSuccessor(seq uint64) (bool, error) {
-	segs, err := listSegments(st.cfg.Spool, st.name)
+	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
 	if err != nil {
 		return false, fmt.Errorf("ship: list %s: %w", st.name, err)
 	}
@@ -376,7 +371,7 @@ func (st *stream) hasSuccessor(seq uint64) (bool, error) {
 
 // finish closes the current segment; it is deleted once the cursor has moved past it.
 func (st *stream) finish(deletable bool) {
-	seg := segment{Stream: st.name, Path: st.cur.f.Name(), Seq: st.pos.Seq}
+	seg := spool.Segment{Stream: st.name, Path: st.curPath, Seq: st.pos.Seq}
 	st.cur.Close()
 	st.cur = nil
 	if deletable {
@@ -392,7 +387,7 @@ func (st *stream) skip(err error, why string, deletable bool) {
 	st.finish(deletable)
 }
 
-func (st *stream) skipSegment(seg segment, err error, why string, sealed bool) {
+func (st *stream) skipSegment(seg spool.Segment, err error, why string, sealed bool) {
 	st.skipped.Add(1)
 	st.log.Warn("ship: skipping segment", "reason", why, "seq", seg.Seq, "err", err)
 	if sealed {
@@ -514,7 +509,7 @@ func summarize(err error) string {
 // removeFinishedBefore deletes sealed segments the committed cursor has passed: a previous
 // run finished them but died before deleting.
 func (st *stream) removeFinishedBefore() {
-	segs, err := listSegments(st.cfg.Spool, st.name)
+	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
 	if err != nil || len(segs) == 0 {
 		return
 	}
@@ -561,7 +556,7 @@ func (st *stream) updateLag(force bool) {
 		return
 	}
 	st.lastScan = time.Now()
-	segs, err := listSegments(st.cfg.Spool, st.name)
+	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
 	if err != nil {
 		return
 	}
@@ -599,7 +594,7 @@ func (st *stream) updateLag(force bool) {
 	st.lagRecords.Store(lagR)
 }
 
-func (s *scanState) advance(seg segment) {
+func (s *scanState) advance(seg spool.Segment) {
 	if s.dead || (s.off > 0 && s.off >= seg.Size) {
 		return
 	}
