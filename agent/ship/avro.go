@@ -264,7 +264,7 @@ func skip(n *avroNode, b []byte, p int) (int, error) {
 
 // splitter cuts a block's data into record bodies and lifts up to two top-level key fields.
 type splitter struct {
-	root *avroNode
+	root   *avroNode
 	keyIdx [2]int // top-level field index per key slot, -1 if absent
 	// prefix > 0: the only key is a fixed of this size that opens the record (Span.trace_id),
 	// so keys() slices it without walking the record.

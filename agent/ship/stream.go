@@ -29,10 +29,10 @@ import (
 // acknowledged records.
 type batch struct {
 	msgs     []kafka.Message
-	arena    []byte    // keys and values of msgs
-	bytes    int64     // message value bytes
-	dropped  int64     // oversize records left out
-	pos      cursor    // read position after the batch's last block: the cursor once acknowledged
+	arena    []byte          // keys and values of msgs
+	bytes    int64           // message value bytes
+	dropped  int64           // oversize records left out
+	pos      cursor          // read position after the batch's last block: the cursor once acknowledged
 	finished []spool.Segment // segments read to the end (or skipped) in this batch: deleted once committed
 }
 type stream struct {
