@@ -30,6 +30,7 @@ type Config struct {
 	Streams   []string   // default Streams
 
 	BatchRecords int           // records per send; default 5000
+	InFlight     int           // batches sent concurrently (committed in order); default 2
 	BatchBytes   int64         // message bytes per send; default 4 MiB
 	Linger       time.Duration // wait this long for a batch to fill once the spool is drained; default 10 ms
 	Poll         time.Duration // how often to look for new data when caught up; default 100 ms
@@ -78,6 +79,9 @@ func (c *Config) defaults() error {
 	set(&c.BackoffMin, 100*time.Millisecond)
 	set(&c.BackoffMax, 5*time.Second)
 	set(&c.SendTimeout, 30*time.Second)
+	if c.InFlight <= 0 {
+		c.InFlight = 2
+	}
 	if c.BatchRecords <= 0 {
 		c.BatchRecords = 5000
 	}

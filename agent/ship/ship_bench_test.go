@@ -50,6 +50,9 @@ func BenchmarkShipSpans(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("SHIP_BATCH")); err == nil {
 		cfg.BatchRecords, cfg.BatchBytes = v, int64(v)*1000
 	}
+	if v, err := strconv.Atoi(os.Getenv("SHIP_INFLIGHT")); err == nil {
+		cfg.InFlight = v
+	}
 	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)

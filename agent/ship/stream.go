@@ -57,7 +57,6 @@ type stream struct {
 	mu sync.Mutex // guards committed and scan: the sender advances one, the reader's poll reads both
 
 	limiter rateLimiter
-	backoff bus.Backoff
 
 	scan     map[uint64]*scanState
 	lastScan time.Time // under mu
@@ -73,7 +72,6 @@ func newStream(sh *Shipper, name string) *stream {
 		splitters: map[uint64]*splitter{},
 		scan:      map[uint64]*scanState{},
 		limiter:   rateLimiter{rate: sh.cfg.RateBytes},
-		backoff:   bus.Backoff{Min: sh.cfg.BackoffMin, Max: sh.cfg.BackoffMax},
 	}
 	st.lastAdvance.Store(time.Now().UnixNano())
 	return st
@@ -122,9 +120,11 @@ func (st *stream) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	full := make(chan *batch)
-	free := make(chan *batch, 2)
-	free <- &batch{}
-	free <- &batch{}
+	// One batch being filled plus InFlight being sent.
+	free := make(chan *batch, st.cfg.InFlight+1)
+	for range st.cfg.InFlight + 1 {
+		free <- &batch{}
+	}
 	sendErr := make(chan error, 1)
 	go func() {
 		sendErr <- st.sendLoop(ctx, w, full, free)
@@ -177,19 +177,63 @@ func (st *stream) readLoop(ctx context.Context, full, free chan *batch) error {
 	}
 }
 
+// sendLoop keeps up to InFlight batches in the air and commits them strictly in order: the
+// cursor moves past batch k only once batches ≤ k are all acknowledged. With more than one in
+// flight a retried batch may land after a later one, so per-partition order across batches
+// is not kept; Mercury's consumers do not need it (idempotent writes, event-time windows).
 func (st *stream) sendLoop(ctx context.Context, w *kafka.Writer, full <-chan *batch, free chan<- *batch) error {
+	type flight struct {
+		b    *batch
+		done chan error
+	}
+	var q []flight
+	var inflight int64
+	defer func() {
+		for _, f := range q {
+			<-f.done // produce goroutines end promptly once ctx is cancelled
+		}
+	}()
 	for {
+		var in <-chan *batch
+		if len(q) < st.cfg.InFlight {
+			in = full
+		}
+		var oldest chan error
+		if len(q) > 0 {
+			oldest = q[0].done
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case b := <-full:
-			if err := st.send(ctx, w, b); err != nil {
+		case b := <-in:
+			if n := int64(len(b.msgs)); n > 0 {
+				if err := st.limiter.wait(ctx, b.bytes); err != nil {
+					return nil
+				}
+				inflight += n
+				mark := st.committedCursor()
+				mark.InflightRecords = inflight
+				if err := saveCursor(st.cfg.CursorDir, st.name, mark, false); err != nil {
+					return fmt.Errorf("ship: cursor: %w", err)
+				}
+			}
+			f := flight{b, make(chan error, 1)}
+			q = append(q, f)
+			go func() { f.done <- st.produce(ctx, w, f.b) }()
+		case err := <-oldest:
+			f := q[0]
+			q = q[1:]
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil // killed mid-send: the in-flight mark tells the next run
 				}
 				return err
 			}
-			free <- b
+			inflight -= int64(len(f.b.msgs))
+			if err := st.commit(f.b, inflight); err != nil {
+				return err
+			}
+			free <- f.b
 			st.updateLag(false)
 		}
 	}
@@ -397,40 +441,40 @@ func (st *stream) skipSegment(seg spool.Segment, err error, why string, sealed b
 	st.pos = cursor{Seq: seg.Seq + 1}
 }
 
-// send produces the batch until the broker acknowledges it, then makes the cursor durable and
-// deletes the segments the cursor has left behind.
-func (st *stream) send(ctx context.Context, w *kafka.Writer, b *batch) error {
+// produce sends the batch until the broker acknowledges it (acks=all), backing off between
+// attempts; it returns only on success or when ctx ends.
+func (st *stream) produce(ctx context.Context, w *kafka.Writer, b *batch) error {
 	n := int64(len(b.msgs))
-	if n > 0 {
-		if err := st.limiter.wait(ctx, b.bytes); err != nil {
+	if n == 0 {
+		return nil
+	}
+	bo := bus.Backoff{Min: st.cfg.BackoffMin, Max: st.cfg.BackoffMax}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, st.cfg.SendTimeout)
+		err := w.WriteMessages(sctx, b.msgs...)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		st.sendErrors.Add(1)
+		st.dups.Add(maybeDelivered(err, n))
+		st.log.Warn("ship: send failed, backing off", "records", n, "err", summarize(err))
+		st.updateLag(false) // the spool keeps growing while the broker is away
+		if err := bo.Wait(ctx); err != nil {
 			return err
 		}
-		mark := st.committedCursor()
-		mark.InflightRecords = n
-		if err := saveCursor(st.cfg.CursorDir, st.name, mark, false); err != nil {
-			return fmt.Errorf("ship: cursor: %w", err)
-		}
-		for {
-			sctx, cancel := context.WithTimeout(ctx, st.cfg.SendTimeout)
-			err := w.WriteMessages(sctx, b.msgs...)
-			cancel()
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			st.sendErrors.Add(1)
-			st.dups.Add(maybeDelivered(err, n))
-			st.log.Warn("ship: send failed, backing off", "records", n, "err", summarize(err))
-			st.updateLag(false) // the spool keeps growing while the broker is away
-			if err := st.backoff.Wait(ctx); err != nil {
-				return err
-			}
-		}
-		st.backoff.Reset()
 	}
-	if err := saveCursor(st.cfg.CursorDir, st.name, b.pos, true); err != nil {
+}
+
+// commit makes the cursor durable past an acknowledged batch (keeping the count of records
+// still in flight behind it) and deletes the segments the cursor has left behind.
+func (st *stream) commit(b *batch, stillInflight int64) error {
+	c := b.pos
+	c.InflightRecords = stillInflight
+	if err := saveCursor(st.cfg.CursorDir, st.name, c, true); err != nil {
 		return fmt.Errorf("ship: cursor: %w", err)
 	}
 	st.mu.Lock()
@@ -443,7 +487,7 @@ func (st *stream) send(ctx context.Context, w *kafka.Writer, b *batch) error {
 		st.droppedTotal.Add(b.dropped)
 		st.log.Warn("ship: dropped records larger than the maximum message size", "records", b.dropped, "max_bytes", st.cfg.MaxMessageBytes)
 	}
-	st.records.Add(n)
+	st.records.Add(int64(len(b.msgs)))
 	st.bytes.Add(b.bytes)
 	st.lastAdvance.Store(time.Now().UnixNano())
 	for _, seg := range b.finished {
