@@ -104,15 +104,11 @@ func (st *stream) run(ctx context.Context) error {
 	st.committed, st.pos, st.handed = c, c, c
 	st.removeFinishedBefore()
 
-	w, err := bus.NewWriter(st.cfg.Bus, bus.WriterConfig{
-		Topic:       st.topic,
-		BatchSize:   st.cfg.BatchRecords,
-		BatchBytes:  int64(st.cfg.MaxMessageBytes) + 1<<10,
-		Compression: st.cfg.Compression,
-		// WriteMessages hands the whole batch to the partition writers at once, so a
-		// partition's tail is complete almost immediately; waiting longer only adds latency
-		// to every batch.
-		BatchTimeout: time.Millisecond,
+	w, err := bus.NewProducer(st.cfg.Bus, bus.ProducerConfig{
+		Topic:           st.topic,
+		Compression:     st.cfg.Compression,
+		MaxRequestBytes: st.cfg.MaxMessageBytes,
+		Timeout:         st.cfg.SendTimeout,
 	})
 	if err != nil {
 		return err
@@ -136,7 +132,7 @@ func (st *stream) run(ctx context.Context) error {
 	if st.cur != nil {
 		st.cur.Close()
 	}
-	bus.CloseWriter(w)
+	w.Close()
 	if readErr != nil {
 		return readErr
 	}
@@ -181,7 +177,7 @@ func (st *stream) readLoop(ctx context.Context, full, free chan *batch) error {
 // cursor moves past batch k only once batches ≤ k are all acknowledged. With more than one in
 // flight a retried batch may land after a later one, so per-partition order across batches
 // is not kept; Mercury's consumers do not need it (idempotent writes, event-time windows).
-func (st *stream) sendLoop(ctx context.Context, w *kafka.Writer, full <-chan *batch, free chan<- *batch) error {
+func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *batch, free chan<- *batch) error {
 	type flight struct {
 		b    *batch
 		done chan error
@@ -443,7 +439,7 @@ func (st *stream) skipSegment(seg spool.Segment, err error, why string, sealed b
 
 // produce sends the batch until the broker acknowledges it (acks=all), backing off between
 // attempts; it returns only on success or when ctx ends.
-func (st *stream) produce(ctx context.Context, w *kafka.Writer, b *batch) error {
+func (st *stream) produce(ctx context.Context, w *bus.Producer, b *batch) error {
 	n := int64(len(b.msgs))
 	if n == 0 {
 		return nil
