@@ -202,3 +202,61 @@ func TestConsumeLoopAgainstBroker(t *testing.T) {
 		t.Fatalf("committed offsets %+v", resp.Topics[bus.TopicAlerts])
 	}
 }
+
+// TestProducerMatchesWriterPartitioning: bus.Producer (the shipper's path) and bus.NewWriter
+// put a key in the same partition, and a batch larger than one request is split and arrives
+// complete and in order.
+func TestProducerMatchesWriterPartitioning(t *testing.T) {
+	b := start(t, "", "")
+	defer b.Close()
+	cfg := bus.Config{Brokers: []string{b.Addr()}}
+	p, err := bus.NewProducer(cfg, bus.ProducerConfig{Topic: bus.TopicSpans, MaxRequestBytes: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w, err := bus.NewWriter(cfg, bus.WriterConfig{Topic: bus.TopicSpans})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.CloseWriter(w)
+	var msgs []kafka.Message
+	for i := range 300 {
+		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "trace-%d", i%7), Value: fmt.Appendf(nil, "p%03d", i)})
+	}
+	ctx := context.Background()
+	if err := p.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		if err := w.WriteMessages(ctx, kafka.Message{Key: fmt.Appendf(nil, "trace-%d", i), Value: fmt.Appendf(nil, "w%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "partitioning"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	partOf := map[string]int{}
+	last := map[string]string{}
+	for range 307 {
+		m, err := r.FetchMessage(fctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, v := string(m.Key), string(m.Value)
+		if pt, ok := partOf[k]; ok && pt != m.Partition {
+			t.Fatalf("key %s in partitions %d and %d", k, pt, m.Partition)
+		}
+		partOf[k] = m.Partition
+		if v[0] == 'p' && last[k] > v {
+			t.Fatalf("key %s: %s after %s", k, v, last[k])
+		}
+		if v[0] == 'p' {
+			last[k] = v
+		}
+	}
+}
