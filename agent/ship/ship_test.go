@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -325,5 +326,49 @@ func TestVanishedSegmentIsSkipped(t *testing.T) {
 		if !want[id] {
 			t.Fatalf("span %x from before the cursor was shipped", id)
 		}
+	}
+}
+
+// TestSegmentDeletedWhileBehind: the broker is unreachable, the shipper has listed segments it
+// has not opened yet, the agent's disk budget deletes two of them; once the broker is back the
+// two are counted as skipped and the rest arrives.
+func TestSegmentDeletedWhileBehind(t *testing.T) {
+	spoolDir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens here until the broker starts
+
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	gen := newSpanGen(11)
+	want := map[schemas.SpanID]bool{}
+	for seq := 1; seq <= 6; seq++ {
+		w.rotate()
+		bodies, ids := gen.bodies(20)
+		w.block(bodies)
+		for _, id := range ids {
+			if seq != 3 && seq != 4 {
+				want[id] = true
+			}
+		}
+	}
+	w.close()
+	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{addr}}, Streams: []string{StreamSpans},
+		BatchRecords: 20, InFlight: 1, Poll: 5 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: quietLog()})
+	waitFor(t, 10*time.Second, "the shipper to fail against the missing broker", func() bool { return sh.s.Stats().SendErrors >= 2 })
+	for _, seq := range []uint64{3, 4} {
+		if err := os.Remove(w.path(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := startBroker(t, "", addr)
+	defer b.Close()
+	c := newSpanConsumer(t, addr, "test-behind")
+	c.readUntil(20*time.Second, want)
+	waitFor(t, 10*time.Second, "two skipped segments", func() bool { return sh.s.Stats().SkippedSegments == 2 })
+	if len(c.seen) != len(want) {
+		t.Fatalf("got %d spans, want %d", len(c.seen), len(want))
 	}
 }

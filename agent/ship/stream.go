@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sort"
@@ -58,6 +59,8 @@ type stream struct {
 
 	limiter rateLimiter
 
+	seen map[uint64]bool // segments listed at or after the read position and not opened yet
+
 	scan     map[uint64]*scanState
 	lastScan time.Time // under mu
 
@@ -71,6 +74,7 @@ func newStream(sh *Shipper, name string) *stream {
 		log:       sh.cfg.Logger.With("stream", name),
 		splitters: map[uint64]*splitter{},
 		scan:      map[uint64]*scanState{},
+		seen:      map[uint64]bool{},
 		limiter:   rateLimiter{rate: sh.cfg.RateBytes},
 	}
 	st.lastAdvance.Store(time.Now().UnixNano())
@@ -336,20 +340,40 @@ func (st *stream) appendBlock(blk spool.Block) error {
 
 // openNext opens the first segment at or after the read position.
 func (st *stream) openNext() (bool, error) {
-	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
+	segs, err := st.list()
 	if err != nil {
-		return false, fmt.Errorf("ship: list %s: %w", st.name, err)
+		return false, err
 	}
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].Seq >= st.pos.Seq })
+	next := uint64(math.MaxUint64)
+	if i < len(segs) {
+		next = segs[i].Seq
+	}
+	// Segments listed earlier, not shipped yet, and gone now: the agent's disk budget removed
+	// them (oldest first) while the shipper was behind.
+	for seq := range st.seen {
+		if seq < st.pos.Seq {
+			delete(st.seen, seq)
+		} else if seq < next {
+			delete(st.seen, seq)
+			st.skipped.Add(1)
+			st.log.Warn("ship: segment vanished before it was shipped", "seq", seq)
+			if seq == st.pos.Seq {
+				st.pos.Off = 0 // counted here, not again below
+			}
+		}
+	}
 	if i == len(segs) {
 		return false, nil
 	}
 	seg := segs[i]
 	sealed := i+1 < len(segs)
 	if seg.Seq != st.pos.Seq && st.pos.Off != 0 {
-		// We were inside segment pos.Seq and it is gone: the agent's disk budget removed it.
+		// The cursor (from an earlier run) points inside a segment that is gone.
 		st.skipped.Add(1)
 		st.log.Warn("ship: segment vanished before it was fully shipped", "seq", st.pos.Seq)
+	}
+	if seg.Seq != st.pos.Seq {
 		st.pos = cursor{Seq: seg.Seq}
 	}
 	r, err := spool.OpenSegment(seg.Path)
@@ -402,11 +426,26 @@ func (st *stream) splitterFor(s *schemas.Schema) (*splitter, error) {
 }
 
 func (st *stream) hasSuccessor(seq uint64) (bool, error) {
-	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
+	segs, err := st.list()
 	if err != nil {
-		return false, fmt.Errorf("ship: list %s: %w", st.name, err)
+		return false, err
 	}
 	return len(segs) > 0 && segs[len(segs)-1].Seq > seq, nil
+}
+
+// list lists the stream's segments and remembers the ones not shipped yet, so that one
+// deleted behind the shipper's back is noticed (reader goroutine only).
+func (st *stream) list() ([]spool.Segment, error) {
+	segs, err := spool.ListSegments(st.cfg.Spool, st.name)
+	if err != nil {
+		return nil, fmt.Errorf("ship: list %s: %w", st.name, err)
+	}
+	for _, sg := range segs {
+		if sg.Seq >= st.pos.Seq && (st.cur == nil || sg.Seq != st.pos.Seq) {
+			st.seen[sg.Seq] = true
+		}
+	}
+	return segs, nil
 }
 
 // finish closes the current segment; it is deleted once the cursor has moved past it.
