@@ -23,11 +23,8 @@ import (
 	"github.com/mercury-apm/mercury/schemas"
 )
 
-// stream ships one spool directory to one topic. Two goroutines pipeline the work: the reader
-// fills the next batch from disk while the sender waits for the broker's acknowledgement of the
-// previous one and makes the cursor durable (an fsync). Batches are handed over in order
-// through a channel and sent one at a time, so the cursor only ever moves forward over
-// acknowledged records.
+// batch is the unit of sending and of cursor advance: whole blocks, possibly from several
+// segments.
 type batch struct {
 	msgs     []kafka.Message
 	arena    []byte          // keys and values of msgs
@@ -36,6 +33,11 @@ type batch struct {
 	pos      cursor          // read position after the batch's last block: the cursor once acknowledged
 	finished []spool.Segment // segments read to the end (or skipped) in this batch: deleted once committed
 }
+
+// stream ships one spool directory to one topic. Two goroutines pipeline the work: the reader
+// fills the next batch from disk while the sender keeps up to InFlight batches at the broker
+// and, in order, makes the cursor durable (an fsync) past each acknowledged one. The cursor
+// only ever moves forward over acknowledged records.
 type stream struct {
 	sh        *Shipper
 	cfg       *Config
