@@ -157,7 +157,11 @@ func Consume(ctx context.Context, lc LoopConfig) error {
 				if ctx.Err() != nil {
 					return shutdown()
 				}
-				return err
+				// After a broker restart kafka-go keeps using its dead coordinator connection
+				// until a heartbeat fails and it rejoins (~2 s against the embedded broker);
+				// the offsets stay pending and the next interval commits them.
+				log.Warn("bus: commit failed, will retry", "err", err)
+				lastCommit = time.Now()
 			}
 		}
 	}
