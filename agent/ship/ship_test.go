@@ -309,7 +309,7 @@ func TestVanishedSegmentIsSkipped(t *testing.T) {
 	if err := os.MkdirAll(cdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := saveCursor(cdir, StreamSpans, cursor{Seq: 2, Off: 100}, true); err != nil {
+	if err := saveCursor(cdir, StreamSpans, cursor{Seq: 2, Off: 100}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(w.path(2)); err != nil {

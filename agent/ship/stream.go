@@ -59,7 +59,9 @@ type stream struct {
 
 	mu sync.Mutex // guards committed and scan: the sender advances one, the reader's poll reads both
 
-	limiter rateLimiter
+	limiter  rateLimiter
+	inflight atomic.Int64 // records sent or being sent and not yet durably committed
+	cursorMu sync.Mutex   // one writer of the in-flight mark at a time (sender, committer)
 
 	seen map[uint64]bool // segments listed at or after the read position and not opened yet
 
@@ -101,11 +103,13 @@ func (st *stream) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.InflightRecords > 0 {
-		// The previous run died between sending a batch and recording its acknowledgement.
-		st.dups.Add(c.InflightRecords)
-		st.log.Info("ship: resuming after an unacknowledged batch; its records may be duplicated", "possible_duplicates", c.InflightRecords)
-		c.InflightRecords = 0
+	if n := loadMark(st.cfg.CursorDir, st.name); n > 0 {
+		// The previous run died between sending batches and recording their acknowledgement.
+		st.dups.Add(n)
+		st.log.Info("ship: resuming after unacknowledged sends; their records may be duplicated", "possible_duplicates", n)
+		if err := saveMark(st.cfg.CursorDir, st.name, 0); err != nil {
+			return fmt.Errorf("ship: in-flight mark: %w", err)
+		}
 	}
 	st.committed, st.pos, st.handed = c, c, c
 	st.removeFinishedBefore()
@@ -123,18 +127,24 @@ func (st *stream) run(ctx context.Context) error {
 	defer cancel()
 	full := make(chan *batch)
 	// One batch being filled plus InFlight being sent.
-	free := make(chan *batch, st.cfg.InFlight+1)
-	for range st.cfg.InFlight + 1 {
+	// Batches: one being filled, InFlight at the broker, one being committed.
+	free := make(chan *batch, st.cfg.InFlight+2)
+	for range st.cfg.InFlight + 2 {
 		free <- &batch{}
 	}
-	sendErr := make(chan error, 1)
+	acked := make(chan *batch, 1)
+	sendErr, commitErr := make(chan error, 1), make(chan error, 1)
 	go func() {
-		sendErr <- st.sendLoop(ctx, w, full, free)
-		cancel() // a sender failure stops the reader too
+		sendErr <- st.sendLoop(ctx, w, full, acked)
+		close(acked)
+	}()
+	go func() {
+		commitErr <- st.commitLoop(acked, free)
+		cancel() // a failed cursor write stops the reader and the sender too
 	}()
 	readErr := st.readLoop(ctx, full, free)
 	cancel()
-	err = <-sendErr
+	err = errors.Join(<-sendErr, <-commitErr)
 	if st.cur != nil {
 		st.cur.Close()
 	}
@@ -179,17 +189,16 @@ func (st *stream) readLoop(ctx context.Context, full, free chan *batch) error {
 	}
 }
 
-// sendLoop keeps up to InFlight batches in the air and commits them strictly in order: the
-// cursor moves past batch k only once batches ≤ k are all acknowledged. With more than one in
-// flight a retried batch may land after a later one, so per-partition order across batches
-// is not kept; Mercury's consumers do not need it (idempotent writes, event-time windows).
-func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *batch, free chan<- *batch) error {
+// sendLoop keeps up to InFlight batches in the air and passes them on to the committer
+// strictly in order, as they are acknowledged. With more than one in flight a retried batch may
+// land after a later one, so per-partition order across batches is not kept; Mercury's
+// consumers do not need it (idempotent writes, event-time windows).
+func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *batch, acked chan<- *batch) error {
 	type flight struct {
 		b    *batch
 		done chan error
 	}
 	var q []flight
-	var inflight int64
 	defer func() {
 		for _, f := range q {
 			<-f.done // produce goroutines end promptly once ctx is cancelled
@@ -212,11 +221,9 @@ func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *ba
 				if err := st.limiter.wait(ctx, b.bytes); err != nil {
 					return nil
 				}
-				inflight += n
-				mark := st.committedCursor()
-				mark.InflightRecords = inflight
-				if err := saveCursor(st.cfg.CursorDir, st.name, mark, false); err != nil {
-					return fmt.Errorf("ship: cursor: %w", err)
+				st.inflight.Add(n)
+				if err := st.writeMark(); err != nil {
+					return err
 				}
 			}
 			f := flight{b, make(chan error, 1)}
@@ -226,19 +233,45 @@ func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *ba
 			f := q[0]
 			q = q[1:]
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil // killed mid-send: the in-flight mark tells the next run
-				}
-				return err
+				return nil // only ctx ends produce: killed mid-send, the in-flight mark tells the next run
 			}
-			inflight -= int64(len(f.b.msgs))
-			if err := st.commit(f.b, inflight); err != nil {
-				return err
+			select {
+			case acked <- f.b:
+			case <-ctx.Done():
+				return nil
 			}
-			free <- f.b
-			st.updateLag(false)
 		}
 	}
+}
+
+// commitLoop makes the cursor durable past each acknowledged batch, in order, off the sender's
+// path: the fsync (milliseconds) overlaps the next sends instead of delaying them. It drains
+// acked even after a failure so the sender never blocks on it.
+func (st *stream) commitLoop(acked <-chan *batch, free chan<- *batch) error {
+	var failed error
+	for b := range acked {
+		if failed != nil {
+			continue
+		}
+		if err := st.commit(b); err != nil {
+			failed = err
+			continue
+		}
+		free <- b
+		st.updateLag(false)
+	}
+	return failed
+}
+
+// writeMark records the records in flight. The mutex keeps its two writers (the sender before
+// a send, the committer after a durable cursor) from interleaving.
+func (st *stream) writeMark() error {
+	st.cursorMu.Lock()
+	defer st.cursorMu.Unlock()
+	if err := saveMark(st.cfg.CursorDir, st.name, st.inflight.Load()); err != nil {
+		return fmt.Errorf("ship: in-flight mark: %w", err)
+	}
+	return nil
 }
 
 // fill builds the next batch from whole blocks, crossing segment boundaries.
@@ -506,12 +539,10 @@ func (st *stream) produce(ctx context.Context, w *bus.Producer, b *batch) error 
 	}
 }
 
-// commit makes the cursor durable past an acknowledged batch (keeping the count of records
-// still in flight behind it) and deletes the segments the cursor has left behind.
-func (st *stream) commit(b *batch, stillInflight int64) error {
-	c := b.pos
-	c.InflightRecords = stillInflight
-	if err := saveCursor(st.cfg.CursorDir, st.name, c, true); err != nil {
+// commit makes the cursor durable past an acknowledged batch and deletes the segments the
+// cursor has left behind.
+func (st *stream) commit(b *batch) error {
+	if err := saveCursor(st.cfg.CursorDir, st.name, b.pos); err != nil {
 		return fmt.Errorf("ship: cursor: %w", err)
 	}
 	st.mu.Lock()
@@ -520,6 +551,11 @@ func (st *stream) commit(b *batch, stillInflight int64) error {
 		delete(st.scan, seg.Seq)
 	}
 	st.mu.Unlock()
+	// Only now are the batch's records safe from being sent again after a crash.
+	st.inflight.Add(-int64(len(b.msgs)))
+	if err := st.writeMark(); err != nil {
+		return err
+	}
 	if b.dropped > 0 {
 		st.droppedTotal.Add(b.dropped)
 		st.log.Warn("ship: dropped records larger than the maximum message size", "records", b.dropped, "max_bytes", st.cfg.MaxMessageBytes)
