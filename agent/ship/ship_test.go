@@ -372,3 +372,51 @@ func TestSegmentDeletedWhileBehind(t *testing.T) {
 		t.Fatalf("got %d spans, want %d", len(c.seen), len(want))
 	}
 }
+
+// TestActiveSegmentTornTailIsWaitedFor: a block still being written at the end of the active
+// segment is neither shipped nor skipped; once complete it ships, and nothing is counted as
+// skipped.
+func TestActiveSegmentTornTailIsWaitedFor(t *testing.T) {
+	spoolDir := t.TempDir()
+	b := startBroker(t, "", "")
+	defer b.Close()
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	defer w.close()
+	gen := newSpanGen(13)
+	want := map[schemas.SpanID]bool{}
+	add := func(ids []schemas.SpanID) {
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	first, ids := gen.bodies(30)
+	w.block(first)
+	add(ids)
+	second, ids2 := gen.bodies(30)
+	var data []byte
+	for _, body := range second {
+		data = append(data, body...)
+	}
+	blk := schemas.AppendOCFBlock(nil, len(second), data, w.sync)
+	w.write(blk[:len(blk)/2]) // the agent is in the middle of this write
+
+	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: 5 * time.Millisecond, Logger: quietLog()})
+	waitFor(t, 10*time.Second, "the complete block shipped", func() bool { return sh.s.Stats().Records == 30 })
+	// Let the reader come back to the torn tail a few times; it must keep waiting, not skip.
+	polls := sh.s.streams[0].polls.Load()
+	waitFor(t, 5*time.Second, "5 more poll rounds", func() bool { return sh.s.streams[0].polls.Load() >= polls+5 })
+	if st := sh.s.Stats(); st.SkippedSegments != 0 || st.Records != 30 {
+		t.Fatalf("torn active tail: %+v", st)
+	}
+	w.write(blk[len(blk)/2:])
+	add(ids2)
+	w.rotate() // seal it with a new segment holding one more block
+	third, ids3 := gen.bodies(10)
+	w.block(third)
+	add(ids3)
+	c := newSpanConsumer(t, b.Addr(), "test-torn-active")
+	c.readUntil(20*time.Second, want)
+	if st := sh.s.Stats(); st.SkippedSegments != 0 {
+		t.Fatalf("skipped %d segments", st.SkippedSegments)
+	}
+}

@@ -70,6 +70,7 @@ type stream struct {
 
 	records, bytes, lagRecords, lagBytes, sendErrors, dups, segments, skipped, droppedTotal atomic.Int64
 	lastAdvance                                                                             atomic.Int64 // unix nanos
+	polls                                                                                   atomic.Int64 // caught-up rounds of the reader (tests wait on it)
 }
 
 func newStream(sh *Shipper, name string) *stream {
@@ -185,6 +186,7 @@ func (st *stream) readLoop(ctx context.Context, full, free chan *batch) error {
 			}
 		}
 		st.updateLag(false)
+		st.polls.Add(1)
 		poll.Reset(st.cfg.Poll)
 	}
 }
