@@ -286,6 +286,14 @@ func (s *Switch) Status() Status {
 	return Status{On: s.on.Load(), Manual: s.manual, Auto: s.autoOn, Fallback: s.fallback}
 }
 
+// FallbackKind is the current fallback's kind; the proxy only keeps
+// responses for the cache fallback when it is in use.
+func (s *Switch) FallbackKind() Kind {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fallback.Kind
+}
+
 // Remember stores r as the last good response for the cache fallback.
 func (s *Switch) Remember(r *Response) { s.lastGood.Store(r) }
 
