@@ -15,9 +15,9 @@ type RouteInfo struct {
 	Region  string // the gateway's own region
 }
 
-// Where a request was answered from.
+// Which region the request's last upstream attempt went to.
 const (
-	UpstreamNone   = ""       // shed, degraded or failed before any upstream
+	UpstreamNone   = ""       // shed, degraded, or no healthy instance
 	UpstreamLocal  = "local"  // the local region
 	UpstreamRemote = "remote" // the remote region (failover)
 )
@@ -28,7 +28,7 @@ type Outcome struct {
 	Status   int // as sent to the client
 	Start    time.Time
 	Duration time.Duration
-	Upstream string // UpstreamNone, UpstreamLocal or UpstreamRemote
+	Upstream string // region of the last attempt: UpstreamNone, UpstreamLocal or UpstreamRemote
 	// Retried: the local attempt failed and the request was replayed
 	// remotely. FailedOver: the request went to the remote region at all
 	// (also when the local side was never tried because a limiter or the

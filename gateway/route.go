@@ -48,7 +48,8 @@ type route struct {
 	localTimeout  time.Duration
 	remoteTimeout time.Duration
 
-	// Each is nil when its middleware is off.
+	// Each is nil (tierOn false) when its middleware is off.
+	tierOn  bool
 	bbr     *bbr.Limiter
 	degrade *degrade.Switch
 	limiter *ratelimit.Limiter
@@ -110,6 +111,7 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		r.remoteTimeout = cmpOr(rc.Remote.Timeout, 5*time.Second)
 	}
 	clk := g.clock
+	r.tierOn = rc.enabled(MWTier)
 	if rc.enabled(MWBBR) {
 		if r.bbr, err = bbr.New(bbr.Config{Window: rc.BBR.Window, Buckets: rc.BBR.Buckets,
 			CPUThreshold: g.cfg.CPU.Threshold, CPU: g.cpu, Clock: clk}); err != nil {
@@ -246,7 +248,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 			Degraded: st.shedBy == shedDegrade, Dyed: req.Header.Get(DyeHeader) != "", Err: st.err})
 	}()
 
-	if r.cfg.enabled(MWTier) {
+	if r.tierOn {
 		done, err := r.g.tiers.Allow(r.cfg.Tier)
 		if err != nil {
 			r.refuse(sw, st, shedTier, http.StatusServiceUnavailable)

@@ -59,15 +59,15 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st.retried = refused.err == nil
 	st.failedOver = true
 	resp, err = r.attempt(req, r.remote, r.remoteTimeout, nil)
+	if !errors.Is(err, upstream.ErrNoHealthy) {
+		st.upstream = UpstreamRemote
+	}
 	fail := breaker.Failure(status(resp), err)
 	release(fail)
 	if fail != nil {
 		r.m.failover("failed")
 	} else {
 		r.m.failover("ok")
-	}
-	if err == nil {
-		st.upstream = UpstreamRemote
 	}
 	return resp, err
 }
@@ -131,7 +131,7 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	if done != nil {
 		done(breaker.Failure(status(resp), err))
 	}
-	if err == nil {
+	if !errors.Is(err, upstream.ErrNoHealthy) {
 		st.upstream = UpstreamLocal
 	}
 	return resp, err

@@ -11,6 +11,7 @@ package bbr
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -76,8 +77,8 @@ func New(c Config) (*Limiter, error) {
 	switch {
 	case c.CPU == nil:
 		return nil, errors.New("bbr: CPU source required")
-	case c.Buckets < 1 || c.Window < time.Duration(c.Buckets):
-		return nil, errors.New("bbr: window must be positive and at least 1ns per bucket")
+	case window.Check(c.Window, c.Buckets) != nil:
+		return nil, fmt.Errorf("bbr: %w", window.Check(c.Window, c.Buckets))
 	case c.CPUThreshold < 0 || c.CPUThreshold > 1:
 		return nil, errors.New("bbr: cpu threshold must be in [0,1]")
 	}

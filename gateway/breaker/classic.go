@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -76,8 +77,8 @@ func NewClassic(c ClassicConfig) (*Classic, error) {
 		return nil, errors.New("breaker: classic needs max_failures or failure_ratio")
 	case c.FailureRatio > 1 || c.CloseRatio < 0 || c.CloseRatio > 1:
 		return nil, errors.New("breaker: ratios must be in [0,1]")
-	case c.Buckets < 1 || c.Window < time.Duration(c.Buckets):
-		return nil, errors.New("breaker: window must be positive and at least 1ns per bucket")
+	case window.Check(c.Window, c.Buckets) != nil:
+		return nil, fmt.Errorf("breaker: %w", window.Check(c.Window, c.Buckets))
 	case c.OpenFor < 0 || c.HalfOpenQuota < 1 || c.MinRequests < 0:
 		return nil, errors.New("breaker: open_for, half_open_quota and min_requests must be positive")
 	}

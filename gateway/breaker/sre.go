@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -66,8 +67,8 @@ func NewSRE(c SREConfig) (*SRE, error) {
 	switch {
 	case c.K < 1.5 || c.K > 2:
 		return nil, errors.New("breaker: sre k must be in [1.5, 2]")
-	case c.Buckets < 1 || c.Window < time.Duration(c.Buckets):
-		return nil, errors.New("breaker: window must be positive and at least 1ns per bucket")
+	case window.Check(c.Window, c.Buckets) != nil:
+		return nil, fmt.Errorf("breaker: %w", window.Check(c.Window, c.Buckets))
 	case c.MinRequests < 0:
 		return nil, errors.New("breaker: min requests must be ≥ 0")
 	}

@@ -8,6 +8,7 @@ package ratelimit
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -43,11 +44,11 @@ func New(c Config) (*Limiter, error) {
 	if c.Buckets == 0 {
 		c.Buckets = 10
 	}
-	switch {
-	case c.Limit < 1:
+	if c.Limit < 1 {
 		return nil, errors.New("ratelimit: limit must be ≥ 1")
-	case c.Window < 0 || c.Buckets < 1 || c.Window < time.Duration(c.Buckets):
-		return nil, errors.New("ratelimit: window must be positive and at least 1ns per bucket")
+	}
+	if err := window.Check(c.Window, c.Buckets); err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
 	return &Limiter{
 		limit: c.Limit,

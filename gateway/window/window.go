@@ -2,6 +2,20 @@
 // BBR, the SRE and classic breakers and automatic degradation.
 package window
 
+import (
+	"errors"
+	"time"
+)
+
+// Check validates a window of n buckets spanning span, as configured by
+// the primitives: both positive and at least 1 ns per bucket.
+func Check(span time.Duration, n int) error {
+	if n < 1 || span < time.Duration(n) {
+		return errors.New("window must be positive with at least 1ns per bucket")
+	}
+	return nil
+}
+
 // Window is a ring of buckets of width Width nanoseconds. A bucket holds the
 // events whose time falls in [k·Width, (k+1)·Width) for its epoch k; the window
 // at time t is the Len() buckets ending with the one that contains t. Window is
