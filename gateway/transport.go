@@ -30,7 +30,7 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.tryLocal(req, st)
 	var refused errRefused
 	localFailed := errors.As(err, &refused) || breaker.Failure(status(resp), err) != nil
-	if !localFailed || errors.Is(err, context.Canceled) {
+	if !localFailed || r.window == nil || errors.Is(err, context.Canceled) {
 		return resp, err
 	}
 	result := r.mayFailover(req)
@@ -75,8 +75,6 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // mayFailover returns "" when a failover may be tried, else why not.
 func (r *route) mayFailover(req *http.Request) string {
 	switch {
-	case r.window == nil:
-		return "not_configured"
 	case !r.g.retries.Enabled(r.cfg.Service):
 		return "switched_off"
 	case !r.replayable(req):
