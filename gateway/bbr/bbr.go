@@ -91,8 +91,8 @@ func New(c Config) (*Limiter, error) {
 
 // refresh recomputes the estimates over the completed buckets when a new
 // bucket started. Caller holds mu and has advanced the window.
-func (l *Limiter) refresh(now int64) {
-	e := l.win.Epoch(now)
+func (l *Limiter) refresh() {
+	e := l.win.Last()
 	if e == l.epoch {
 		return
 	}
@@ -141,7 +141,7 @@ func (l *Limiter) Allow() (func(error), error) {
 	now := l.clock.Now()
 	l.mu.Lock()
 	l.win.Advance(now)
-	l.refresh(now)
+	l.refresh()
 	if l.shouldDrop(now) {
 		l.mu.Unlock()
 		return nil, ErrLimited
@@ -172,7 +172,7 @@ func (l *Limiter) Load() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.win.Advance(now)
-	l.refresh(now)
+	l.refresh()
 	return float64(l.inFlight) / float64(l.maxInFlight)
 }
 
@@ -191,7 +191,7 @@ func (l *Limiter) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.win.Advance(now)
-	l.refresh(now)
+	l.refresh()
 	return Stats{CPU: l.cfg.CPU.Usage(), InFlight: l.inFlight, MaxPass: l.maxPass,
 		MinRTMillis: float64(l.minRT) / 1e6, MaxInFlight: l.maxInFlight}
 }

@@ -82,7 +82,7 @@ func NewSRE(c SREConfig) (*SRE, error) {
 // holds mu.
 func (b *SRE) advance(now int64) *sreBucket {
 	cur := b.win.Advance(now)
-	if e := b.win.Epoch(now); e != b.epoch {
+	if e := b.win.Last(); e != b.epoch {
 		b.epoch = e
 		b.total = sreBucket{}
 		for _, x := range b.win.Buckets() {

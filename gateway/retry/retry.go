@@ -42,11 +42,14 @@ type Window struct {
 	clock clock.Clock
 	done  func(error)
 
+	// round and local are atomics so Local, called for every request,
+	// takes the lock only when a round ends.
+	round atomic.Int64 // index of the current round
+	local atomic.Int64
+
 	mu                 sync.Mutex
-	round              int64 // index of the current round
 	size               int64
 	used, ok, finished int64
-	local              int64
 }
 
 // New validates c and returns a window of size 1.
@@ -61,7 +64,7 @@ func New(c Config) (*Window, error) {
 		return nil, errors.New("retry: round must be positive and success threshold in [0,1]")
 	}
 	w := &Window{cfg: c, clock: clock.Or(c.Clock), size: 1}
-	w.round = w.clock.Now() / int64(c.Round)
+	w.round.Store(w.clock.Now() / int64(c.Round))
 	w.done = w.finish
 	return w, nil
 }
@@ -71,18 +74,19 @@ func New(c Config) (*Window, error) {
 func (w *Window) roll(now int64) (from, to int64) {
 	from = w.size
 	r := now / int64(w.cfg.Round)
-	if r <= w.round {
+	if r <= w.round.Load() {
 		return from, from
 	}
+	local := w.local.Swap(0)
 	switch {
 	case w.finished == 0: // nothing reported: no evidence either way
 	case float64(w.ok) < w.cfg.SuccessThreshold*float64(w.finished):
 		w.size = max(1, w.size/2)
 	case w.used >= w.size:
-		w.size += max(min(w.local/100, w.size), 1)
+		w.size += max(min(local/100, w.size), 1)
 	}
-	w.round = r
-	w.used, w.ok, w.finished, w.local = 0, 0, 0, 0
+	w.round.Store(r)
+	w.used, w.ok, w.finished = 0, 0, 0
 	return from, w.size
 }
 
@@ -95,11 +99,13 @@ func (w *Window) notify(from, to int64) {
 // Local counts one request served (or attempted) locally in this round.
 func (w *Window) Local() {
 	now := w.clock.Now()
-	w.mu.Lock()
-	from, to := w.roll(now)
-	w.local++
-	w.mu.Unlock()
-	w.notify(from, to)
+	if now/int64(w.cfg.Round) > w.round.Load() {
+		w.mu.Lock()
+		from, to := w.roll(now)
+		w.mu.Unlock()
+		w.notify(from, to)
+	}
+	w.local.Add(1)
 }
 
 // Acquire takes one retry slot of this round; done(err) reports the probe's
@@ -145,7 +151,7 @@ func (w *Window) Stats() Stats {
 	now := w.clock.Now()
 	w.mu.Lock()
 	from, to := w.roll(now)
-	s := Stats{Size: w.size, Used: w.used, Succeeded: w.ok, Failed: w.finished - w.ok, Local: w.local}
+	s := Stats{Size: w.size, Used: w.used, Succeeded: w.ok, Failed: w.finished - w.ok, Local: w.local.Load()}
 	w.mu.Unlock()
 	w.notify(from, to)
 	return s

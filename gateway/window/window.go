@@ -80,6 +80,10 @@ func (w *Window[B]) Advance(now int64) *B {
 	return &w.buckets[i]
 }
 
+// Last is the epoch of the newest bucket: after Advance(now) it is
+// Epoch(now) without a second division.
+func (w *Window[B]) Last() int64 { return w.last }
+
 // Buckets exposes the ring for aggregation; call Advance first.
 func (w *Window[B]) Buckets() []B { return w.buckets }
 
