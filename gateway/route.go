@@ -187,8 +187,11 @@ func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStat
 }
 
 // reqState travels in the request context from serve to the transport and
-// back into the Outcome.
+// back into the Outcome. It is its own context node and carries the status
+// writer, so a request pays one allocation for all three.
 type reqState struct {
+	context.Context
+	sw         statusWriter
 	shedBy     string
 	upstream   string
 	retried    bool
@@ -197,6 +200,14 @@ type reqState struct {
 }
 
 type stateKey struct{}
+
+// Value answers stateKey with the state itself.
+func (st *reqState) Value(key any) any {
+	if key == (stateKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
+}
 
 func stateOf(ctx context.Context) *reqState {
 	st, _ := ctx.Value(stateKey{}).(*reqState)
@@ -230,10 +241,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // proxy, whose transport runs the per-upstream ones.
 func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	ctx := r.g.obs.RequestStart(req.Context(), r.info, req)
-	st := &reqState{}
-	ctx = context.WithValue(ctx, stateKey{}, st)
-	sw := &statusWriter{ResponseWriter: w}
+	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
+	st.sw.ResponseWriter = w
+	ctx, sw := context.Context(st), &st.sw
 	r.m.inFlight.Inc()
 	defer func() {
 		r.m.inFlight.Dec()

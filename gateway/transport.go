@@ -28,8 +28,8 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := (*route)(t)
 	st := stateOf(req.Context())
 	resp, err := r.tryLocal(req, st)
-	var refused errRefused
-	localFailed := errors.As(err, &refused) || breaker.Failure(status(resp), err) != nil
+	_, refused := err.(errRefused) // tryLocal returns it unwrapped
+	localFailed := refused || breaker.Failure(status(resp), err) != nil
 	if !localFailed || r.window == nil || errors.Is(err, context.Canceled) {
 		return resp, err
 	}
@@ -56,9 +56,9 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
 		resp.Body.Close()
 	}
-	st.retried = refused.err == nil
+	st.retried = !refused
 	st.failedOver = true
-	resp, err = r.attempt(req, r.remote, r.remoteTimeout, nil)
+	resp, err = r.attempt(req, r.remote, r.remoteTimeout)
 	if !errors.Is(err, upstream.ErrNoHealthy) {
 		st.upstream = UpstreamRemote
 	}
@@ -121,11 +121,10 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 		d = r.dyn.Timeout()
 	}
 	start := time.Now()
-	resp, err := r.attempt(req, r.local, d, func() {
-		if r.dyn != nil {
-			r.dyn.Observe(time.Since(start))
-		}
-	})
+	resp, err := r.attempt(req, r.local, d)
+	if r.dyn != nil {
+		r.dyn.Observe(time.Since(start)) // headers in, or the attempt failed
+	}
 	if done != nil {
 		done(breaker.Failure(status(resp), err))
 	}
@@ -136,9 +135,8 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 }
 
 // attempt sends req to one instance of pool with timeout d. The timeout
-// covers the body too, so the context is cancelled when the body is closed;
-// headersIn runs when the response headers (or the error) arrived.
-func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration, headersIn func()) (*http.Response, error) {
+// covers the body too, so the context is cancelled when the body is closed.
+func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration) (*http.Response, error) {
 	in, err := pool.Pick()
 	if err != nil {
 		return nil, err
@@ -149,9 +147,6 @@ func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration,
 	u.Scheme, u.Host = in.URL.Scheme, in.URL.Host
 	out.URL, out.Host = &u, ""
 	resp, err := r.g.transport.RoundTrip(out)
-	if headersIn != nil {
-		headersIn()
-	}
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
 			err = errors.Join(err, context.DeadlineExceeded)
@@ -160,22 +155,24 @@ func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration,
 		in.Done()
 		return nil, err
 	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { cancel(); in.Done() }}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, cancel: cancel, in: in}
 	return resp, nil
 }
 
 // releaseBody frees the attempt's timeout and instance slot on Close.
 type releaseBody struct {
 	io.ReadCloser
-	release func()
-	closed  bool
+	cancel context.CancelFunc
+	in     *upstream.Instance
+	closed bool
 }
 
 func (b *releaseBody) Close() error {
 	err := b.ReadCloser.Close()
 	if !b.closed {
 		b.closed = true
-		b.release()
+		b.cancel()
+		b.in.Done()
 	}
 	return err
 }

@@ -1,7 +1,9 @@
 // Package gateway compares Mercury's gateway, with every middleware on,
 // against a bare httputil.ReverseProxy in front of the same loopback
-// upstream, in one run. Throughput is measured at saturation, latency with a
-// single client so that queueing does not hide the per-request cost.
+// upstream, in one run. The machine is shared, so both sides are measured
+// under the same noise: throughput in short alternating phases at
+// saturation, latency with one client alternating request by request (so
+// queueing does not hide the per-request cost).
 //
 //	cd bench && go test ./gateway -run '^$' -bench Compare -benchtime 1x
 package gateway
@@ -17,6 +19,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,9 +30,9 @@ import (
 
 const (
 	saturationClients = 32
-	phase             = 2 * time.Second // per throughput phase
-	rounds            = 3               // bare/gateway alternations
-	latencyRequests   = 4000            // per latency phase
+	phase             = 500 * time.Millisecond // per throughput phase
+	rounds            = 8                      // phases per side
+	latencyRequests   = 8000                   // per side
 )
 
 func upstream() *httptest.Server {
@@ -110,8 +113,18 @@ func get(c *http.Client, u string) error {
 	return err
 }
 
-// throughput runs saturationClients closed-loop clients for one phase.
-func throughput(b *testing.B, u string) float64 {
+// cpuTime is the user+system CPU this process has used. Requests per CPU
+// second do not depend on how much of the shared machine other tenants take.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// throughput runs saturationClients closed-loop clients for one phase and
+// returns requests per wall second and per CPU second (client, proxy and
+// upstream all run in this process).
+func throughput(b *testing.B, u string) (perSec, perCPUSec float64) {
 	c, done := client(saturationClients)
 	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), phase)
@@ -119,7 +132,7 @@ func throughput(b *testing.B, u string) float64 {
 	var mu sync.Mutex
 	total := 0
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for range saturationClients {
 		wg.Go(func() {
 			n := 0
@@ -136,22 +149,33 @@ func throughput(b *testing.B, u string) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(total) / time.Since(start).Seconds()
+	return float64(total) / time.Since(start).Seconds(), float64(total) / (cpuTime() - cpu0).Seconds()
 }
 
-// latencies sends latencyRequests one after another and returns them sorted.
-func latencies(b *testing.B, u string) []time.Duration {
-	c, done := client(1)
+// latencies sends latencyRequests to each URL, alternating one by one, and
+// returns both sets sorted.
+func latencies(b *testing.B, bareURL, gwURL string) (bare, gw []time.Duration) {
+	c, done := client(2)
 	defer done()
-	out := make([]time.Duration, 0, latencyRequests)
-	for range latencyRequests {
+	one := func(u string) time.Duration {
 		t := time.Now()
 		if err := get(c, u); err != nil {
 			b.Fatal(err)
 		}
-		out = append(out, time.Since(t))
+		return time.Since(t)
 	}
-	return out
+	for i := range latencyRequests {
+		if i%2 == 0 { // alternate who goes first
+			bare = append(bare, one(bareURL))
+			gw = append(gw, one(gwURL))
+		} else {
+			gw = append(gw, one(gwURL))
+			bare = append(bare, one(bareURL))
+		}
+	}
+	slices.Sort(bare)
+	slices.Sort(gw)
+	return bare, gw
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {
@@ -167,35 +191,27 @@ func BenchmarkCompare(b *testing.B) {
 	defer gw.Close()
 	defer g.Close()
 	// Warm both paths (connections, pools).
-	throughput(b, bare.URL+"/warm")
-	throughput(b, gw.URL+"/warm")
+	_, _ = throughput(b, bare.URL+"/warm")
+	_, _ = throughput(b, gw.URL+"/warm")
 
-	var bareRPS, gwRPS float64
-	var bareLat, gwLat []time.Duration
-	for i := range rounds {
-		// Alternate which goes first so drift on a shared machine cancels.
-		first, second := bare.URL, gw.URL
-		if i%2 == 1 {
-			first, second = second, first
-		}
-		for _, u := range []string{first, second} {
-			rps := throughput(b, u+"/x")
-			lat := latencies(b, u+"/x")
-			if u == bare.URL {
-				bareRPS += rps / rounds
-				bareLat = append(bareLat, lat...)
-			} else {
-				gwRPS += rps / rounds
-				gwLat = append(gwLat, lat...)
-			}
+	var bareRPS, gwRPS, bareCPU, gwCPU float64
+	for i := range 2 * rounds {
+		if i%4 == 0 || i%4 == 3 { // ABBA order cancels drift
+			rps, cpu := throughput(b, bare.URL+"/x")
+			bareRPS, bareCPU = bareRPS+rps/rounds, bareCPU+cpu/rounds
+		} else {
+			rps, cpu := throughput(b, gw.URL+"/x")
+			gwRPS, gwCPU = gwRPS+rps/rounds, gwCPU+cpu/rounds
 		}
 	}
-	slices.Sort(bareLat)
-	slices.Sort(gwLat)
+	bareLat, gwLat := latencies(b, bare.URL+"/x", gw.URL+"/x")
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	b.ReportMetric(bareRPS, "bare_req/s")
 	b.ReportMetric(gwRPS, "gateway_req/s")
 	b.ReportMetric(gwRPS/bareRPS, "throughput_ratio")
+	b.ReportMetric(bareCPU, "bare_req/cpu-s")
+	b.ReportMetric(gwCPU, "gateway_req/cpu-s")
+	b.ReportMetric(gwCPU/bareCPU, "cpu_throughput_ratio")
 	b.ReportMetric(us(pct(bareLat, 0.5)), "bare_p50_µs")
 	b.ReportMetric(us(pct(gwLat, 0.5)), "gateway_p50_µs")
 	b.ReportMetric(us(pct(bareLat, 0.99)), "bare_p99_µs")
