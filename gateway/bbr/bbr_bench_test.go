@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/mercury-apm/mercury/gateway/cpu"
+	"github.com/mercury-apm/mercury/gateway/internal/cputime"
 )
 
 func BenchmarkAllowDone(b *testing.B) {
@@ -11,10 +12,12 @@ func BenchmarkAllowDone(b *testing.B) {
 	src.Set(0.9) // past the threshold: the full decision path runs
 	l, _ := New(Config{CPU: src})
 	b.ReportAllocs()
+	stop := cputime.Measure(b)
 	for b.Loop() {
 		done, err := l.Allow()
 		if err == nil {
 			done(nil)
 		}
 	}
+	stop()
 }
