@@ -243,6 +243,7 @@ func parallelGets(b *testing.B, u string) {
 	defer done()
 	b.ReportAllocs()
 	b.SetParallelism(8)
+	cpu0 := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := get(c, u); err != nil {
@@ -251,4 +252,5 @@ func parallelGets(b *testing.B, u string) {
 			}
 		}
 	})
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
