@@ -113,8 +113,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.plans[pc.Name] = &degrade.Plan{Name: pc.Name, Settings: pc.Routes}
 	}
 	if cfg.SentryDSN != "" {
-		if g.sentry, err = sentry.NewClient(sentry.ClientOptions{Dsn: cfg.SentryDSN, AttachStacktrace: true,
-			ServerName: cfg.Region}); err != nil {
+		if g.sentry, err = sentry.NewClient(sentry.ClientOptions{Dsn: cfg.SentryDSN, AttachStacktrace: true}); err != nil {
 			return nil, fmt.Errorf("gateway: sentry: %w", err)
 		}
 	}
@@ -220,9 +219,11 @@ func (g *Gateway) reportPanic(req *http.Request, v any) {
 		g.log.Error("panic serving request", "route", info.Name, "panic", v, "stack", string(debug.Stack()))
 		return
 	}
+	g.log.Error("panic serving request; reported to Sentry", "route", info.Name, "panic", v)
 	scope := sentry.NewScope()
 	scope.SetTag("route", info.Name)
 	scope.SetTag("service", info.Service)
+	scope.SetTag("region", info.Region)
 	scope.SetRequest(req)
 	err, ok := v.(error)
 	if !ok {
