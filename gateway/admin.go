@@ -15,6 +15,7 @@ import (
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/ratelimit"
 	"github.com/mercury-apm/mercury/gateway/retry"
+	"github.com/mercury-apm/mercury/gateway/upstream"
 )
 
 // maxAdminBody bounds admin request bodies.
@@ -40,6 +41,15 @@ type RouteStatus struct {
 	EMALatencyMillis *float64         `json:"ema_latency_ms,omitempty"`
 	HealthyLocal     int              `json:"healthy_local"`
 	HealthyRemote    *int             `json:"healthy_remote,omitempty"`
+	Instances        []InstanceStatus `json:"instances"`
+}
+
+// InstanceStatus is one upstream instance as the balancer sees it.
+type InstanceStatus struct {
+	URL      string `json:"url"`
+	Region   string `json:"region"` // "local" or "remote"
+	Healthy  bool   `json:"healthy"`
+	InFlight int64  `json:"in_flight"`
 }
 
 func (r *route) status() RouteStatus {
@@ -82,21 +92,24 @@ func (r *route) status() RouteStatus {
 		ema := float64(r.dyn.Average().Microseconds()) / 1e3
 		s.EMALatencyMillis = &ema
 	}
-	s.HealthyLocal = healthy(r.local.Instances())
+	s.HealthyLocal = s.addInstances(UpstreamLocal, r.local)
 	if r.remote != nil {
-		n := healthy(r.remote.Instances())
+		n := s.addInstances(UpstreamRemote, r.remote)
 		s.HealthyRemote = &n
 	}
 	return s
 }
 
-func healthy[T interface{ Healthy() bool }](xs []T) (n int) {
-	for _, x := range xs {
-		if x.Healthy() {
-			n++
+// addInstances lists pool's instances and returns how many are healthy.
+func (s *RouteStatus) addInstances(region string, pool *upstream.Pool) (healthy int) {
+	for _, in := range pool.Instances() {
+		s.Instances = append(s.Instances, InstanceStatus{URL: in.URL.String(), Region: region,
+			Healthy: in.Healthy(), InFlight: in.InFlight()})
+		if in.Healthy() {
+			healthy++
 		}
 	}
-	return n
+	return healthy
 }
 
 // AdminHandler serves the admin API, /metrics, /healthz and /readyz. Write

@@ -46,7 +46,8 @@ func TestAdminRoutes(t *testing.T) {
 	s := all[0]
 	if s.Breaker == nil || s.Breaker.State != "closed" || s.Breaker.DropProbability == nil ||
 		s.RetryWindow == nil || s.RetryWindow.Size != 1 || s.RateLimit == nil || s.RateLimit.InWindow != 1 ||
-		s.BBR == nil || s.TimeoutMillis != 500 || s.EMALatencyMillis == nil || s.HealthyLocal != 1 || !s.RetryEnabled {
+		s.BBR == nil || s.TimeoutMillis != 500 || s.EMALatencyMillis == nil || s.HealthyLocal != 1 || !s.RetryEnabled ||
+		len(s.Instances) != 2 || s.Instances[1].Region != "remote" || !s.Instances[0].Healthy || s.Instances[0].InFlight != 0 {
 		t.Fatalf("songs status %s", body)
 	}
 	code, body = do(h, "GET", "/admin/routes/comments", nil)
