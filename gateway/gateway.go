@@ -43,12 +43,16 @@ type Gateway struct {
 	sampler       *cpu.Sampler // nil when the CPU source was injected
 	transport     http.RoundTripper
 	ownsTransport *http.Transport
-	registry      *prometheus.Registry
-	metrics       *metrics
-	tiers         *tier.Shedder
-	retries       retry.Switches
-	bufPool       httputil.BufferPool
-	sentry        *sentry.Client
+	// health probes get their own client so they never go through an
+	// injected (instrumented) transport and Close can drop their connections.
+	healthTransport *http.Transport
+	healthClient    *http.Client
+	registry        *prometheus.Registry
+	metrics         *metrics
+	tiers           *tier.Shedder
+	retries         retry.Switches
+	bufPool         httputil.BufferPool
+	sentry          *sentry.Client
 
 	routes  []*route // longest prefix first
 	byName  map[string]*route
@@ -83,6 +87,8 @@ func New(cfg Config) (*Gateway, error) {
 		t.MaxIdleConns = 1024
 		g.transport, g.ownsTransport = t, t
 	}
+	g.healthTransport = http.DefaultTransport.(*http.Transport).Clone()
+	g.healthClient = &http.Client{Transport: g.healthTransport}
 	g.metrics = newMetrics(g.registry)
 	g.retries.SetGlobal(!cfg.Retry.Disabled)
 	for _, s := range cfg.Retry.DisabledServices {
@@ -324,5 +330,6 @@ func (g *Gateway) Close() {
 		if g.ownsTransport != nil {
 			g.ownsTransport.CloseIdleConnections()
 		}
+		g.healthTransport.CloseIdleConnections()
 	})
 }

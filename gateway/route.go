@@ -99,13 +99,13 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		r.event(EventUpstreamHealth, slog.String("instance", instance), slog.Bool("healthy", healthy))
 	}
 	if r.local, err = upstream.New(upstream.Config{Instances: rc.Local.Instances, Balance: rc.Local.Balance,
-		Health: rc.Local.HealthCheck, OnHealth: health}); err != nil {
+		Health: rc.Local.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
 		return nil, wrap(err)
 	}
 	r.localTimeout = cmpOr(rc.Local.Timeout, 5*time.Second)
 	if rc.Remote != nil {
 		if r.remote, err = upstream.New(upstream.Config{Instances: rc.Remote.Instances, Balance: rc.Remote.Balance,
-			Health: rc.Remote.HealthCheck, OnHealth: health}); err != nil {
+			Health: rc.Remote.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
 			return nil, wrap(err)
 		}
 		r.remoteTimeout = cmpOr(rc.Remote.Timeout, 5*time.Second)

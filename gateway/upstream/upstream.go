@@ -41,7 +41,7 @@ type Config struct {
 	Instances []string
 	Balance   Balance
 	Health    HealthCheck
-	Client    *http.Client // for health checks; default a client with Health.Timeout
+	Client    *http.Client // for health checks (each probe has its own Timeout); default http.DefaultClient
 	// OnHealth is called when an instance changes health.
 	OnHealth func(instance string, healthy bool)
 }
@@ -101,7 +101,7 @@ func New(c Config) (*Pool, error) {
 		return nil, errors.New("upstream: health check interval, timeout and thresholds must be positive")
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Timeout: h.Timeout}
+		c.Client = http.DefaultClient
 	}
 	p := &Pool{cfg: c}
 	for _, raw := range c.Instances {
