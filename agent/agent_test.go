@@ -358,3 +358,20 @@ func TestDiscardRecordsNothing(t *testing.T) {
 		t.Fatalf("spans: %+v", spans)
 	}
 }
+
+func TestStartTimeAndDuration(t *testing.T) {
+	a := newAgent(t, agent.Config{})
+	before := time.Now().UnixNano()
+	_, s := a.StartSpan(context.Background(), "timed")
+	time.Sleep(5 * time.Millisecond)
+	s.End()
+	after := time.Now().UnixNano()
+	spans, _, _ := records(t, a)
+	sp := spans[0]
+	if sp.StartUnixNano < before || sp.StartUnixNano > after {
+		t.Fatalf("start %d outside [%d, %d]", sp.StartUnixNano, before, after)
+	}
+	if sp.DurationNano < int64(5*time.Millisecond) || sp.StartUnixNano+sp.DurationNano > after {
+		t.Fatalf("duration %v", time.Duration(sp.DurationNano))
+	}
+}
