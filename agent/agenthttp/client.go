@@ -2,7 +2,6 @@ package agenthttp
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/schemas"
@@ -76,10 +75,10 @@ func (t *transport) finish(span *agent.Span, resp *http.Response, err error) {
 	case err != nil:
 		span.RecordError(err)
 	case resp.StatusCode >= 400:
-		span.SetTag("http.status_code", strconv.Itoa(resp.StatusCode))
+		span.SetTag("http.status_code", statusText(resp.StatusCode))
 		span.SetStatus(schemas.StatusError, resp.StatusCode)
 	default:
-		span.SetTag("http.status_code", strconv.Itoa(resp.StatusCode))
+		span.SetTag("http.status_code", statusText(resp.StatusCode))
 		span.SetStatus(schemas.StatusOK, resp.StatusCode)
 	}
 	span.End()

@@ -14,10 +14,9 @@ import (
 type Option func(*config)
 
 type config struct {
-	route    func(*http.Request) string
-	peer     string
-	bizKeys  []bizKey
-	bizQuery bool // some key comes from the query string: parse it once per request
+	route   func(*http.Request) string
+	peer    string
+	bizKeys []bizKey
 }
 
 func newConfig(opts []Option) *config {
@@ -71,7 +70,6 @@ func WithBusinessKeys(keys map[string]string) Option {
 				panic(fmt.Sprintf("agenthttp: WithBusinessKeys: %v", err))
 			}
 			c.bizKeys = append(c.bizKeys, bk)
-			c.bizQuery = c.bizQuery || !bk.header
 		}
 	}
 }

@@ -14,50 +14,14 @@ import (
 
 	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/agent/agentsql"
-	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/agent/internal/agenttest"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newAgent(t *testing.T) *agent.Agent {
-	t.Helper()
-	a, err := agent.New(agent.Config{Service: "order", SpoolDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(context.Background()) })
-	return a
-}
-
-// records closes the agent and reads back the spans and events it wrote.
-func records(t *testing.T, a *agent.Agent) (spans []schemas.Span, events []schemas.Event) {
-	t.Helper()
-	if err := a.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	scan := func(stream string, decode func(*schemas.Schema, []byte) error) {
-		if skipped, err := spool.Scan(a.SpoolDir(), stream, decode); err != nil || skipped != 0 {
-			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
-		}
-	}
-	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
-		var sp schemas.Span
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
-		spans = append(spans, sp)
-		return err
-	})
-	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
-		var ev schemas.Event
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
-		events = append(events, ev)
-		return err
-	})
-	return spans, events
-}
-
 func TestSQLite(t *testing.T) {
-	a := newAgent(t)
+	a := agenttest.New(t, agent.Config{})
 	agentsql.Register("sqlite-traced", a, &sqlite.Driver{}, agentsql.WithPeer("orders"))
 	db, err := sql.Open("sqlite-traced", filepath.Join(t.TempDir(), "orders.db"))
 	if err != nil {
@@ -138,7 +102,7 @@ func TestSQLite(t *testing.T) {
 	root.End()
 	db.Close()
 
-	spans, events := records(t, a)
+	spans, events := agenttest.Records(t, a)
 	want := []struct {
 		op     string
 		status schemas.Status
@@ -183,7 +147,7 @@ func TestSQLite(t *testing.T) {
 }
 
 func TestOpenDBAndSwitches(t *testing.T) {
-	a := newAgent(t)
+	a := agenttest.New(t, agent.Config{})
 	dsn := filepath.Join(t.TempDir(), "c.db")
 	db := agentsql.OpenDB(dsnConnector{dsn, &sqlite.Driver{}}, a, agentsql.WithPeer("cart"))
 	defer db.Close()
@@ -197,7 +161,7 @@ func TestOpenDBAndSwitches(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	spans, _ := records(t, a)
+	spans, _ := agenttest.Records(t, a)
 	if len(spans) != 1 || spans[0].Peer != "cart" || spans[0].Operation != "CREATE TABLE t (v TEXT)" {
 		t.Fatalf("spans %+v", spans)
 	}
@@ -251,7 +215,7 @@ func (oldRows) Close() error              { return nil }
 func (oldRows) Next([]driver.Value) error { return io.EOF }
 
 func TestOldDriverFallbacks(t *testing.T) {
-	a := newAgent(t)
+	a := agenttest.New(t, agent.Config{})
 	d := &oldDriver{}
 	w := agentsql.Wrap(d, a, agentsql.WithPeer("legacy"))
 	if _, ok := w.(driver.DriverContext); !ok {
@@ -296,7 +260,7 @@ func TestOldDriverFallbacks(t *testing.T) {
 	if d.execs != 1 || d.closed != 1 {
 		t.Fatalf("execs %d (want 1), connector closed %d times (want 1)", d.execs, d.closed)
 	}
-	spans, _ := records(t, a)
+	spans, _ := agenttest.Records(t, a)
 	var got []string
 	for _, s := range spans {
 		got = append(got, s.Operation+"/"+s.Status.String())
