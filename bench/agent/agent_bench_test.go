@@ -13,8 +13,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -101,6 +103,32 @@ var tracers = []struct {
 	new  func(*testing.B) tracerUnderTest
 }{{"mercury", mercury}, {"otel", otel}}
 
+// cpuMeter reports CPU time per op next to wall time: caller-cpu-ns/op is the benchmark
+// goroutine's own thread (the hot path, GC assists included), cpu-ns/op the whole process
+// (background writer or batch processor and GC included, until finish returns).
+type cpuMeter struct {
+	thread bool
+	t0, p0 time.Duration
+}
+
+func startCPU(thread bool) *cpuMeter {
+	if thread {
+		runtime.LockOSThread() // the thread's CPU time is then the caller's
+	}
+	return &cpuMeter{thread: thread, t0: cpuTime(true), p0: cpuTime(false)}
+}
+
+func (m *cpuMeter) callerDone(b *testing.B) {
+	if m.thread {
+		b.ReportMetric(float64(cpuTime(true)-m.t0)/float64(b.N), "caller-cpu-ns/op")
+		runtime.UnlockOSThread()
+	}
+}
+
+func (m *cpuMeter) processDone(b *testing.B) {
+	b.ReportMetric(float64(cpuTime(false)-m.p0)/float64(b.N), "cpu-ns/op")
+}
+
 // BenchmarkSpan is the hot path: start, 2 tags, 1 business key, end. lost/op is the fraction
 // of spans dropped because the background writer (or OTel's batch processor) fell behind a
 // caller doing nothing but start spans.
@@ -111,11 +139,15 @@ func BenchmarkSpan(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU(true)
 			for i := 0; i < b.N; i++ {
 				t.span(ctx)
 			}
+			cpu.callerDone(b)
 			b.StopTimer()
-			b.ReportMetric(float64(t.finish(b, b.N))/float64(b.N), "lost/op")
+			lost := t.finish(b, b.N)
+			cpu.processDone(b)
+			b.ReportMetric(float64(lost)/float64(b.N), "lost/op")
 		})
 	}
 }
@@ -127,6 +159,7 @@ func BenchmarkSpanParallel(b *testing.B) {
 			t := tc.new(b)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU(false)
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -134,7 +167,9 @@ func BenchmarkSpanParallel(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64(t.finish(b, b.N))/float64(b.N), "lost/op")
+			lost := t.finish(b, b.N)
+			cpu.processDone(b)
+			b.ReportMetric(float64(lost)/float64(b.N), "lost/op")
 		})
 	}
 }
@@ -253,6 +288,7 @@ func BenchmarkHTTPInProcess(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/order/12345?order_id=12345", nil)
 			b.ReportAllocs()
+			cpu := startCPU(true)
 			for i := 0; i < b.N; i++ {
 				rec := httptest.NewRecorder()
 				tc.h.ServeHTTP(rec, req)
@@ -260,6 +296,7 @@ func BenchmarkHTTPInProcess(b *testing.B) {
 					b.Fatal(rec.Code)
 				}
 			}
+			cpu.callerDone(b)
 		})
 	}
 }
@@ -276,6 +313,8 @@ func BenchmarkHTTPLoopback(b *testing.B) {
 			url := srv.URL + "/order/12345?order_id=12345"
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU(false)
+			defer cpu.processDone(b)
 			for i := 0; i < b.N; i++ {
 				resp, err := client.Get(url)
 				if err != nil {
