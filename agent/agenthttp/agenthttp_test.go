@@ -432,3 +432,25 @@ func TestTransport(t *testing.T) {
 		t.Fatalf("204: %+v", ok)
 	}
 }
+
+func TestHeaderCarrierMatchesNetHTTP(t *testing.T) {
+	sc := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 1, Dyed: true}
+	var got http.Header
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = r.Header
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	req, _ := http.NewRequestWithContext(agent.ContextWithRemote(context.Background(), sc), "GET", "http://x/", nil)
+	if _, err := agenthttp.Transport(nil, rt).RoundTrip(req); err != nil {
+		t.Fatal(err)
+	}
+	// What the transport wrote must read back through net/http's own canonical lookups.
+	back, ok := agent.Extract(got)
+	if !ok || back.TraceID != sc.TraceID || back.SpanID != sc.SpanID || !back.Dyed {
+		t.Fatalf("headers %v extract to %+v", got, back)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
