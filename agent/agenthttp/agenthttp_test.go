@@ -346,7 +346,15 @@ func TestResponseWriterKeepsCapabilities(t *testing.T) {
 	if hijacker || !flusher {
 		t.Fatalf("recorder: hijacker %v (want false), flusher %v (want true)", hijacker, flusher)
 	}
-	srv := httptest.NewServer(h)
+	// httptest.Server.Close does not wait for handlers of hijacked connections: wait for the
+	// middleware to return (and end its span) before reading the spool.
+	hijackDone := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.URL.Path == "/hijack" {
+			close(hijackDone)
+		}
+	}))
 	defer srv.Close()
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
@@ -359,6 +367,7 @@ func TestResponseWriterKeepsCapabilities(t *testing.T) {
 	if !hijacker || string(body) != "hi" {
 		t.Fatalf("HTTP/1 server: hijacker %v, body %q", hijacker, body)
 	}
+	<-hijackDone
 	srv.Close()
 	spans, _ := agenttest.Records(t, a)
 	hij := spans[len(spans)-1]
