@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -20,10 +22,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+var registered atomic.Int32
+
 func TestSQLite(t *testing.T) {
 	a := agenttest.New(t, agent.Config{})
-	agentsql.Register("sqlite-traced", a, &sqlite.Driver{}, agentsql.WithPeer("orders"))
-	db, err := sql.Open("sqlite-traced", filepath.Join(t.TempDir(), "orders.db"))
+	driverName := fmt.Sprintf("sqlite-traced-%d", registered.Add(1)) // sql.Register is once per name
+	agentsql.Register(driverName, a, &sqlite.Driver{}, agentsql.WithPeer("orders"))
+	db, err := sql.Open(driverName, filepath.Join(t.TempDir(), "orders.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
