@@ -280,3 +280,25 @@ func TestOldDriverFallbacks(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsampledTraceRecordsNoStatements(t *testing.T) {
+	a := agenttest.New(t, agent.Config{SampleRate: 1e-9})
+	db := agentsql.OpenDB(dsnConnector{filepath.Join(t.TempDir(), "u.db"), &sqlite.Driver{}}, a)
+	defer db.Close()
+	ctx, root := a.StartSpan(context.Background(), "unsampled request")
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (v INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO nope VALUES (1)"); err == nil {
+		t.Fatal("insert into a missing table succeeded")
+	}
+	root.End()
+	db.Close()
+	spans, events := agenttest.Records(t, a)
+	if len(spans) != 0 {
+		t.Fatalf("unsampled trace recorded %d spans", len(spans))
+	}
+	if len(events) != 1 { // exceptions are never sampled: alerts must not depend on sampling
+		t.Fatalf("%d exception events, want 1", len(events))
+	}
+}
