@@ -34,19 +34,18 @@ type batch struct {
 	finished []spool.Segment // segments read to the end (or skipped) in this batch: deleted once committed
 }
 
-// stream ships one spool directory to one topic. Two goroutines pipeline the work: the reader
-// fills the next batch from disk while the sender keeps up to InFlight batches at the broker
-// and, in order, makes the cursor durable (an fsync) past each acknowledged one. The cursor
-// only ever moves forward over acknowledged records.
+// stream ships one spool directory to one topic. Three goroutines pipeline the work: the
+// reader fills the next batch from disk, the sender keeps up to InFlight batches at the broker,
+// and the committer makes the cursor durable (an fsync) past each acknowledged batch, in order.
+// The cursor only ever moves forward over acknowledged records.
 type stream struct {
-	sh        *Shipper
 	cfg       *Config
 	log       *slog.Logger
 	name      string
 	topic     string
 	keyFields []string
 
-	committed cursor // durable: acknowledged up to here (sender goroutine; read under mu)
+	committed cursor // durable: acknowledged up to here (written by the committer under mu)
 	pos       cursor // read position (reader goroutine)
 
 	cur       *spool.SegmentReader
@@ -57,7 +56,7 @@ type stream struct {
 	handed    cursor // read position at the end of the last batch handed to the sender
 	b         *batch // the batch being filled
 
-	mu sync.Mutex // guards committed and scan: the sender advances one, the reader's poll reads both
+	mu sync.Mutex // guards committed and scan: the committer advances them, lag updates read them
 
 	limiter  rateLimiter
 	inflight atomic.Int64 // records sent or being sent and not yet durably committed
@@ -75,7 +74,7 @@ type stream struct {
 
 func newStream(sh *Shipper, name string) *stream {
 	st := &stream{
-		sh: sh, cfg: &sh.cfg, name: name, topic: topicOf(name), keyFields: keyFieldsOf(name),
+		cfg: &sh.cfg, name: name, topic: topicOf(name), keyFields: keyFieldsOf(name),
 		log:       sh.cfg.Logger.With("stream", name),
 		splitters: map[uint64]*splitter{},
 		scan:      map[uint64]*scanState{},
