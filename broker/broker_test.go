@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +16,12 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv("MERCURY_BROKER_CHILD") != "" {
+		childBroker() // re-executed by TestKilledBrokerKeepsAcknowledgedData; never returns
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func start(t *testing.T, dir, addr string) *broker.Broker {
 	t.Helper()
