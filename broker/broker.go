@@ -42,7 +42,7 @@ type Broker struct {
 
 // Start starts the broker, creates the Mercury topics if they do not exist yet (a restart on
 // the same DataDir finds them, with their records and group offsets) and returns once it
-// accepts connections.
+// accepts connections. ctx bounds the start only; the broker runs until Close.
 func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	addr := cfg.Addr
 	if addr == "" {
