@@ -24,6 +24,8 @@ func runShip(ctx context.Context, args []string) error {
 	streams := fs.String("streams", strings.Join(ship.Streams, ","), "streams to ship")
 	fs.IntVar(&cfg.BatchRecords, "batch", 5000, "records per send")
 	fs.Int64Var(&cfg.BatchBytes, "batch-bytes", 4<<20, "message bytes per send")
+	fs.IntVar(&cfg.InFlight, "inflight", 2, "batches in flight per stream (committed in order; 1 keeps strict per-partition order)")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 1<<20, "larger records are dropped and counted; also the per-request size")
 	fs.DurationVar(&cfg.Linger, "linger", 10*time.Millisecond, "wait this long for a batch to fill once the spool is drained")
 	fs.Int64Var(&cfg.RateBytes, "rate-bytes", 0, "cap on produced bytes per second, for cross-DC links (0: unlimited)")
 	fs.StringVar(&cfg.Compression, "compression", "none", "none, gzip, snappy, lz4 or zstd")
