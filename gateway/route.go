@@ -360,6 +360,11 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 	if dye := pr.In.Header.Get(DyeHeader); dye != "" {
 		pr.Out.Header.Set(DyeHeader, dye)
 	}
+	// Once per request: a failover replays a clone of this request, so both
+	// attempts carry the same trace context.
+	if r.g.prop != nil {
+		r.g.prop.Propagate(pr.Out.Context(), pr.Out.Header)
+	}
 }
 
 // remember keeps the last good GET response for the cache fallback.
