@@ -19,8 +19,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"spool":   {runSpool, "spool cat DIR      print spool records as JSON lines"},
-	"version": {runVersion, "version            print the version"},
+	"gateway": {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
+	"spool":   {runSpool, "spool cat DIR                              print spool records as JSON lines"},
+	"version": {runVersion, "version                                    print the version"},
 }
 
 func main() {
