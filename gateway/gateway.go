@@ -38,6 +38,7 @@ type Gateway struct {
 	cfg           Config
 	log           *slog.Logger
 	obs           Observer
+	prop          Propagator // obs, when it propagates trace context
 	clock         clock.Clock
 	cpu           cpu.Source
 	sampler       *cpu.Sampler // nil when the CPU source was injected
@@ -75,6 +76,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.obs == nil {
 		g.obs = SlogObserver{Logger: g.log}
 	}
+	g.prop, _ = g.obs.(Propagator)
 	g.cpu = cfg.CPUSource
 	if g.cpu == nil {
 		g.sampler = cpu.NewSampler(cpu.NewCounter(cfg.CPU.CgroupRoot, cfg.CPU.ProcStat, nil), cfg.CPU.Decay)

@@ -69,6 +69,17 @@ type Observer interface {
 	Event(kind EventKind, route RouteInfo, attrs ...slog.Attr)
 }
 
+// Propagator is an optional extension of Observer. When the Observer
+// implements it, the gateway calls Propagate once per proxied request, with
+// the context RequestStart returned and the outgoing request's headers, so a
+// tracer can write its trace context (W3C traceparent) for the upstreams.
+// Doing it where the gateway builds the outgoing request keeps it working
+// with the gateway's own tuned transport; no Config.Transport wrapper is
+// needed.
+type Propagator interface {
+	Propagate(ctx context.Context, h http.Header)
+}
+
 // NopObserver ignores everything.
 type NopObserver struct{}
 

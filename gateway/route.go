@@ -243,21 +243,35 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
 	st.sw.ResponseWriter = w
-	ctx, sw := context.Context(st), &st.sw
+	sw := &st.sw
 	r.m.inFlight.Inc()
+	panicked := true
 	defer func() {
 		r.m.inFlight.Dec()
 		d := time.Since(start)
 		status := sw.status
-		if status == 0 {
+		switch {
+		case status != 0:
+		case panicked:
+			// This runs while the panic unwinds, before recoverPanics
+			// answers 502: report what the client will get, not a 200.
+			status = http.StatusBadGateway
+		default:
 			status = http.StatusOK // handler wrote nothing: net/http sends 200
 		}
 		r.m.observe(status, d.Seconds())
-		r.g.obs.RequestDone(ctx, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
+		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
 			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, ShedBy: st.shedBy,
 			Degraded: st.shedBy == shedDegrade, Dyed: req.Header.Get(DyeHeader) != "", Err: st.err})
 	}()
+	r.chain(st, req)
+	panicked = false
+}
 
+// chain runs the middlewares. It is separate from serve so that serve can
+// tell a normal return (any of the early ones) from a panic.
+func (r *route) chain(st *reqState, req *http.Request) {
+	sw := &st.sw
 	if r.tierOn {
 		done, err := r.g.tiers.Allow(r.cfg.Tier)
 		if err != nil {
@@ -285,7 +299,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		}
 		defer func() { done(breaker.Failure(sw.status, st.err)) }()
 	}
-	req = req.WithContext(ctx)
+	req = req.WithContext(st)
 	if r.window != nil && r.replayable(req) {
 		if err := r.bufferBody(req); err != nil {
 			st.err = err
@@ -345,6 +359,11 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	if dye := pr.In.Header.Get(DyeHeader); dye != "" {
 		pr.Out.Header.Set(DyeHeader, dye)
+	}
+	// Once per request: a failover replays a clone of this request, so both
+	// attempts carry the same trace context.
+	if r.g.prop != nil {
+		r.g.prop.Propagate(pr.Out.Context(), pr.Out.Header)
 	}
 }
 

@@ -270,6 +270,9 @@ func TestScenarioPanicReachesSentry(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("panic answered %d, want 502", resp.StatusCode)
 	}
+	if o := rec.lastOutcome(); o.Status != http.StatusBadGateway { // recorded while the panic unwound
+		t.Fatalf("panicked request reported status %d, want 502", o.Status)
+	}
 	resp, err = srv.Client().Get(srv.URL + "/fine/x")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("server stopped serving after a panic: %v %v", err, resp)

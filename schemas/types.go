@@ -166,6 +166,9 @@ const (
 	EventLimiter     = "limiter"
 	EventDegrade     = "degrade"
 	EventRetryWindow = "retry_window"
+	// EventUpstreamHealth is a gateway upstream instance turning healthy or
+	// unhealthy under active health checks.
+	EventUpstreamHealth = "upstream_health"
 )
 
 // Heartbeat is mercury.v1.Heartbeat.

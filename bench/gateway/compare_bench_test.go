@@ -1,5 +1,6 @@
-// Package gateway compares Mercury's gateway, with every middleware on,
-// against a bare httputil.ReverseProxy in front of the same loopback
+// Package gateway compares Mercury's gateway, with every middleware on and
+// every request traced by the Mercury agent, against a bare
+// httputil.ReverseProxy in front of the same loopback
 // upstream, in one run. The machine is shared, so both sides are measured
 // under the same noise: throughput in short alternating phases at
 // saturation, latency with one client alternating request by request (so
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/gateway"
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/degrade"
@@ -68,13 +70,35 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 
-// fullGateway enables every middleware on one route. The CPU source is fixed
+// tracingAgent is an agent writing every span (sample rate 1) to a
+// temporary spool, closed with the benchmark.
+func tracingAgent(b *testing.B) *agent.Agent {
+	a, err := agent.New(agent.Config{Service: "gateway", SpoolDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close(context.Background()) })
+	return a
+}
+
+// reportAgent says how many spans reached the spool and how many the agent
+// dropped, so a figure is not read as "traced" when the writer fell behind.
+func reportAgent(b *testing.B, a *agent.Agent) {
+	if err := a.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	st := a.Stats()
+	b.ReportMetric(float64(st.SpansWritten), "spans_written")
+	b.ReportMetric(float64(st.Dropped[agent.DropQueueFull]+st.Dropped[agent.DropDisk]), "spans_dropped")
+}
+
+// fullConfig enables every middleware on one route. The CPU source is fixed
 // below BBR's threshold and the limits are far above the offered load, so
 // every decision path runs and nothing is shed: the figure is pure overhead.
-func fullGateway(b *testing.B, up string) (*httptest.Server, *gateway.Gateway) {
-	g, err := gateway.New(gateway.Config{
+func fullConfig(up string, obs gateway.Observer) gateway.Config {
+	return gateway.Config{
 		Logger:      slog.New(slog.DiscardHandler),
-		Observer:    gateway.NopObserver{},
+		Observer:    obs,
 		CPUSource:   &cpu.Fixed{},
 		MaxInFlight: 100000,
 		Routes: []gateway.RouteConfig{{
@@ -88,11 +112,21 @@ func fullGateway(b *testing.B, up string) (*httptest.Server, *gateway.Gateway) {
 			Degrade: gateway.DegradeConfig{Fallback: degrade.Fallback{Kind: degrade.Static, Body: "later"},
 				Auto: &degrade.AutoConfig{ErrorRate: 0.5, TimeoutRate: 0.5}},
 		}},
-	})
+	}
+}
+
+func newGateway(b *testing.B, cfg gateway.Config) *gateway.Gateway {
+	g, err := gateway.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return httptest.NewServer(g.Handler()), g
+	b.Cleanup(g.Close)
+	return g
+}
+
+// fullGateway serves fullConfig on a loopback listener.
+func fullGateway(b *testing.B, up string, obs gateway.Observer) *httptest.Server {
+	return httptest.NewServer(newGateway(b, fullConfig(up, obs)).Handler())
 }
 
 func client(conns int) (*http.Client, func()) {
@@ -187,9 +221,9 @@ func BenchmarkCompare(b *testing.B) {
 	defer up.Close()
 	bare := bareProxy(up.URL)
 	defer bare.Close()
-	gw, g := fullGateway(b, up.URL)
+	a := tracingAgent(b)
+	gw := fullGateway(b, up.URL, gateway.NewAgentObserver(a))
 	defer gw.Close()
-	defer g.Close()
 	// Warm both paths (connections, pools).
 	_, _ = throughput(b, bare.URL+"/warm")
 	_, _ = throughput(b, gw.URL+"/warm")
@@ -217,10 +251,12 @@ func BenchmarkCompare(b *testing.B) {
 	b.ReportMetric(us(pct(bareLat, 0.99)), "bare_p99_µs")
 	b.ReportMetric(us(pct(gwLat, 0.99)), "gateway_p99_µs")
 	b.ReportMetric(us(pct(gwLat, 0.99)-pct(bareLat, 0.99)), "added_p99_µs")
+	reportAgent(b, a)
 }
 
-// BenchmarkBare and BenchmarkGateway give the per-request cost and
-// allocations of each proxy, client and upstream included.
+// BenchmarkBare, BenchmarkGateway and BenchmarkGatewayTraced give the
+// per-request cost and allocations of each proxy, client and upstream
+// included.
 func BenchmarkBare(b *testing.B) {
 	up := upstream()
 	defer up.Close()
@@ -232,10 +268,19 @@ func BenchmarkBare(b *testing.B) {
 func BenchmarkGateway(b *testing.B) {
 	up := upstream()
 	defer up.Close()
-	p, g := fullGateway(b, up.URL)
+	p := fullGateway(b, up.URL, gateway.NopObserver{})
 	defer p.Close()
-	defer g.Close()
 	parallelGets(b, p.URL+"/x")
+}
+
+func BenchmarkGatewayTraced(b *testing.B) {
+	up := upstream()
+	defer up.Close()
+	a := tracingAgent(b)
+	p := fullGateway(b, up.URL, gateway.NewAgentObserver(a))
+	defer p.Close()
+	parallelGets(b, p.URL+"/x")
+	reportAgent(b, a)
 }
 
 func parallelGets(b *testing.B, u string) {

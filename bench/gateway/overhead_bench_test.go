@@ -3,17 +3,13 @@ package gateway
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/mercury-apm/mercury/gateway"
-	"github.com/mercury-apm/mercury/gateway/cpu"
-	"github.com/mercury-apm/mercury/gateway/degrade"
 )
 
 // stubTransport answers every request in memory, so the handler benchmarks
@@ -27,37 +23,31 @@ func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		ContentLength: 2, Request: r}, nil
 }
 
+// stubGateway is fullConfig on the stub transport.
+func stubGateway(b *testing.B, u *url.URL, obs gateway.Observer) *gateway.Gateway {
+	cfg := fullConfig(u.String(), obs)
+	cfg.Transport = stubTransport{}
+	return newGateway(b, cfg)
+}
+
 // BenchmarkHandlerOverhead serves the same request through each proxy's
-// handler in process. The difference is the CPU the middleware chain adds;
-// cpu-ns/op (process CPU, GC included) is steadier than ns/op on a shared
-// machine.
+// handler in process. The differences are the CPU the middleware chain and
+// the tracing add; cpu-ns/op (process CPU, GC and the agent's writer
+// included) is steadier than ns/op on a shared machine.
 func BenchmarkHandlerOverhead(b *testing.B) {
 	u, _ := url.Parse("http://upstream.invalid")
 	bare := httputil.NewSingleHostReverseProxy(u)
 	bare.Transport = stubTransport{}
 	bare.BufferPool = &bufferPool{}
-	g, err := gateway.New(gateway.Config{
-		Logger: slog.New(slog.DiscardHandler), Observer: gateway.NopObserver{}, CPUSource: &cpu.Fixed{},
-		MaxInFlight: 100000, Transport: stubTransport{},
-		Routes: []gateway.RouteConfig{{
-			Name: "bench", Prefix: "/", Service: "bench", Tier: 1,
-			Local:       gateway.UpstreamConfig{Instances: []string{u.String()}, Balance: "least_loaded"},
-			Remote:      &gateway.UpstreamConfig{Instances: []string{u.String()}},
-			Middlewares: []string{"tier", "bbr", "degrade", "ratelimit", "breaker", "dynamic_timeout", "retry"},
-			RateLimit:   &gateway.RateLimitConfig{Limit: 1 << 40},
-			Timeout:     gateway.TimeoutConfig{Thwm: 300 * time.Millisecond, Tmax: 500 * time.Millisecond},
-			Degrade: gateway.DegradeConfig{Fallback: degrade.Fallback{Kind: degrade.Static, Body: "later"},
-				Auto: &degrade.AutoConfig{ErrorRate: 0.5, TimeoutRate: 0.5}},
-		}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
+	a := tracingAgent(b)
 	for _, c := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare", bare}, {"gateway", g.Handler()}} {
+	}{
+		{"bare", bare},
+		{"gateway", stubGateway(b, u, gateway.NopObserver{}).Handler()},
+		{"gateway+agent", stubGateway(b, u, gateway.NewAgentObserver(a)).Handler()},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			req := httptest.NewRequest("GET", "/x", nil)
 			b.ReportAllocs()

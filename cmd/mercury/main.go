@@ -19,10 +19,11 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"broker":  {runBroker, "broker [--data DIR] [--addr HOST:PORT]   embedded single-machine Kafka-protocol broker"},
-	"ship":    {runShip, "ship --spool DIR --brokers HOST:PORT      ship the agent's spool to Kafka"},
-	"spool":   {runSpool, "spool cat DIR      print spool records as JSON lines"},
-	"version": {runVersion, "version            print the version"},
+	"broker":  {runBroker, "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
+	"gateway": {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
+	"ship":    {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
+	"spool":   {runSpool, "spool cat DIR                              print spool records as JSON lines"},
+	"version": {runVersion, "version                                    print the version"},
 }
 
 func main() {
