@@ -216,7 +216,9 @@ func RunRows(t *testing.T, newRows RowsFactory) {
 		for i := 0; i < 60; i++ {
 			s := schemastest.Span(r, 4)
 			if i%3 != 0 {
-				s.TraceID = trace // three spans per trace
+				// Three spans per trace; the dye mark is a property of the whole trace
+				// (propagated in tracestate), so it follows the first span.
+				s.TraceID, s.Dyed = trace, spans[len(spans)-1].Dyed
 			}
 			trace = s.TraceID
 			// Keep starts within two days of the fixture: random starts would spread one
