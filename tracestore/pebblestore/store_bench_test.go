@@ -34,7 +34,7 @@ type workload struct {
 	r     *rand.Rand
 	users int
 	step  int64 // nanoseconds between trace starts
-	next  int // next trace number
+	next  int   // next trace number
 }
 
 func traceID(n int) (id tracestore.TraceID) {
