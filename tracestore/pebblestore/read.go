@@ -15,9 +15,9 @@ import (
 )
 
 // GetTrace returns every span of a trace. Spans are stored in the day they started, so a
-// trace crossing midnight lives in two databases: GetTrace probes every day, production and
-// shadow keyspaces. A probe of a day without the trace costs a bloom-filter check per table
-// (the comparer's Split makes t/<trace_id>/ the filter prefix).
+// trace crossing midnight lives in two databases: see GetTraces for how days are probed. A
+// probe of a day without the trace costs a bloom-filter check per table (the comparer's Split
+// makes t/<trace_id>/ the filter prefix).
 func (s *Store) GetTrace(ctx context.Context, id tracestore.TraceID) ([]schemas.Span, error) {
 	m, err := s.GetTraces(ctx, []tracestore.TraceID{id})
 	if err != nil {
@@ -30,37 +30,49 @@ func (s *Store) GetTrace(ctx context.Context, id tracestore.TraceID) ([]schemas.
 	return spans, nil
 }
 
-// GetTraces fetches many traces with one iterator per day and keyspace.
+// GetTraces fetches many traces with one iterator per day and keyspace. Days are probed
+// newest first; once a trace is found in a day, only the day before is still probed for it (a
+// trace crossing midnight), so older days cost nothing. The shadow keyspace is probed only
+// for traces missing from production: the dye mark belongs to the whole trace.
 func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tracestore.TraceID][]schemas.Span, error) {
 	out := make(map[tracestore.TraceID][]schemas.Span, len(ids))
-	sorted := slices.Clone(ids)
-	slices.SortFunc(sorted, func(a, b tracestore.TraceID) int { return slices.Compare(a[:], b[:]) })
-	sorted = slices.Compact(sorted)
+	pending := slices.Clone(ids)
+	slices.SortFunc(pending, func(a, b tracestore.TraceID) int { return slices.Compare(a[:], b[:]) })
+	pending = slices.Compact(pending)
 	err := s.read(func() error {
-		var key []byte
-		for _, d := range s.sortedDays() {
-			for _, ks := range []string{"", shadowPfx} {
+		for _, ks := range []string{"", shadowPfx} {
+			foundIn := map[tracestore.TraceID]int64{}
+			for _, d := range s.sortedDays() {
+				// Spans start within a day of each other, so a trace found in day f is not
+				// older than day f-1.
+				live := pending[:0:0]
+				for _, id := range pending {
+					if f, ok := foundIn[id]; !ok || d >= f-24*3600 {
+						live = append(live, id)
+					}
+				}
+				if len(live) == 0 {
+					break
+				}
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				it, err := s.days[d].NewIter(nil)
-				if err != nil {
-					return err
-				}
-				for _, id := range sorted {
-					key = rowPrefix(key[:0], ks, id)
-					for ok := it.SeekPrefixGE(key); ok; ok = it.Next() {
-						var sp schemas.Span
-						if _, err := schemas.DecodeSpan(it.Value(), &sp); err != nil {
-							return errors.Join(tracestore.AsPermanent(fmt.Errorf("trace %s: %w", id, err)), it.Close())
-						}
-						out[id] = append(out[id], sp)
+				if err := probeDay(s.days[d], ks, live, func(id tracestore.TraceID, sp schemas.Span) {
+					if _, ok := foundIn[id]; !ok {
+						foundIn[id] = d
 					}
-				}
-				if err := it.Close(); err != nil {
+					out[id] = append(out[id], sp)
+				}); err != nil {
 					return err
 				}
 			}
+			rest := pending[:0]
+			for _, id := range pending {
+				if _, ok := out[id]; !ok {
+					rest = append(rest, id)
+				}
+			}
+			pending = rest
 		}
 		return nil
 	})
@@ -68,6 +80,26 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 		return nil, fmt.Errorf("pebblestore: get traces: %w", err)
 	}
 	return out, nil
+}
+
+// probeDay reads the rows of sorted ids in one day and keyspace with one iterator.
+func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(tracestore.TraceID, schemas.Span)) error {
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	var key []byte
+	for _, id := range ids {
+		key = rowPrefix(key[:0], ks, id)
+		for ok := it.SeekPrefixGE(key); ok; ok = it.Next() {
+			var sp schemas.Span
+			if _, err := schemas.DecodeSpan(it.Value(), &sp); err != nil {
+				return errors.Join(tracestore.AsPermanent(fmt.Errorf("trace %s: %w", id, err)), it.Close())
+			}
+			emit(id, sp)
+		}
+	}
+	return it.Close()
 }
 
 // Search walks the days newest first and, in each, reverse-scans one index prefix between
