@@ -238,6 +238,9 @@ func benchStore(b *testing.B) (*pebblestore.Store, *workload) {
 	if bench.err != nil {
 		b.Fatal(bench.err)
 	}
+	if !bench.store.Settle(time.Minute) {
+		b.Log("compactions still running: read latencies include their interference")
+	}
 	return bench.store, bench.w
 }
 
