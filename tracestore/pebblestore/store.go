@@ -4,6 +4,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -263,8 +264,8 @@ func (s *Store) write(ctx context.Context, spans []schemas.Span, rows, index boo
 		return err
 	}
 	return s.read(func() error {
-		buf := bufPool.Get().(*[]byte)
-		defer bufPool.Put(buf)
+		kv := kvPool.Get().(*sortedKVs)
+		defer kvPool.Put(kv)
 		for _, d := range days {
 			db := s.days[d]
 			if db == nil {
@@ -272,15 +273,17 @@ func (s *Store) write(ctx context.Context, spans []schemas.Span, rows, index boo
 				// past retention, so dropping it is what retention asked for.
 				continue
 			}
-			// Sized up front: growing a batch of a few hundred KB copies it repeatedly.
-			b := db.NewBatchWithSize(len(spans) * 640)
+			kv.reset()
 			for i := range spans {
 				sp := &spans[i]
 				if len(days) > 1 && tracestore.DayOf(sp.StartUnixNano).Unix() != d {
 					continue
 				}
-				*buf = addSpan(b, (*buf)[:0], sp, rows, index)
+				addSpan(kv, sp, rows, index)
 			}
+			// Sized up front: growing a batch of a few hundred KB copies it repeatedly.
+			b := db.NewBatchWithSize(len(kv.arena) + 16*len(kv.recs))
+			kv.sortInto(b)
 			err := b.Commit(pebble.Sync)
 			b.Close()
 			if err != nil {
@@ -291,35 +294,67 @@ func (s *Store) write(ctx context.Context, spans []schemas.Span, rows, index boo
 	})
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// sortedKVs collects a batch's entries so they reach the memtable in key order: the
+// skiplist inserter then starts each search from the previous insert's splice, which cut
+// the memtable insert, the largest ingest cost, substantially.
+type sortedKVs struct {
+	arena   []byte
+	recs    []kvRec
+	scratch []byte
+}
 
-// addSpan adds sp's keys to b using buf as scratch (Batch.Set copies) and returns buf.
-func addSpan(b *pebble.Batch, buf []byte, sp *schemas.Span, rows, index bool) []byte {
+type kvRec struct{ k, v, end int32 } // arena offsets: key [k,v), value [v,end)
+
+var kvPool = sync.Pool{New: func() any { return &sortedKVs{} }}
+
+func (s *sortedKVs) reset() { s.arena, s.recs = s.arena[:0], s.recs[:0] }
+
+func (s *sortedKVs) put(k, v []byte) {
+	r := kvRec{k: int32(len(s.arena))}
+	s.arena = append(s.arena, k...)
+	r.v = int32(len(s.arena))
+	s.arena = append(s.arena, v...)
+	r.end = int32(len(s.arena))
+	s.recs = append(s.recs, r)
+}
+
+func (s *sortedKVs) key(r kvRec) []byte { return s.arena[r.k:r.v] }
+
+func (s *sortedKVs) sortInto(b *pebble.Batch) {
+	slices.SortFunc(s.recs, func(x, y kvRec) int { return bytes.Compare(s.key(x), s.key(y)) })
+	for _, r := range s.recs {
+		_ = b.Set(s.arena[r.k:r.v], s.arena[r.v:r.end], nil)
+	}
+}
+
+// addSpan adds sp's row and/or index entries to kv.
+func addSpan(kv *sortedKVs, sp *schemas.Span, rows, index bool) {
 	ks := keyspace(sp.Dyed)
+	buf := kv.scratch[:0]
+	defer func() { kv.scratch = buf }()
 	if rows {
-		buf = rowKey(buf[:0], ks, sp)
+		buf = rowKey(buf, ks, sp)
 		n := len(buf)
 		buf = schemas.AppendSpan(buf, sp)
-		_ = b.Set(buf[:n], buf[n:], nil)
+		kv.put(buf[:n], buf[n:])
 	}
 	if !index {
-		return buf
+		return
 	}
 	isErr := tracestore.IsError(sp)
 	var e [entryLen]byte
 	entry := appendEntry(e[:0], sp, isErr)
 	set := func(key []byte) []byte {
 		key = appendTail(key, sp)
-		_ = b.Set(key, entry, nil)
+		kv.put(key, entry)
 		return key
 	}
-	for _, kv := range sp.BusinessKeys {
-		buf = set(bkPrefix(buf[:0], ks, kv))
+	for _, bk := range sp.BusinessKeys {
+		buf = set(bkPrefix(buf[:0], ks, bk))
 	}
 	buf = set(opPrefix(buf[:0], ks, sp.Service, sp.Operation))
 	buf = set(svcPrefix(buf[:0], ks, idxSvc, sp.Service))
 	if isErr {
 		buf = set(svcPrefix(buf[:0], ks, idxErr, sp.Service))
 	}
-	return buf
 }
