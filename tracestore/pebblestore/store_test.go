@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,5 +101,55 @@ func TestReopen(t *testing.T) {
 	}
 	if _, err := s.GetTrace(ctx, f.T1); !errors.Is(err, tracestore.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// Writers, readers and retention run together without races or use of a closed database.
+func TestConcurrentWithRetention(t *testing.T) {
+	s := open(t, t.TempDir())
+	ctx := context.Background()
+	f := storetest.NewFixture()
+	old := slices.Clone(f.Spans)
+	for i := range old {
+		old[i].StartUnixNano = time.Date(2001, 1, 1, 0, 0, i, 0, time.UTC).UnixNano()
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				var err error
+				switch i % 3 {
+				case 0:
+					err = s.WriteSpans(ctx, old)
+				case 1:
+					err = s.WriteSpans(ctx, f.Spans)
+				default:
+					_, err = s.Search(ctx, tracestore.Query{Service: f.Gateway})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		if err := s.DropBefore(ctx, time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+			t.Fatal(err)
+		}
+		runtime.Gosched()
+	}
+	close(done)
+	wg.Wait()
+	if spans, err := s.GetTrace(ctx, f.CrossDay); err != nil || len(spans) != 2 {
+		t.Fatalf("GetTrace: %d spans, %v", len(spans), err)
 	}
 }
