@@ -166,7 +166,7 @@ func (s *Store) call(ctx context.Context, what string, req func() esapi.Request,
 	return s.cfg.Backoff.Do(ctx, func() error {
 		res, err := req().Do(ctx, s.client)
 		if err != nil {
-			return classifyTransport(what, err, ctx)
+			return classifyTransport(ctx, what, err)
 		}
 		defer res.Body.Close()
 		body, err := io.ReadAll(res.Body)
@@ -195,7 +195,7 @@ func (s *Store) call(ctx context.Context, what string, req func() esapi.Request,
 
 // classifyTransport sorts client errors: the product check and bad configuration are
 // permanent, network trouble is retryable.
-func classifyTransport(what string, err error, ctx context.Context) error {
+func classifyTransport(ctx context.Context, what string, err error) error {
 	err = fmt.Errorf("esstore: %s: %w", what, err)
 	if ctx.Err() == nil && strings.Contains(err.Error(), "not Elasticsearch") {
 		return tracestore.AsPermanent(err)
