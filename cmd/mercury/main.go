@@ -19,6 +19,8 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"broker":  {runBroker, "broker [--data DIR] [--addr HOST:PORT]   embedded single-machine Kafka-protocol broker"},
+	"ship":    {runShip, "ship --spool DIR --brokers HOST:PORT      ship the agent's spool to Kafka"},
 	"spool":   {runSpool, "spool cat DIR      print spool records as JSON lines"},
 	"version": {runVersion, "version            print the version"},
 }

@@ -1,0 +1,329 @@
+package ship
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/broker"
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+func startBroker(t testing.TB, dir, addr string) *broker.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	b, err := broker.Start(ctx, broker.Config{DataDir: dir, Addr: addr, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func quietLog() *slog.Logger {
+	if testing.Verbose() {
+		return slog.Default()
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// running is a shipper run in the background; stop cancels it without a flush (a kill).
+type running struct {
+	s    *Shipper
+	stop func() error
+}
+
+func startShipper(t testing.TB, cfg Config) running {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var err2 error
+	stop := func() error {
+		once.Do(func() { cancel(); err2 = <-done })
+		return err2
+	}
+	t.Cleanup(func() { stop() })
+	return running{s, stop}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// spanConsumer reads mercury.spans as a consumer group, checking each message.
+type spanConsumer struct {
+	t     testing.TB
+	r     *kafka.Reader
+	seen  map[schemas.SpanID]int
+	total int
+}
+
+func newSpanConsumer(t testing.TB, addr, group string) *spanConsumer {
+	r, err := bus.NewReader(bus.Config{Brokers: []string{addr}}, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return &spanConsumer{t: t, r: r, seen: map[schemas.SpanID]int{}}
+}
+
+func (c *spanConsumer) readUntil(d time.Duration, want map[schemas.SpanID]bool) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for !c.hasAll(want) {
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			c.t.Fatalf("fetch: %v (have %d of %d)", err, len(c.seen), len(want))
+		}
+		var s schemas.Span
+		if err := schemas.Unmarshal(m.Value, &s); err != nil {
+			c.t.Fatalf("offset %d: %v", m.Offset, err)
+		}
+		if string(m.Key) != hex.EncodeToString(s.TraceID[:]) {
+			c.t.Fatalf("key %q for trace %s", m.Key, s.TraceID)
+		}
+		c.seen[s.SpanID]++
+		c.total++
+		if err := c.r.CommitMessages(ctx, m); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func (c *spanConsumer) hasAll(want map[schemas.SpanID]bool) bool {
+	if len(c.seen) < len(want) {
+		return false
+	}
+	for id := range want {
+		if c.seen[id] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
+	spoolDir, data := t.TempDir(), t.TempDir()
+	b := startBroker(t, data, "")
+	addr := b.Addr()
+	defer func() { b.Close() }()
+
+	// The agent's own spool writer: 4 KiB blocks, segments rotated past 20 KiB, so a 250-record
+	// batch spans several segments and rotation happens mid-batch.
+	sp, err := spool.Open(spool.Config{Dir: spoolDir, BlockBytes: 4 << 10, SegmentBytes: 20 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	w := sp.Writer(spool.StreamSpans)
+	gen := newSpanGen(42)
+	want := map[schemas.SpanID]bool{}
+	// write n blocks' worth of spans (per each) and flush the partial block at the end.
+	write := func(n, per int) {
+		for range n {
+			bodies, ids := gen.bodies(per)
+			for i, body := range bodies {
+				if _, err := w.Append(body); err != nil {
+					t.Fatal(err)
+				}
+				want[ids[i]] = true
+			}
+		}
+		if _, err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Spool: spoolDir, Bus: bus.Config{Brokers: []string{addr}}, Streams: []string{StreamSpans},
+		BatchRecords: 250, Linger: time.Millisecond, Poll: 5 * time.Millisecond,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond, SendTimeout: 2 * time.Second,
+		Logger: quietLog(),
+	}
+
+	// (a) a shipper is killed mid-stream and a new one resumes from the cursor.
+	write(40, 60)
+	s1 := startShipper(t, cfg)
+	waitFor(t, 20*time.Second, "first shipper to ship some", func() bool { return s1.s.Stats().Records >= 600 })
+	if err := s1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	st1 := s1.s.Stats()
+	if st1.Records >= int64(len(want)) {
+		t.Fatalf("first shipper finished everything (%d records) before the kill", st1.Records)
+	}
+	t.Logf("killed the first shipper after %d of %d records (possible duplicates %d)", st1.Records, len(want), st1.PossibleDuplicates)
+	write(20, 60)
+	s2 := startShipper(t, cfg)
+	waitFor(t, 20*time.Second, "second shipper to catch up", func() bool {
+		st := s2.s.Stats()
+		return st.Records > 0 && st.LagRecords == 0 && st.LagBytes == 0
+	})
+
+	// (b) the broker goes away for a while; the spool keeps growing; the broker restarts on
+	// the same data directory and the shipper catches up from disk.
+	b.Close()
+	down := time.Now()
+	write(30, 60)
+	errsBefore := s2.s.Stats().SendErrors
+	waitFor(t, 20*time.Second, "3 s of downtime with send errors and lag", func() bool {
+		st := s2.s.Stats()
+		return time.Since(down) > 3*time.Second && st.SendErrors >= errsBefore+3 && st.LagRecords > 0 && st.CursorAge > time.Second
+	})
+	b = startBroker(t, data, addr)
+	write(10, 60)
+	waitFor(t, 30*time.Second, "catch-up after the broker restart", func() bool {
+		st := s2.s.Stats()
+		return st.LagRecords == 0 && st.LagBytes == 0
+	})
+
+	c := newSpanConsumer(t, addr, "test-spans")
+	c.readUntil(30*time.Second, want)
+	if err := s2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := s2.s.Stats()
+	dups := c.total - len(c.seen)
+	possible := st1.PossibleDuplicates + st2.PossibleDuplicates
+	t.Logf("spans %d, received %d, duplicates %d, counted possible %d, send errors %d", len(want), c.total, dups, possible, st2.SendErrors)
+	if len(c.seen) != len(want) {
+		t.Fatalf("received %d distinct spans, wrote %d", len(c.seen), len(want))
+	}
+	if int64(dups) > possible {
+		t.Fatalf("%d duplicates but only %d counted as possible", dups, possible)
+	}
+	if shipped := st1.Records + st2.Records; shipped < int64(len(want)) {
+		t.Fatalf("stats say %d shipped, want ≥ %d", shipped, len(want))
+	}
+	// Sealed segments are gone once shipped; the active one stays.
+	if segs, _ := spool.ListSegments(spoolDir, StreamSpans); len(segs) != 1 {
+		t.Fatalf("segments left: %+v", segs)
+	}
+	if st1.Records+st2.Records < 300 || st1.Segments+st2.Segments == 0 {
+		t.Fatalf("implausible stats %+v %+v", st1, st2)
+	}
+}
+
+func TestCorruptSegmentsAreSkipped(t *testing.T) {
+	spoolDir := t.TempDir()
+	b := startBroker(t, "", "")
+	defer b.Close()
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	defer w.close()
+	gen := newSpanGen(7)
+	want := map[schemas.SpanID]bool{}
+	good := func() {
+		w.rotate()
+		bodies, ids := gen.bodies(50)
+		w.block(bodies)
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	raw := func(content []byte) {
+		w.close()
+		w.seq++
+		if err := os.WriteFile(w.path(w.seq), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	header := schemas.AppendOCFHeader(nil, w.schema, w.sync)
+	bodies, _ := gen.bodies(10)
+	var blk []byte
+	for _, b := range bodies {
+		blk = append(blk, b...)
+	}
+	fullBlock := schemas.AppendOCFBlock(nil, len(bodies), blk, w.sync)
+
+	good()
+	raw([]byte("this is not an avro container file at all")) // garbage
+	good()
+	raw(header[:len(header)/2]) // truncated header
+	good()
+	raw(append(append([]byte{}, header...), fullBlock[:len(fullBlock)-9]...)) // torn block in a sealed segment
+	good()
+	badSync := append(append([]byte{}, header...), fullBlock...)
+	badSync[len(badSync)-1] ^= 0xff
+	raw(badSync) // bad sync marker
+	good()
+	garbageRecords := append([]byte{}, header...)
+	garbageRecords = schemas.AppendOCFBlock(garbageRecords, 3, []byte{0xff, 0xff, 0xff, 0xff}, w.sync)
+	raw(garbageRecords) // block whose records do not parse
+	good()
+
+	c := newSpanConsumer(t, b.Addr(), "test-corrupt")
+	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: 5 * time.Millisecond, Logger: quietLog()})
+	c.readUntil(20*time.Second, want)
+	waitFor(t, 10*time.Second, "5 skipped segments", func() bool { return sh.s.Stats().SkippedSegments == 5 })
+	if len(c.seen) != len(want) {
+		t.Fatalf("got %d spans, want %d", len(c.seen), len(want))
+	}
+}
+
+func TestVanishedSegmentIsSkipped(t *testing.T) {
+	spoolDir := t.TempDir()
+	b := startBroker(t, "", "")
+	defer b.Close()
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	defer w.close()
+	gen := newSpanGen(9)
+	want := map[schemas.SpanID]bool{} // segments 3 and 4
+	for seq := 1; seq <= 4; seq++ {
+		w.rotate()
+		bodies, ids := gen.bodies(20)
+		w.block(bodies)
+		for _, id := range ids {
+			if seq >= 3 {
+				want[id] = true
+			}
+		}
+	}
+	// A previous run shipped segment 1 and part of segment 2; then the agent's disk budget
+	// removed segment 2.
+	cdir := filepath.Join(spoolDir, ".ship")
+	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveCursor(cdir, StreamSpans, cursor{Seq: 2, Off: 100}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(w.path(2)); err != nil {
+		t.Fatal(err)
+	}
+	c := newSpanConsumer(t, b.Addr(), "test-vanished")
+	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: 5 * time.Millisecond, Logger: quietLog()})
+	c.readUntil(20*time.Second, want)
+	waitFor(t, 10*time.Second, "a skipped segment", func() bool { return sh.s.Stats().SkippedSegments == 1 })
+	if _, err := os.Stat(w.path(1)); !os.IsNotExist(err) {
+		t.Fatalf("segment 1, behind the cursor, should have been cleaned up: %v", err)
+	}
+	for id := range c.seen {
+		if !want[id] {
+			t.Fatalf("span %x from before the cursor was shipped", id)
+		}
+	}
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+
+	"github.com/mercury-apm/mercury/broker"
+	"github.com/mercury-apm/mercury/bus"
+)
+
+// runBroker runs the embedded single-machine Kafka-protocol broker until ctx ends, then
+// persists its state and exits. Real Kafka is the scale-out path: every daemon takes --brokers.
+func runBroker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	data := fs.String("data", "mercury-data/broker", "directory for topics, records and group offsets (empty: memory only)")
+	addr := fs.String("addr", "127.0.0.1:9092", "listen address (also the address advertised to clients)")
+	spans := fs.Int("spans-partitions", bus.DefaultPartitions(bus.TopicSpans), "partitions of "+bus.TopicSpans+" when first created")
+	syncWrites := fs.Bool("sync", false, "fsync every produced batch (survives power loss; slower)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := broker.Start(ctx, broker.Config{
+		DataDir: *data, Addr: *addr, SyncWrites: *syncWrites,
+		Partitions: map[string]int{bus.TopicSpans: *spans},
+	})
+	if err != nil {
+		return err
+	}
+	slog.Info("broker: listening", "addr", b.Addr(), "data", *data, "topics", bus.Topics)
+	<-ctx.Done()
+	slog.Info("broker: shutting down, persisting state")
+	return b.Close()
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mercury-apm/mercury/agent/ship"
+	"github.com/mercury-apm/mercury/bus"
+)
+
+// runShip runs the spool shipper as a sidecar, with /metrics and /healthz on --http.
+func runShip(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ship", flag.ContinueOnError)
+	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
+	cfg := ship.Config{}
+	fs.StringVar(&cfg.Spool, "spool", "", "the agent's spool directory (required)")
+	fs.StringVar(&cfg.CursorDir, "cursor-dir", "", "where the durable cursors live (default <spool>/.ship)")
+	streams := fs.String("streams", strings.Join(ship.Streams, ","), "streams to ship")
+	fs.IntVar(&cfg.BatchRecords, "batch", 5000, "records per send")
+	fs.Int64Var(&cfg.BatchBytes, "batch-bytes", 4<<20, "message bytes per send")
+	fs.DurationVar(&cfg.Linger, "linger", 10*time.Millisecond, "wait this long for a batch to fill once the spool is drained")
+	fs.Int64Var(&cfg.RateBytes, "rate-bytes", 0, "cap on produced bytes per second, for cross-DC links (0: unlimited)")
+	fs.StringVar(&cfg.Compression, "compression", "none", "none, gzip, snappy, lz4 or zstd")
+	httpAddr := fs.String("http", "127.0.0.1:9465", "address for /metrics and /healthz (empty: off)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Bus, err = bf.Config(); err != nil {
+		return err
+	}
+	cfg.Streams = bus.ParseBrokers(*streams) // same comma-splitting rules
+	s, err := ship.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if *httpAddr != "" {
+		ln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				slog.Error("ship: http server", "err", err)
+				cancel()
+			}
+		}()
+		defer srv.Close()
+		slog.Info("ship: serving /metrics and /healthz", "addr", ln.Addr().String())
+	}
+	slog.Info("ship: shipping", "spool", cfg.Spool, "brokers", cfg.Bus.Brokers)
+	return s.Run(ctx)
+}
