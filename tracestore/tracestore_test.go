@@ -1,0 +1,98 @@
+package tracestore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/tracestore"
+)
+
+func TestValidateMessages(t *testing.T) {
+	cases := []struct {
+		q    tracestore.Query
+		want string
+	}{
+		{tracestore.Query{}, "name a business key or a service"},
+		{tracestore.Query{Service: "s", Limit: 1001}, "limit 1001 outside 0..1000"},
+		{tracestore.Query{Service: "s", MinDuration: -1}, "negative duration"},
+		{tracestore.Query{Service: "s", MinDuration: 2, MaxDuration: 1}, "max duration 1ns below min duration 2ns"},
+		{tracestore.Query{Operation: "op"}, `operation "op" needs a service`},
+		{tracestore.Query{Service: "s", Dyed: 9}, "Dyed(9)"},
+	}
+	for _, c := range cases {
+		err := c.q.Validate()
+		if !errors.Is(err, tracestore.ErrInvalidQuery) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", c.q, err, c.want)
+		}
+	}
+	ok := tracestore.Query{BusinessKeys: []schemas.KV{{Key: "order", Value: `") OR 1=1`}}, Limit: 1000}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("injection-looking value must be valid (it is matched literally): %v", err)
+	}
+	if ok.EffectiveLimit() != 1000 || (&tracestore.Query{}).EffectiveLimit() != tracestore.DefaultLimit {
+		t.Error("EffectiveLimit")
+	}
+}
+
+func TestParse(t *testing.T) {
+	kv, err := tracestore.ParseBusinessKey("order=a=b")
+	if err != nil || kv.Key != "order" || kv.Value != "a=b" {
+		t.Fatalf("ParseBusinessKey: %v %v", kv, err)
+	}
+	for _, bad := range []string{"order", "=v", ""} {
+		if _, err := tracestore.ParseBusinessKey(bad); !errors.Is(err, tracestore.ErrInvalidQuery) {
+			t.Errorf("ParseBusinessKey(%q) = %v", bad, err)
+		}
+	}
+	for s, want := range map[string]tracestore.Dyed{"": tracestore.DyedExclude, "include": tracestore.DyedInclude, "only": tracestore.DyedOnly} {
+		if d, err := tracestore.ParseDyed(s); err != nil || d != want {
+			t.Errorf("ParseDyed(%q) = %v, %v", s, d, err)
+		}
+	}
+	if _, err := tracestore.ParseDyed("all"); !errors.Is(err, tracestore.ErrInvalidQuery) {
+		t.Error("ParseDyed(all) accepted")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := tracestore.Backoff{Attempts: 3, Initial: time.Microsecond}
+	n := 0
+	err := b.Do(context.Background(), func() error { n++; return tracestore.AsRetryable(errors.New("busy")) })
+	if n != 3 || !tracestore.Retryable(err) {
+		t.Fatalf("retryable: %d tries, %v", n, err)
+	}
+	n = 0
+	err = b.Do(context.Background(), func() error { n++; return tracestore.AsPermanent(errors.New("bad")) })
+	if n != 1 || !errors.Is(err, tracestore.ErrPermanent) {
+		t.Fatalf("permanent: %d tries, %v", n, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = tracestore.Backoff{Attempts: 3, Initial: time.Hour}.Do(ctx, func() error { return tracestore.AsRetryable(errors.New("busy")) })
+	if !errors.Is(err, context.Canceled) || !tracestore.Retryable(err) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	for code, want := range map[int]bool{429: true, 408: true, 500: true, 503: true, 501: false, 400: false, 404: false} {
+		if tracestore.RetryableStatus(code) != want {
+			t.Errorf("RetryableStatus(%d) != %v", code, want)
+		}
+	}
+}
+
+func TestSummarizeWithoutRoot(t *testing.T) {
+	var id tracestore.TraceID
+	id[0] = 1
+	p := schemas.SpanID{9}
+	spans := []schemas.Span{
+		{TraceID: id, SpanID: schemas.SpanID{2}, ParentSpanID: p, Service: "b", Operation: "late", StartUnixNano: 200, DurationNano: 50},
+		{TraceID: id, SpanID: schemas.SpanID{1}, ParentSpanID: p, Service: "a", Operation: "early", StartUnixNano: 100, DurationNano: 10, ErrorType: "Timeout"},
+	}
+	s := tracestore.Summarize(id, spans)
+	if s.RootService != "a" || s.RootOperation != "early" || s.Duration != 150 || s.ErrorCount != 1 || len(s.Services) != 2 {
+		t.Fatalf("summary: %+v", s)
+	}
+}
