@@ -34,7 +34,7 @@ type Reader interface {
 // Config wires a collector.
 type Config struct {
 	Reader    Reader            // mercury.spans, group "collector"
-	DLQ       bus.MessageWriter // mercury.dlq
+	DLQ       bus.MessageWriter // mercury.dlq; closed by Run when it is an io.Closer
 	Store     *tracestore.Store
 	BatchSize int           // spans per store write (default 1000)
 	BatchWait time.Duration // how long a partial batch waits for more (default 100 ms)
@@ -129,6 +129,9 @@ func (c *Collector) Handler() http.Handler {
 // closes the reader. It returns nil after a clean shutdown.
 func (c *Collector) Run(ctx context.Context) error {
 	defer c.cfg.Reader.Close()
+	if dlq, ok := c.cfg.DLQ.(io.Closer); ok {
+		defer dlq.Close()
+	}
 	// Work on a batch continues past ctx's end, for at most Grace: shutdown flushes.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
