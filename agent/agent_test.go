@@ -311,3 +311,67 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestWithDyeMarksNewRootsOnly(t *testing.T) {
+	a := newAgent(t, agent.Config{})
+	ctx, root := a.StartSpan(agent.WithDye(context.Background()), "dyed root")
+	if !root.Context().Dyed {
+		t.Fatal("root started under WithDye is not dyed")
+	}
+	_, child := a.StartSpan(ctx, "child")
+	if !child.Context().Dyed {
+		t.Fatal("child of a dyed root lost the mark")
+	}
+	// A parent from upstream decides: the local dye flag does not repaint its trace.
+	parent := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 1}
+	_, cont := a.StartSpan(agent.WithDye(agent.ContextWithRemote(context.Background(), parent)), "continued")
+	if cont.Context().Dyed {
+		t.Fatal("WithDye repainted a continued trace")
+	}
+	_, plain := a.StartSpan(context.Background(), "plain")
+	for _, s := range []*agent.Span{child, cont, plain, root} {
+		s.End()
+	}
+	spans, _, _ := records(t, a)
+	dyed := map[string]bool{}
+	for _, s := range spans {
+		dyed[s.Operation] = s.Dyed
+	}
+	if !dyed["dyed root"] || !dyed["child"] || dyed["continued"] || dyed["plain"] {
+		t.Fatalf("dyed marks on disk: %v", dyed)
+	}
+}
+
+func TestDiscardRecordsNothing(t *testing.T) {
+	a := newAgent(t, agent.Config{})
+	_, s := a.StartSpan(context.Background(), "skipped")
+	s.Discard()
+	s.SetTag("late", "x") // inert, like after End
+	s.End()
+	s.Discard()
+	var nilSpan *agent.Span
+	nilSpan.Discard()
+	_, kept := a.StartSpan(context.Background(), "kept")
+	kept.End()
+	spans, _, _ := records(t, a)
+	if len(spans) != 1 || spans[0].Operation != "kept" {
+		t.Fatalf("spans: %+v", spans)
+	}
+}
+
+func TestStartTimeAndDuration(t *testing.T) {
+	a := newAgent(t, agent.Config{})
+	before := time.Now().UnixNano()
+	_, s := a.StartSpan(context.Background(), "timed")
+	time.Sleep(5 * time.Millisecond)
+	s.End()
+	after := time.Now().UnixNano()
+	spans, _, _ := records(t, a)
+	sp := spans[0]
+	if sp.StartUnixNano < before || sp.StartUnixNano > after {
+		t.Fatalf("start %d outside [%d, %d]", sp.StartUnixNano, before, after)
+	}
+	if sp.DurationNano < int64(5*time.Millisecond) || sp.StartUnixNano+sp.DurationNano > after {
+		t.Fatalf("duration %v", time.Duration(sp.DurationNano))
+	}
+}

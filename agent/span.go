@@ -58,6 +58,7 @@ type spanNode struct {
 
 type spanKey struct{}
 type remoteKey struct{}
+type dyeKey struct{}
 
 func (n *spanNode) Value(k any) any {
 	if k == (spanKey{}) {
@@ -76,6 +77,13 @@ func FromContext(ctx context.Context) *Span {
 // started from ctx continues that trace.
 func ContextWithRemote(ctx context.Context, sc SpanContext) context.Context {
 	return context.WithValue(ctx, remoteKey{}, sc)
+}
+
+// WithDye marks ctx so that a root trace started from it is dyed (load-test traffic, e.g. a
+// request carrying HeaderDye at the edge). A span that continues a parent keeps the parent's
+// mark instead: only the edge decides whether traffic is a load test.
+func WithDye(ctx context.Context) context.Context {
+	return context.WithValue(ctx, dyeKey{}, true)
 }
 
 // SpanContextFrom returns what should be propagated from ctx: the active span's context, else
@@ -120,6 +128,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	} else {
 		s.sc.TraceID = newTraceID()
 		a.decide(&s.sc, rt.sampleRate)
+		s.sc.Dyed = ctx.Value(dyeKey{}) != nil
 	}
 	s.sc.SpanID = newSpanID()
 	if !s.sc.Sampled {
@@ -268,6 +277,16 @@ func (s *Span) End() {
 	sr.state.Store(s.gen<<1 | 1)
 	r.DurationNano = int64(time.Since(sr.start))
 	sr.agent.enqueue(sr)
+}
+
+// Discard ends the span without recording it: for instrumentation that learns the call it
+// timed never happened (a SQL driver answering driver.ErrSkip, so database/sql retries the
+// statement another way and that attempt gets its own span).
+func (s *Span) Discard() {
+	if s.live() == nil {
+		return
+	}
+	s.rec.recycle()
 }
 
 func (a *Agent) enqueue(r *spanRecord) {

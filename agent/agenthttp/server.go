@@ -1,0 +1,215 @@
+package agenthttp
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// Middleware records a server span (KindServer, CategoryHTTP) for every request next serves.
+//
+// The span continues the caller's trace when the request carries a valid W3C traceparent, and
+// follows the caller's sampling decision; a missing or malformed header starts a new root and
+// never fails the request. A new root is dyed (load-test traffic) when the request carries
+// "X-Mercury-Dye: 1"; a continued trace keeps its root's mark from tracestate.
+//
+// The operation is the route template: http.ServeMux (Go 1.22+) stores the matched pattern in
+// Request.Pattern during routing, on the request this middleware passes down, so it is read
+// once next returns. Put the middleware directly around the mux (an intermediate middleware
+// that replaces the request with r.WithContext hides the pattern), or give WithRouteFunc.
+// Unrouted requests are named "HTTP <METHOD>", never by their path.
+//
+// Tags: http.method, http.status_code. Status: error on 5xx and on a handler panic, which is
+// recorded and panicked again so the host's own recovery (or net/http's) still sees it.
+func Middleware(a *agent.Agent, next http.Handler, opts ...Option) http.Handler {
+	return &handler{a: a, next: next, cfg: newConfig(opts)}
+}
+
+type handler struct {
+	a    *agent.Agent
+	next http.Handler
+	cfg  *config
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if sc, ok := agent.Extract(r.Header); ok {
+		ctx = agent.ContextWithRemote(ctx, sc)
+	} else if r.Header.Get(agent.HeaderDye) == "1" {
+		ctx = agent.WithDye(ctx)
+	}
+	m := method(r.Method)
+	ctx, span := h.a.Start(ctx, fallbackOps[m], agent.KindServer, agent.CategoryHTTP)
+	r = r.WithContext(ctx)
+	if !span.Sampled() {
+		// Nothing to record, but the (unsampled or remote) context still reaches outgoing
+		// calls, so the decision travels downstream.
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	span.SetTag("http.method", m)
+	h.businessKeys(span, r)
+	rw := wrap(w)
+	defer func() {
+		if v := recover(); v != nil {
+			code := http.StatusInternalServerError // what a proxy in front reports, if nothing was sent
+			if rw.code != 0 {
+				code = rw.code
+			}
+			h.finish(span, r, code, m)
+			span.SetStatus(schemas.StatusError, code)
+			if v != http.ErrAbortHandler { // the handler's deliberate way to abort: not a bug
+				span.RecordError(panicError{v})
+			}
+			span.End()
+			panic(v)
+		}
+	}()
+	h.next.ServeHTTP(rw.writer(), r)
+	code := rw.status()
+	h.finish(span, r, code, m)
+	switch {
+	case code == 0: // hijacked: the status line is the handler's business
+	case code >= 500:
+		span.SetStatus(schemas.StatusError, code)
+	default:
+		span.SetStatus(schemas.StatusOK, code)
+	}
+	span.End()
+}
+
+// finish names the span after routing and tags the status code.
+func (h *handler) finish(span *agent.Span, r *http.Request, code int, m string) {
+	op := ""
+	if h.cfg.route != nil {
+		op = h.cfg.route(r)
+	}
+	if op == "" && r.Pattern != "" {
+		op = r.Pattern
+		if !strings.HasPrefix(op, m+" ") && op[0] == '/' {
+			op = m + " " + op // a method-less pattern: the method still tells GET from POST
+		}
+	}
+	if op != "" {
+		span.SetOperation(op)
+	}
+	if code != 0 {
+		span.SetTag("http.status_code", strconv.Itoa(code))
+	}
+}
+
+func (h *handler) businessKeys(span *agent.Span, r *http.Request) {
+	if len(h.cfg.bizKeys) == 0 {
+		return
+	}
+	var q url.Values
+	if h.cfg.bizQuery {
+		q, _ = url.ParseQuery(r.URL.RawQuery) // a malformed pair costs only that pair
+	}
+	for _, k := range h.cfg.bizKeys {
+		var v string
+		if k.header {
+			v = r.Header.Get(k.name)
+		} else {
+			v = q.Get(k.name)
+		}
+		if v = strings.TrimSpace(v); validKeyValue(v) {
+			span.SetBusinessKey(k.key, v)
+		}
+	}
+}
+
+// panicError carries a handler's panic value into RecordError, so alert signatures group
+// panics under one class ("agenthttp.panicError") with the value as message.
+type panicError struct{ v any }
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.v) }
+
+func (p panicError) Unwrap() error {
+	err, _ := p.v.(error)
+	return err
+}
+
+// responseWriter notes the status the handler sends. The wrapper must not hide what the real
+// writer can do: Flush, ReadFrom (sendfile) and Unwrap (http.ResponseController) always pass
+// through; Hijack is offered only when the real writer has it (HTTP/1), because libraries
+// choose their code path by asserting http.Hijacker.
+type responseWriter struct {
+	http.ResponseWriter
+	code     int
+	hijacked bool
+}
+
+type hijackWriter struct{ *responseWriter }
+
+func wrap(w http.ResponseWriter) *responseWriter { return &responseWriter{ResponseWriter: w} }
+
+func (w *responseWriter) writer() http.ResponseWriter {
+	if _, ok := w.ResponseWriter.(http.Hijacker); ok {
+		return hijackWriter{w}
+	}
+	return w
+}
+
+// status is what the client got: net/http sends 200 when the handler wrote nothing.
+func (w *responseWriter) status() int {
+	switch {
+	case w.hijacked:
+		return 0
+	case w.code == 0:
+		return http.StatusOK
+	}
+	return w.code
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 { // 1xx are informational; the final status comes later
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{w.ResponseWriter}, src)
+}
+
+// writerOnly hides ReadFrom so io.Copy does not loop back into it.
+type writerOnly struct{ io.Writer }
+
+func (w *responseWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := w.ResponseWriter.(http.Hijacker).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return c, rw, err
+}
