@@ -18,7 +18,8 @@ type Client struct {
 	HTTP    *http.Client
 }
 
-func (c *Client) get(ctx context.Context, path string, out any) error {
+// Get fetches an API path into out.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+path, nil)
 	if err != nil {
 		return err
@@ -46,13 +47,13 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 // Search runs GET /api/v1/traces.
 func (c *Client) Search(ctx context.Context, params url.Values) (SearchResult, error) {
 	var r SearchResult
-	return r, c.get(ctx, "/api/v1/traces?"+params.Encode(), &r)
+	return r, c.Get(ctx, "/api/v1/traces?"+params.Encode(), &r)
 }
 
 // Trace runs GET /api/v1/traces/{id}.
 func (c *Client) Trace(ctx context.Context, id string) (Trace, error) {
 	var t Trace
-	return t, c.get(ctx, "/api/v1/traces/"+url.PathEscape(id), &t)
+	return t, c.Get(ctx, "/api/v1/traces/"+url.PathEscape(id), &t)
 }
 
 // PrintSearch writes one line per trace.

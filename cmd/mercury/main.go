@@ -19,8 +19,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"broker":    {runBroker, "broker [--data DIR] [--addr HOST:PORT]   embedded single-machine Kafka-protocol broker"},
-	"ship":      {runShip, "ship --spool DIR --brokers HOST:PORT      ship the agent's spool to Kafka"},
+	"broker":    {runBroker, "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
+	"ship":      {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
+	"up":        {runUp, "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
 	"collector": {runCollector, "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
 	"query":     {runQuery, "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
 	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
