@@ -88,7 +88,7 @@ func traceID(i int) schemas.TraceID {
 }
 
 // produce writes traces×spansPerTrace spans and the garbage records to mercury.spans.
-func produce(t *testing.T, cfg bus.Config, traces int, garbage ...[]byte) {
+func produce(t testing.TB, cfg bus.Config, traces int, garbage ...[]byte) {
 	t.Helper()
 	w, err := bus.NewWriter(cfg, bus.WriterConfig{Topic: bus.TopicSpans})
 	if err != nil {
@@ -156,7 +156,7 @@ func verify(t *testing.T, store *tracestore.Store, traces int) {
 	}
 }
 
-func startBroker(t *testing.T) (bus.Config, *broker.Broker) {
+func startBroker(t testing.TB) (bus.Config, *broker.Broker) {
 	t.Helper()
 	b, err := broker.Start(context.Background(), broker.Config{DataDir: t.TempDir(), Partitions: map[string]int{bus.TopicSpans: 6}})
 	if err != nil {
