@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mercury-apm/mercury/agent/ship"
 	"github.com/mercury-apm/mercury/broker"
@@ -51,8 +52,9 @@ type Suite struct {
 	queryURL string
 	demo     *demo.Demo
 	http     *http.Server
-	cancel   context.CancelFunc // stops the daemons
-	wg       sync.WaitGroup     // the daemons
+	metrics  *prometheus.Registry // every component's metrics, served at the API's /metrics
+	cancel   context.CancelFunc   // stops the daemons
+	wg       sync.WaitGroup       // the daemons
 	errs     chan error
 }
 
@@ -70,7 +72,8 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Suite{cfg: cfg, errs: make(chan error, 8)}
+	s := &Suite{cfg: cfg, errs: make(chan error, 8), metrics: prometheus.NewRegistry()}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, s.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -149,7 +152,7 @@ func (s *Suite) startCollector(ctx context.Context, bc bus.Config) error {
 		r.Close()
 		return err
 	}
-	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: s.store, Registry: prometheus.NewRegistry(), Logger: s.cfg.Logger})
+	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: s.store, Registry: s.metrics, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}
@@ -163,7 +166,7 @@ func (s *Suite) startQuery(ctx context.Context, bc bus.Config) error {
 		return err
 	}
 	agents := query.NewAgents(10000)
-	srv, err := query.New(query.Config{Store: s.store, Agents: agents, AgentConfigs: configs, AdminToken: s.cfg.AdminToken, Logger: s.cfg.Logger})
+	srv, err := query.New(query.Config{Store: s.store, Agents: agents, AgentConfigs: configs, AdminToken: s.cfg.AdminToken, Logger: s.cfg.Logger, Registry: s.metrics})
 	if err != nil {
 		return err
 	}
@@ -198,6 +201,10 @@ func (s *Suite) startShipper(ctx context.Context, bc bus.Config, spool string) e
 	sh, err := ship.New(ship.Config{Spool: spool, Bus: bc, Logger: s.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("shipper %s: %w", spool, err)
+	}
+	// One registry, several shippers: label each one's series with its spool.
+	if err := prometheus.WrapRegistererWith(prometheus.Labels{"spool": spool}, s.metrics).Register(sh.Collector()); err != nil {
+		return err
 	}
 	s.goRun("shipper "+spool, func() error {
 		if err := sh.Run(ctx); err != nil && ctx.Err() == nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +138,29 @@ func waitFor(t *testing.T, deadline time.Time, cond func() bool) {
 			t.Fatal("condition not met by the deadline")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestOneMetricsEndpoint(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := suite.Start(ctx, suite.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); s.Wait(ctx) }()
+	if _, err := agentsOf(&query.Client{BaseURL: s.QueryURL()}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.QueryURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"mercury_collector_spans_total", "mercury_query_requests_total", "mercury_shipper_", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
