@@ -128,6 +128,7 @@ type Agent struct {
 	events  chan schemas.Event
 	flushes chan flushRequest
 	runtime atomic.Pointer[runtimeConfig]
+	clock   atomic.Pointer[clockBase]
 	started time.Time
 
 	closed     atomic.Bool
@@ -170,6 +171,7 @@ func New(cfg Config) (*Agent, error) {
 		events: make(chan schemas.Event, max(cfg.QueueSize/8, 64)), flushes: make(chan flushRequest),
 	}
 	a.pool.New = newSpanRecord
+	a.clock.Store(newClockBase())
 	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
 	a.wg.Add(1)
 	go a.writeLoop()

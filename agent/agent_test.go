@@ -360,10 +360,10 @@ func TestDiscardRecordsNothing(t *testing.T) {
 }
 
 func TestStartTimeAndDuration(t *testing.T) {
-	a := newAgent(t, agent.Config{})
+	a := newAgent(t, agent.Config{FlushInterval: time.Millisecond})
 	before := time.Now().UnixNano()
 	_, s := a.StartSpan(context.Background(), "timed")
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // the writer renews its clock base meanwhile
 	s.End()
 	after := time.Now().UnixNano()
 	spans, _, _ := records(t, a)

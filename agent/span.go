@@ -45,7 +45,8 @@ type spanRecord struct {
 	state   atomic.Uint64 // gen<<1 | ended
 	agent   *Agent
 	rec     schemas.Span
-	start   time.Time     // monotonic, for the duration
+	clock   *clockBase    // the base the start was read against
+	since   time.Duration // start, as monotonic time since clock.mono
 	tagBuf  [3]schemas.KV // inline storage for the common span
 	keysBuf [1]schemas.KV
 }
@@ -137,13 +138,14 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	r := a.pool.Get().(*spanRecord)
 	s.rec, s.gen = r, r.state.Load()>>1
 	r.agent = a
-	r.start = time.Now()
+	cb := a.clock.Load()
+	r.clock, r.since = cb, time.Since(cb.mono)
 	r.rec.TraceID, r.rec.SpanID = s.sc.TraceID, s.sc.SpanID
 	if ok {
 		r.rec.ParentSpanID = parent.SpanID
 	}
 	r.rec.Operation, r.rec.Kind = op, kind
-	r.rec.StartUnixNano = r.start.UnixNano()
+	r.rec.StartUnixNano = cb.wall + int64(r.since)
 	r.rec.SampleRate, r.rec.Dyed = s.sc.SampleRate, s.sc.Dyed
 	return n, s
 }
@@ -152,6 +154,20 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 func (a *Agent) decide(sc *SpanContext, rate float64) {
 	sc.SampleRate, sc.OriginDomain = rate, a.cfg.Domain
 	sc.Sampled = rate >= 1 || rand.Float64() < rate
+}
+
+// clockBase lets Start read one clock instead of two. time.Now reads the wall and the
+// monotonic clock; a span's start is instead the wall time of a recent base plus the monotonic
+// time elapsed since it, one vDSO call. The writer takes a new base every FlushInterval, so a
+// stepped wall clock shows in start times within that interval.
+type clockBase struct {
+	mono time.Time // carries the monotonic reading
+	wall int64     // the same instant as Unix nanoseconds
+}
+
+func newClockBase() *clockBase {
+	now := time.Now()
+	return &clockBase{mono: now, wall: now.UnixNano()}
 }
 
 func newSpanRecord() any {
@@ -275,7 +291,7 @@ func (s *Span) End() {
 	}
 	sr := s.rec
 	sr.state.Store(s.gen<<1 | 1)
-	r.DurationNano = int64(time.Since(sr.start))
+	r.DurationNano = int64(time.Since(sr.clock.mono) - sr.since)
 	sr.agent.enqueue(sr)
 }
 

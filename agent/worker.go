@@ -39,6 +39,7 @@ func (a *Agent) writeLoop() {
 		case ev := <-a.events:
 			w.writeEvent(&ev)
 		case <-flush.C:
+			a.clock.Store(newClockBase())
 			w.flush()
 		case <-beat.C:
 			a.heartbeat()

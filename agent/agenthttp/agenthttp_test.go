@@ -13,48 +13,11 @@ import (
 
 	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/agent/agenthttp"
-	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/agent/internal/agenttest"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func newAgent(t *testing.T, cfg agent.Config) *agent.Agent {
-	t.Helper()
-	cfg.SpoolDir = t.TempDir()
-	a, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(context.Background()) })
-	return a
-}
-
-// records closes the agent and reads back the spans and events it wrote.
-func records(t *testing.T, a *agent.Agent) (spans []schemas.Span, events []schemas.Event) {
-	t.Helper()
-	if err := a.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	scan := func(stream string, decode func(*schemas.Schema, []byte) error) {
-		if skipped, err := spool.Scan(a.SpoolDir(), stream, decode); err != nil || skipped != 0 {
-			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
-		}
-	}
-	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
-		var sp schemas.Span
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
-		spans = append(spans, sp)
-		return err
-	})
-	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
-		var ev schemas.Event
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
-		events = append(events, ev)
-		return err
-	})
-	return spans, events
-}
 
 func byOp(t *testing.T, spans []schemas.Span, op string) schemas.Span {
 	t.Helper()
@@ -91,7 +54,7 @@ type twoServices struct {
 func startTwoServices(t *testing.T, cfgA, cfgB agent.Config) *twoServices {
 	t.Helper()
 	cfgA.Service, cfgB.Service = "order", "stock"
-	ts := &twoServices{a: newAgent(t, cfgA), b: newAgent(t, cfgB)}
+	ts := &twoServices{a: agenttest.New(t, cfgA), b: agenttest.New(t, cfgB)}
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
 
@@ -144,8 +107,8 @@ func TestPropagationAcrossServices(t *testing.T) {
 	if body := ts.get(t, "/order/42?order_id=42", map[string]string{"X-User-Id": "u-7"}); body != "7" {
 		t.Fatalf("body %q", body)
 	}
-	spansA, _ := records(t, ts.a)
-	spansB, _ := records(t, ts.b)
+	spansA, _ := agenttest.Records(t, ts.a)
+	spansB, _ := agenttest.Records(t, ts.b)
 	if len(spansA) != 2 || len(spansB) != 1 {
 		t.Fatalf("A wrote %v, B wrote %v", ops(spansA), ops(spansB))
 	}
@@ -182,8 +145,8 @@ func TestUnsampledRootRecordsNothingDownstream(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		ts.get(t, "/order/1", nil)
 	}
-	spansA, _ := records(t, ts.a)
-	spansB, _ := records(t, ts.b)
+	spansA, _ := agenttest.Records(t, ts.a)
+	spansB, _ := agenttest.Records(t, ts.b)
 	if len(spansA) != 0 || len(spansB) != 0 {
 		t.Fatalf("unsampled traces recorded: A %v, B %v", ops(spansA), ops(spansB))
 	}
@@ -193,8 +156,8 @@ func TestDyeTravelsDownstream(t *testing.T) {
 	ts := startTwoServices(t, agent.Config{}, agent.Config{})
 	ts.get(t, "/order/1", map[string]string{agent.HeaderDye: "1"})
 	ts.get(t, "/order/2", map[string]string{agent.HeaderDye: "yes"}) // only "1" dyes
-	spansA, _ := records(t, ts.a)
-	spansB, _ := records(t, ts.b)
+	spansA, _ := agenttest.Records(t, ts.a)
+	spansB, _ := agenttest.Records(t, ts.b)
 	dyed := 0
 	for _, s := range append(spansA, spansB...) {
 		if s.Dyed {
@@ -222,7 +185,7 @@ func TestIncomingContext(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			a := newAgent(t, agent.Config{})
+			a := agenttest.New(t, agent.Config{})
 			mux := http.NewServeMux()
 			mux.HandleFunc("POST /pay", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
 			req := httptest.NewRequest(http.MethodPost, "/pay", nil)
@@ -233,7 +196,7 @@ func TestIncomingContext(t *testing.T) {
 			if rec.Code != http.StatusCreated {
 				t.Fatalf("request failed: %d", rec.Code)
 			}
-			spans, _ := records(t, a)
+			spans, _ := agenttest.Records(t, a)
 			if !c.recorded {
 				if len(spans) != 0 {
 					t.Fatalf("recorded %v", ops(spans))
@@ -274,9 +237,9 @@ func TestOperationNames(t *testing.T) {
 		{"GET", "/order/1", []agenthttp.Option{agenthttp.WithRouteFunc(func(*http.Request) string { return "" })}, "GET /order/{id}"},
 	}
 	for _, c := range cases {
-		a := newAgent(t, agent.Config{})
+		a := agenttest.New(t, agent.Config{})
 		agenthttp.Middleware(a, mux, c.opts...).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
-		spans, _ := records(t, a)
+		spans, _ := agenttest.Records(t, a)
 		if len(spans) != 1 || spans[0].Operation != c.want {
 			t.Errorf("%s %s: %v, want %q", c.method, c.path, ops(spans), c.want)
 		}
@@ -284,7 +247,7 @@ func TestOperationNames(t *testing.T) {
 }
 
 func TestServerErrorsAndPanics(t *testing.T) {
-	a := newAgent(t, agent.Config{})
+	a := agenttest.New(t, agent.Config{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "db down", http.StatusServiceUnavailable) })
 	mux.HandleFunc("/missing", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
@@ -307,7 +270,7 @@ func TestServerErrorsAndPanics(t *testing.T) {
 	if v := serve("/abort"); v != http.ErrAbortHandler {
 		t.Fatalf("ErrAbortHandler not re-panicked: %v", v)
 	}
-	spans, events := records(t, a)
+	spans, events := agenttest.Records(t, a)
 	want := map[string]struct {
 		st   schemas.Status
 		code string
@@ -343,22 +306,26 @@ func TestBusinessKeyValidation(t *testing.T) {
 			agenthttp.Middleware(nil, http.NotFoundHandler(), agenthttp.WithBusinessKeys(spec))
 		}()
 	}
-	a := newAgent(t, agent.Config{})
+	a := agenttest.New(t, agent.Config{})
 	h := agenthttp.Middleware(a, http.NotFoundHandler(), agenthttp.WithBusinessKeys(map[string]string{
 		"long": "query:long", "ctl": "header:X-Ctl", "ok": "query:ok", "absent": "query:absent", "utf8": "header:X-Utf8",
+		"enc": "query:enc",
 	}))
-	req := httptest.NewRequest("GET", "/?ok=+A-1+&long="+strings.Repeat("9", 129)+"&bad=%zz", nil)
+	req := httptest.NewRequest("GET", "/?ok=+A-1+&long="+strings.Repeat("9", 129)+"&bad=%zz&%65nc=%41%2FB", nil)
 	req.Header.Set("X-Ctl", "a\x01b")
 	req.Header.Set("X-Utf8", "\xff\xfe")
 	h.ServeHTTP(httptest.NewRecorder(), req)
-	spans, _ := records(t, a)
-	if len(spans) != 1 || len(spans[0].BusinessKeys) != 1 || spans[0].BusinessKeys[0] != (schemas.KV{Key: "ok", Value: "A-1"}) {
-		t.Fatalf("business keys: %+v", spans[0].BusinessKeys)
+	spans, _ := agenttest.Records(t, a)
+	keys := spans[0].BusinessKeys
+	ok, _ := schemas.Get(keys, "ok")
+	enc, _ := schemas.Get(keys, "enc")
+	if len(spans) != 1 || len(keys) != 2 || ok != "A-1" || enc != "A/B" {
+		t.Fatalf("business keys: %+v", keys)
 	}
 }
 
 func TestResponseWriterKeepsCapabilities(t *testing.T) {
-	a := newAgent(t, agent.Config{})
+	a := agenttest.New(t, agent.Config{})
 	var hijacker, flusher bool
 	h := agenthttp.Middleware(a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, hijacker = w.(http.Hijacker)
@@ -379,7 +346,15 @@ func TestResponseWriterKeepsCapabilities(t *testing.T) {
 	if hijacker || !flusher {
 		t.Fatalf("recorder: hijacker %v (want false), flusher %v (want true)", hijacker, flusher)
 	}
-	srv := httptest.NewServer(h)
+	// httptest.Server.Close does not wait for handlers of hijacked connections: wait for the
+	// middleware to return (and end its span) before reading the spool.
+	hijackDone := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.URL.Path == "/hijack" {
+			close(hijackDone)
+		}
+	}))
 	defer srv.Close()
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
@@ -392,8 +367,9 @@ func TestResponseWriterKeepsCapabilities(t *testing.T) {
 	if !hijacker || string(body) != "hi" {
 		t.Fatalf("HTTP/1 server: hijacker %v, body %q", hijacker, body)
 	}
+	<-hijackDone
 	srv.Close()
-	spans, _ := records(t, a)
+	spans, _ := agenttest.Records(t, a)
 	hij := spans[len(spans)-1]
 	if _, ok := schemas.Get(hij.Tags, "http.status_code"); ok || hij.Status != schemas.StatusUnset {
 		t.Fatalf("hijacked span claims a status: %+v", hij)
@@ -414,7 +390,7 @@ func (s statusRT) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestTransport(t *testing.T) {
-	a := newAgent(t, agent.Config{})
+	a := agenttest.New(t, agent.Config{})
 	ctx, parent := a.StartSpan(context.Background(), "job")
 	refused := errors.New("connection refused")
 	cases := []struct {
@@ -445,7 +421,7 @@ func TestTransport(t *testing.T) {
 		t.Fatalf("nil agent: %v", err)
 	}
 	parent.End()
-	spans, events := records(t, a)
+	spans, events := agenttest.Records(t, a)
 	if len(spans) != 4 {
 		t.Fatalf("spans %v", ops(spans))
 	}
@@ -465,3 +441,25 @@ func TestTransport(t *testing.T) {
 		t.Fatalf("204: %+v", ok)
 	}
 }
+
+func TestHeaderCarrierMatchesNetHTTP(t *testing.T) {
+	sc := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 1, Dyed: true}
+	var got http.Header
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = r.Header
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	req, _ := http.NewRequestWithContext(agent.ContextWithRemote(context.Background(), sc), "GET", "http://x/", nil)
+	if _, err := agenthttp.Transport(nil, rt).RoundTrip(req); err != nil {
+		t.Fatal(err)
+	}
+	// What the transport wrote must read back through net/http's own canonical lookups.
+	back, ok := agent.Extract(got)
+	if !ok || back.TraceID != sc.TraceID || back.SpanID != sc.SpanID || !back.Dyed {
+		t.Fatalf("headers %v extract to %+v", got, back)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -2,7 +2,6 @@ package agenthttp
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/schemas"
@@ -59,7 +58,7 @@ func (t *transport) start(req *http.Request) (*http.Request, *agent.Span) {
 	}
 	// RoundTrippers must not modify the caller's request; the clone owns its headers.
 	out := req.Clone(ctx)
-	agent.Inject(sc, out.Header)
+	agent.Inject(sc, headerCarrier(out.Header))
 	if span.Sampled() {
 		peer := t.cfg.peer
 		if peer == "" && req.URL != nil {
@@ -76,10 +75,10 @@ func (t *transport) finish(span *agent.Span, resp *http.Response, err error) {
 	case err != nil:
 		span.RecordError(err)
 	case resp.StatusCode >= 400:
-		span.SetTag("http.status_code", strconv.Itoa(resp.StatusCode))
+		span.SetTag("http.status_code", statusText(resp.StatusCode))
 		span.SetStatus(schemas.StatusError, resp.StatusCode)
 	default:
-		span.SetTag("http.status_code", strconv.Itoa(resp.StatusCode))
+		span.SetTag("http.status_code", statusText(resp.StatusCode))
 		span.SetStatus(schemas.StatusOK, resp.StatusCode)
 	}
 	span.End()

@@ -8,16 +8,18 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/mercury-apm/mercury/agent"
 )
 
-// Option configures Middleware or Transport.
+// Option configures Middleware or Transport. WithRouteFunc applies to both; WithBusinessKeys
+// only to Middleware (the server reads the request), WithPeerName only to Transport.
 type Option func(*config)
 
 type config struct {
-	route    func(*http.Request) string
-	peer     string
-	bizKeys  []bizKey
-	bizQuery bool // some key comes from the query string: parse it once per request
+	route   func(*http.Request) string
+	peer    string
+	bizKeys []bizKey
 }
 
 func newConfig(opts []Option) *config {
@@ -71,7 +73,6 @@ func WithBusinessKeys(keys map[string]string) Option {
 				panic(fmt.Sprintf("agenthttp: WithBusinessKeys: %v", err))
 			}
 			c.bizKeys = append(c.bizKeys, bk)
-			c.bizQuery = c.bizQuery || !bk.header
 		}
 	}
 }
@@ -141,3 +142,26 @@ var fallbackOps = func() map[string]string {
 	}
 	return m
 }()
+
+// headerCarrier reads and writes the W3C headers without canonicalizing their lowercase
+// names on every request (an allocation each); other keys go through net/http's rules.
+type headerCarrier http.Header
+
+func (h headerCarrier) Get(k string) string {
+	if v := h[canonicalKey(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (h headerCarrier) Set(k, v string) { h[canonicalKey(k)] = []string{v} }
+
+func canonicalKey(k string) string {
+	switch k {
+	case agent.HeaderTraceparent:
+		return "Traceparent"
+	case agent.HeaderTracestate:
+		return "Tracestate"
+	}
+	return http.CanonicalHeaderKey(k)
+}

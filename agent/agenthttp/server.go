@@ -41,7 +41,7 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if sc, ok := agent.Extract(r.Header); ok {
+	if sc, ok := agent.Extract(headerCarrier(r.Header)); ok {
 		ctx = agent.ContextWithRemote(ctx, sc)
 	} else if r.Header.Get(agent.HeaderDye) == "1" {
 		ctx = agent.WithDye(ctx)
@@ -102,29 +102,59 @@ func (h *handler) finish(span *agent.Span, r *http.Request, code int, m string) 
 		span.SetOperation(op)
 	}
 	if code != 0 {
-		span.SetTag("http.status_code", strconv.Itoa(code))
+		span.SetTag("http.status_code", statusText(code))
 	}
 }
 
 func (h *handler) businessKeys(span *agent.Span, r *http.Request) {
-	if len(h.cfg.bizKeys) == 0 {
-		return
-	}
-	var q url.Values
-	if h.cfg.bizQuery {
-		q, _ = url.ParseQuery(r.URL.RawQuery) // a malformed pair costs only that pair
-	}
 	for _, k := range h.cfg.bizKeys {
 		var v string
 		if k.header {
 			v = r.Header.Get(k.name)
 		} else {
-			v = q.Get(k.name)
+			v = queryValue(r.URL.RawQuery, k.name)
 		}
 		if v = strings.TrimSpace(v); validKeyValue(v) {
 			span.SetBusinessKey(k.key, v)
 		}
 	}
+}
+
+// queryValue is url.Values.Get without parsing the whole query into a map (three allocations
+// per request for one or two wanted keys). Like ParseQuery, it skips malformed pairs.
+func queryValue(raw, name string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		if k != name {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			if uk, err := url.QueryUnescape(k); err != nil || uk != name {
+				continue
+			}
+		}
+		if uv, err := url.QueryUnescape(v); err == nil { // allocates only when v has escapes
+			return uv
+		}
+	}
+	return ""
+}
+
+// statusCodes spares the common codes a strconv allocation per request.
+var statusCodes = func() (t [600]string) {
+	for i := 100; i < len(t); i++ {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func statusText(code int) string {
+	if code >= 0 && code < len(statusCodes) && statusCodes[code] != "" {
+		return statusCodes[code]
+	}
+	return strconv.Itoa(code)
 }
 
 // panicError carries a handler's panic value into RecordError, so alert signatures group

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -14,52 +16,19 @@ import (
 
 	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/agent/agentsql"
-	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/agent/internal/agenttest"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newAgent(t *testing.T) *agent.Agent {
-	t.Helper()
-	a, err := agent.New(agent.Config{Service: "order", SpoolDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(context.Background()) })
-	return a
-}
-
-// records closes the agent and reads back the spans and events it wrote.
-func records(t *testing.T, a *agent.Agent) (spans []schemas.Span, events []schemas.Event) {
-	t.Helper()
-	if err := a.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	scan := func(stream string, decode func(*schemas.Schema, []byte) error) {
-		if skipped, err := spool.Scan(a.SpoolDir(), stream, decode); err != nil || skipped != 0 {
-			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
-		}
-	}
-	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
-		var sp schemas.Span
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
-		spans = append(spans, sp)
-		return err
-	})
-	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
-		var ev schemas.Event
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
-		events = append(events, ev)
-		return err
-	})
-	return spans, events
-}
+var registered atomic.Int32
 
 func TestSQLite(t *testing.T) {
-	a := newAgent(t)
-	agentsql.Register("sqlite-traced", a, &sqlite.Driver{}, agentsql.WithPeer("orders"))
-	db, err := sql.Open("sqlite-traced", filepath.Join(t.TempDir(), "orders.db"))
+	a := agenttest.New(t, agent.Config{})
+	driverName := fmt.Sprintf("sqlite-traced-%d", registered.Add(1)) // sql.Register is once per name
+	agentsql.Register(driverName, a, &sqlite.Driver{}, agentsql.WithPeer("orders"))
+	db, err := sql.Open(driverName, filepath.Join(t.TempDir(), "orders.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +107,7 @@ func TestSQLite(t *testing.T) {
 	root.End()
 	db.Close()
 
-	spans, events := records(t, a)
+	spans, events := agenttest.Records(t, a)
 	want := []struct {
 		op     string
 		status schemas.Status
@@ -183,7 +152,7 @@ func TestSQLite(t *testing.T) {
 }
 
 func TestOpenDBAndSwitches(t *testing.T) {
-	a := newAgent(t)
+	a := agenttest.New(t, agent.Config{})
 	dsn := filepath.Join(t.TempDir(), "c.db")
 	db := agentsql.OpenDB(dsnConnector{dsn, &sqlite.Driver{}}, a, agentsql.WithPeer("cart"))
 	defer db.Close()
@@ -197,7 +166,7 @@ func TestOpenDBAndSwitches(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	spans, _ := records(t, a)
+	spans, _ := agenttest.Records(t, a)
 	if len(spans) != 1 || spans[0].Peer != "cart" || spans[0].Operation != "CREATE TABLE t (v TEXT)" {
 		t.Fatalf("spans %+v", spans)
 	}
@@ -251,7 +220,7 @@ func (oldRows) Close() error              { return nil }
 func (oldRows) Next([]driver.Value) error { return io.EOF }
 
 func TestOldDriverFallbacks(t *testing.T) {
-	a := newAgent(t)
+	a := agenttest.New(t, agent.Config{})
 	d := &oldDriver{}
 	w := agentsql.Wrap(d, a, agentsql.WithPeer("legacy"))
 	if _, ok := w.(driver.DriverContext); !ok {
@@ -296,7 +265,7 @@ func TestOldDriverFallbacks(t *testing.T) {
 	if d.execs != 1 || d.closed != 1 {
 		t.Fatalf("execs %d (want 1), connector closed %d times (want 1)", d.execs, d.closed)
 	}
-	spans, _ := records(t, a)
+	spans, _ := agenttest.Records(t, a)
 	var got []string
 	for _, s := range spans {
 		got = append(got, s.Operation+"/"+s.Status.String())
@@ -309,5 +278,27 @@ func TestOldDriverFallbacks(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("spans %v, want %v", got, want)
 		}
+	}
+}
+
+func TestUnsampledTraceRecordsNoStatements(t *testing.T) {
+	a := agenttest.New(t, agent.Config{SampleRate: 1e-9})
+	db := agentsql.OpenDB(dsnConnector{filepath.Join(t.TempDir(), "u.db"), &sqlite.Driver{}}, a)
+	defer db.Close()
+	ctx, root := a.StartSpan(context.Background(), "unsampled request")
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (v INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO nope VALUES (1)"); err == nil {
+		t.Fatal("insert into a missing table succeeded")
+	}
+	root.End()
+	db.Close()
+	spans, events := agenttest.Records(t, a)
+	if len(spans) != 0 {
+		t.Fatalf("unsampled trace recorded %d spans", len(spans))
+	}
+	if len(events) != 1 { // exceptions are never sampled: alerts must not depend on sampling
+		t.Fatalf("%d exception events, want 1", len(events))
 	}
 }

@@ -71,43 +71,44 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	ec, ctxOK := c.Conn.(driver.ExecerContext)
-	e, plainOK := c.Conn.(driver.Execer) // old drivers only have Execer
-	if !ctxOK && !plainOK {
-		return nil, driver.ErrSkip // database/sql prepares the statement instead
+	op := func() string { return Normalize(query) }
+	if ec, ok := c.Conn.(driver.ExecerContext); ok {
+		return run(c.t, ctx, op, args, func() (driver.Result, error) { return ec.ExecContext(ctx, query, args) }, nil)
 	}
-	s := c.t.start(ctx, func() string { return Normalize(query) })
-	var res driver.Result
-	var err error
-	if ctxOK {
-		res, err = ec.ExecContext(ctx, query, args)
-	} else if vals, verr := values(args); verr != nil {
-		err = verr
-	} else if err = ctx.Err(); err == nil {
-		res, err = e.Exec(query, vals)
+	if e, ok := c.Conn.(driver.Execer); ok { // old drivers only have Execer
+		return run(c.t, ctx, op, args, nil, func(v []driver.Value) (driver.Result, error) { return e.Exec(query, v) })
 	}
-	c.t.end(s, err)
-	return res, err
+	return nil, driver.ErrSkip // database/sql prepares the statement instead
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	qc, ctxOK := c.Conn.(driver.QueryerContext)
-	q, plainOK := c.Conn.(driver.Queryer) // old drivers only have Queryer
-	if !ctxOK && !plainOK {
-		return nil, driver.ErrSkip
+	op := func() string { return Normalize(query) }
+	if qc, ok := c.Conn.(driver.QueryerContext); ok {
+		return run(c.t, ctx, op, args, func() (driver.Rows, error) { return qc.QueryContext(ctx, query, args) }, nil)
 	}
-	s := c.t.start(ctx, func() string { return Normalize(query) })
-	var rows driver.Rows
+	if q, ok := c.Conn.(driver.Queryer); ok {
+		return run(c.t, ctx, op, args, nil, func(v []driver.Value) (driver.Rows, error) { return q.Query(query, v) })
+	}
+	return nil, driver.ErrSkip
+}
+
+// run traces one call: withCtx when the driver has the context-aware method, else plain,
+// the pre-Go-1.8 method, which takes neither names nor a context (database/sql then checks
+// the context itself before calling, and so does run).
+func run[T any](t *tracer, ctx context.Context, op func() string, args []driver.NamedValue,
+	withCtx func() (T, error), plain func([]driver.Value) (T, error)) (T, error) {
+	s := t.start(ctx, op)
+	var res T
 	var err error
-	if ctxOK {
-		rows, err = qc.QueryContext(ctx, query, args)
+	if withCtx != nil {
+		res, err = withCtx()
 	} else if vals, verr := values(args); verr != nil {
 		err = verr
 	} else if err = ctx.Err(); err == nil {
-		rows, err = q.Query(query, vals)
+		res, err = plain(vals)
 	}
-	c.t.end(s, err)
-	return rows, err
+	t.end(s, err)
+	return res, err
 }
 
 // Ping is not traced: pool health checks are not the application's calls.
@@ -211,33 +212,17 @@ func (s *stmt) operation() string {
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	sp := s.c.t.start(ctx, s.operation)
-	var res driver.Result
-	var err error
 	if ec, ok := s.Stmt.(driver.StmtExecContext); ok {
-		res, err = ec.ExecContext(ctx, args)
-	} else if vals, verr := values(args); verr != nil {
-		err = verr
-	} else if err = ctx.Err(); err == nil {
-		res, err = s.Stmt.Exec(vals)
+		return run(s.c.t, ctx, s.operation, args, func() (driver.Result, error) { return ec.ExecContext(ctx, args) }, nil)
 	}
-	s.c.t.end(sp, err)
-	return res, err
+	return run(s.c.t, ctx, s.operation, args, nil, s.Stmt.Exec)
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	sp := s.c.t.start(ctx, s.operation)
-	var rows driver.Rows
-	var err error
 	if qc, ok := s.Stmt.(driver.StmtQueryContext); ok {
-		rows, err = qc.QueryContext(ctx, args)
-	} else if vals, verr := values(args); verr != nil {
-		err = verr
-	} else if err = ctx.Err(); err == nil {
-		rows, err = s.Stmt.Query(vals)
+		return run(s.c.t, ctx, s.operation, args, func() (driver.Rows, error) { return qc.QueryContext(ctx, args) }, nil)
 	}
-	s.c.t.end(sp, err)
-	return rows, err
+	return run(s.c.t, ctx, s.operation, args, nil, s.Stmt.Query)
 }
 
 // CheckNamedValue: database/sql asks the statement's checker, else the connection's; the

@@ -1,0 +1,53 @@
+// Package agenttest starts agents on temporary spools and reads back what they wrote: the
+// instrumentation packages test against the real spool, not a mock of the agent.
+package agenttest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// New starts an agent writing to a temporary spool, closed when the test ends.
+func New(t testing.TB, cfg agent.Config) *agent.Agent {
+	t.Helper()
+	cfg.SpoolDir = t.TempDir()
+	if cfg.Service == "" {
+		cfg.Service = "order"
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	return a
+}
+
+// Records closes the agent (draining its queue) and decodes the spans and events it wrote.
+func Records(t testing.TB, a *agent.Agent) (spans []schemas.Span, events []schemas.Event) {
+	t.Helper()
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(stream string, decode func(*schemas.Schema, []byte) error) {
+		if skipped, err := spool.Scan(a.SpoolDir(), stream, decode); err != nil || skipped != 0 {
+			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
+		}
+	}
+	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
+		var sp schemas.Span
+		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
+		spans = append(spans, sp)
+		return err
+	})
+	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
+		var ev schemas.Event
+		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
+		events = append(events, ev)
+		return err
+	})
+	return spans, events
+}

@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseExampleConfig(t *testing.T) {
+	c, err := LoadConfig("testdata/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 3 || c.Routes[0].Timeout.Thwm.String() != "300ms" || c.Routes[1].Breaker.Kind != "classic" {
+		t.Fatalf("parsed %+v", c.Routes)
+	}
+	c.Logger = quiet
+	g, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+}
+
+func TestMalformedConfig(t *testing.T) {
+	const route = "routes:\n  - name: a\n    prefix: /a/\n    service: a\n    tier: 1\n    local: {instances: [\"http://127.0.0.1:1\"]}\n"
+	cases := []struct{ name, yaml, want string }{
+		{"empty", "", "config is empty"},
+		{"syntax", "routes: [", "config:"},
+		{"unknown field", "routs: []", "field routs not found"},
+		{"no routes", "listen: :1\n", "no routes"},
+		{"bad duration", route + "    timeout: {thwm: fast}\n", "cannot unmarshal"},
+		{"bad name", strings.Replace(route, "name: a", "name: \"a b\"", 1), "name must match"},
+		{"bad tier", strings.Replace(route, "tier: 1", "tier: 7", 1), "tier must be 1–4"},
+		{"no tier", strings.Replace(route, "tier: 1", "tier: 0", 1), "tier must be 1–4"},
+		{"bad prefix", strings.Replace(route, "prefix: /a/", "prefix: a", 1), "prefix must start with /"},
+		{"duplicate", route + strings.Replace(route, "routes:\n", "", 1), "duplicate route name"},
+		{"no instances", strings.Replace(route, `["http://127.0.0.1:1"]`, "[]", 1), "local.instances is required"},
+		{"unknown middleware", route + "    middlewares: [magic]\n", "unknown middleware \"magic\""},
+		{"ratelimit without section", route + "    middlewares: [ratelimit]\n", "needs a ratelimit section"},
+		{"retry without remote", route + "    middlewares: [retry]\n", "needs a remote section"},
+		{"dynamic timeout without thwm", route + "    middlewares: [dynamic_timeout]\n", "needs timeout.thwm"},
+		{"plan unknown route", route + "plans:\n  - name: p\n    routes: {b: {on: true}}\n", "unknown route \"b\""},
+		{"plan bad fallback", route + "plans:\n  - name: p\n    routes: {a: {on: true, fallback: {kind: soup}}}\n", "unknown fallback kind"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig(strings.NewReader(c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+// Settings only the primitives can judge fail in New, named by route.
+func TestNewRejectsBadPrimitiveSettings(t *testing.T) {
+	const route = "routes:\n  - name: a\n    prefix: /a/\n    service: a\n    tier: 1\n    local: {instances: [\"http://127.0.0.1:1\"]}\n"
+	cases := []struct{ name, extra, want string }{
+		{"breaker kind", "    breaker: {kind: fuse}\n", "unknown breaker kind"},
+		{"sre k", "    breaker: {k: 5}\n", "k must be in [1.5, 2]"},
+		{"ratelimit", "    ratelimit: {limit: -1}\n", "limit must be"},
+		{"timeout", "    timeout: {thwm: 1s, tmax: 10ms}\n", "thwm ≤ tmax"},
+		{"instance url", "", "not an http(s) URL"},
+		{"degrade auto", "    degrade: {auto: {error_rate: 3}}\n", "rates must be in [0,1]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := route + c.extra
+			if c.name == "instance url" {
+				y = strings.Replace(y, "http://127.0.0.1:1", "localhost:1", 1)
+			}
+			cfg, err := ParseConfig(strings.NewReader(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Logger = quiet
+			_, err = New(cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `route "a"`) {
+				t.Fatalf("err = %v, want route \"a\" and %q", err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,335 @@
+// Package gateway is Mercury's resilience gateway: a reverse proxy whose
+// routes compose the primitives in the subpackages — sliding-window rate
+// limit, BBR adaptive limit, SRE or classic breaker, EMA dynamic timeout,
+// tiered shedding, degradation switches and cross-region failover under the
+// adaptive retry window. See docs/gateway.md.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/getsentry/sentry-go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/gateway/cpu"
+	"github.com/mercury-apm/mercury/gateway/degrade"
+	"github.com/mercury-apm/mercury/gateway/retry"
+	"github.com/mercury-apm/mercury/gateway/tier"
+	"github.com/mercury-apm/mercury/gateway/upstream"
+)
+
+// Gateway is a configured proxy. Create it with New, serve Handler and
+// AdminHandler yourself or call Run, and Close it when done.
+type Gateway struct {
+	cfg           Config
+	log           *slog.Logger
+	obs           Observer
+	clock         clock.Clock
+	cpu           cpu.Source
+	sampler       *cpu.Sampler // nil when the CPU source was injected
+	transport     http.RoundTripper
+	ownsTransport *http.Transport
+	// health probes get their own client so they never go through an
+	// injected (instrumented) transport and Close can drop their connections.
+	healthTransport *http.Transport
+	healthClient    *http.Client
+	registry        *prometheus.Registry
+	metrics         *metrics
+	tiers           *tier.Shedder
+	retries         retry.Switches
+	bufPool         httputil.BufferPool
+	sentry          *sentry.Client
+
+	routes  []*route // longest prefix first
+	byName  map[string]*route
+	plans   map[string]*degrade.Plan
+	handler http.Handler
+
+	draining  atomic.Bool
+	closeOnce sync.Once
+}
+
+// New validates cfg and builds the gateway. It starts no goroutines; Run (or
+// Start) does.
+func New(cfg Config) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	applyDefaults(&cfg)
+	g := &Gateway{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, clock: clock.Or(cfg.Clock),
+		registry: cfg.Registry, bufPool: newBufferPool(), byName: map[string]*route{}, plans: map[string]*degrade.Plan{}}
+	if g.obs == nil {
+		g.obs = SlogObserver{Logger: g.log}
+	}
+	g.cpu = cfg.CPUSource
+	if g.cpu == nil {
+		g.sampler = cpu.NewSampler(cpu.NewCounter(cfg.CPU.CgroupRoot, cfg.CPU.ProcStat, nil), cfg.CPU.Decay)
+		g.cpu = g.sampler
+	}
+	g.transport = cfg.Transport
+	if g.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConns = 1024
+		g.transport, g.ownsTransport = t, t
+	}
+	g.healthTransport = http.DefaultTransport.(*http.Transport).Clone()
+	g.healthClient = &http.Client{Transport: g.healthTransport}
+	g.metrics = newMetrics(g.registry)
+	g.retries.SetGlobal(!cfg.Retry.Disabled)
+	for _, s := range cfg.Retry.DisabledServices {
+		g.retries.SetService(s, false)
+	}
+	for _, rc := range cfg.Routes {
+		r, err := newRoute(g, rc)
+		if err != nil {
+			return nil, err
+		}
+		r.m = g.metrics.forRoute(rc.Name)
+		r.m.gauges(g.registry, r)
+		g.routes = append(g.routes, r)
+		g.byName[rc.Name] = r
+	}
+	sort.SliceStable(g.routes, func(i, j int) bool { return len(g.routes[i].cfg.Prefix) > len(g.routes[j].cfg.Prefix) })
+	var signals []tier.Signal
+	for _, r := range g.routes {
+		if r.bbr != nil {
+			signals = append(signals, r.bbr.Load)
+		}
+	}
+	var err error
+	if g.tiers, err = tier.New(tier.Config{MaxInFlight: cfg.MaxInFlight, Signals: signals, Thresholds: cfg.TierThresholds}); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	for _, pc := range cfg.Plans {
+		g.plans[pc.Name] = &degrade.Plan{Name: pc.Name, Settings: pc.Routes}
+	}
+	if cfg.SentryDSN != "" {
+		if g.sentry, err = sentry.NewClient(sentry.ClientOptions{Dsn: cfg.SentryDSN, AttachStacktrace: true}); err != nil {
+			return nil, fmt.Errorf("gateway: sentry: %w", err)
+		}
+	}
+	g.handler = g.recoverPanics(http.HandlerFunc(g.dispatch))
+	return g, nil
+}
+
+// bufferPool recycles the proxy's 32 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+func applyDefaults(c *Config) {
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = ":8081"
+	}
+	if c.AdminToken == "" {
+		c.AdminToken = os.Getenv("MERCURY_GATEWAY_ADMIN_TOKEN")
+	}
+	if c.SentryDSN == "" {
+		c.SentryDSN = os.Getenv("SENTRY_DSN")
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.CPU.Threshold == 0 {
+		c.CPU.Threshold = 0.8
+	}
+	if c.CPU.Interval == 0 {
+		c.CPU.Interval = 500 * time.Millisecond
+	}
+	if c.CPU.CgroupRoot == "" {
+		c.CPU.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if c.CPU.ProcStat == "" {
+		c.CPU.ProcStat = "/proc/stat"
+	}
+	if c.Retry.MaxBodyBytes == 0 {
+		c.Retry.MaxBodyBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}
+
+// Handler is the proxy handler.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Retries are the operator's retry switches (global and per service).
+func (g *Gateway) Retries() *retry.Switches { return &g.retries }
+
+func (g *Gateway) dispatch(w http.ResponseWriter, req *http.Request) {
+	for _, r := range g.routes {
+		if strings.HasPrefix(req.URL.Path, r.cfg.Prefix) {
+			r.serve(w, req)
+			return
+		}
+	}
+	http.NotFound(w, req)
+}
+
+// recoverPanics keeps one broken request from taking the server down: the
+// client gets a 502, the panic goes to Sentry (or the log) with its stack.
+func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { // the proxy aborting a broken stream
+				panic(v)
+			}
+			g.metrics.panics.Inc()
+			g.reportPanic(req, v)
+			http.Error(w, http.StatusText(http.StatusBadGateway), http.StatusBadGateway)
+		}()
+		next.ServeHTTP(w, req)
+	})
+}
+
+func (g *Gateway) reportPanic(req *http.Request, v any) {
+	info := RouteInfo{Region: g.cfg.Region}
+	for _, r := range g.routes {
+		if strings.HasPrefix(req.URL.Path, r.cfg.Prefix) {
+			info = r.info
+			break
+		}
+	}
+	g.obs.Event(EventPanic, info, slog.String("value", fmt.Sprint(v)))
+	if g.sentry == nil {
+		g.log.Error("panic serving request", "route", info.Name, "panic", v, "stack", string(debug.Stack()))
+		return
+	}
+	g.log.Error("panic serving request; reported to Sentry", "route", info.Name, "panic", v)
+	scope := sentry.NewScope()
+	scope.SetTag("route", info.Name)
+	scope.SetTag("service", info.Service)
+	scope.SetTag("region", info.Region)
+	scope.SetRequest(req)
+	err, ok := v.(error)
+	if !ok {
+		err = fmt.Errorf("panic: %v", v)
+	}
+	// Captured inside the deferred recover, so the stack trace still holds
+	// the panicking frames.
+	g.sentry.CaptureException(err, &sentry.EventHint{RecoveredException: v, Request: req}, scope)
+}
+
+// Start launches the background loops — CPU sampling (unless a CPU source
+// was injected) and active health checks — until ctx ends. The returned
+// function waits for them to stop.
+func (g *Gateway) Start(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	if g.sampler != nil {
+		wg.Go(func() {
+			if err := g.sampler.Run(ctx, g.cfg.CPU.Interval); err != nil {
+				g.log.Warn("cpu sampling unavailable; BBR will not shed", "err", err)
+			}
+		})
+	}
+	for _, r := range g.routes {
+		for _, p := range []*upstream.Pool{r.local, r.remote} {
+			if p != nil {
+				wg.Go(func() { p.Run(ctx) })
+			}
+		}
+	}
+	return wg.Wait
+}
+
+// Run serves the proxy on cfg.Listen and the admin API on cfg.AdminListen
+// until ctx ends, then drains: /readyz turns 503, in-flight requests get
+// ShutdownTimeout to finish, Sentry is flushed.
+func (g *Gateway) Run(ctx context.Context) error {
+	pl, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	al, err := net.Listen("tcp", g.cfg.AdminListen)
+	if err != nil {
+		pl.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return g.Serve(ctx, pl, al)
+}
+
+// Serve is Run on listeners the caller opened.
+func (g *Gateway) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error {
+	defer g.Close()
+	bg, stop := context.WithCancel(ctx)
+	wait := g.Start(bg)
+	defer wait()
+	defer stop()
+	errLog := slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)
+	servers := []*http.Server{
+		{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog},
+		{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog},
+	}
+	errc := make(chan error, 2)
+	for i, ln := range []net.Listener{proxyLn, adminLn} {
+		go func() { errc <- servers[i].Serve(ln) }()
+	}
+	g.log.Info("gateway serving", "listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "routes", len(g.routes))
+	var serveErr error
+	received := 0
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		received++
+	}
+	g.draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil && serveErr == nil {
+			serveErr = err
+		}
+	}
+	for ; received < 2; received++ {
+		if err := <-errc; serveErr == nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
+	}
+	return serveErr
+}
+
+// Close flushes Sentry and releases idle upstream connections. Run calls it;
+// embedders that serve Handler themselves call it on shutdown.
+func (g *Gateway) Close() {
+	g.closeOnce.Do(func() {
+		g.draining.Store(true)
+		if g.sentry != nil {
+			g.sentry.Flush(5 * time.Second)
+			g.sentry.Close()
+		}
+		if g.ownsTransport != nil {
+			g.ownsTransport.CloseIdleConnections()
+		}
+		g.healthTransport.CloseIdleConnections()
+	})
+}

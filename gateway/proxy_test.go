@@ -1,0 +1,160 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mercury-apm/mercury/gateway/clock"
+)
+
+func route1(name, prefix string, tier int, local ...string) RouteConfig {
+	return RouteConfig{Name: name, Prefix: prefix, Service: name + "-svc", Tier: tier, Local: UpstreamConfig{Instances: local}}
+}
+
+func TestProxyBasics(t *testing.T) {
+	var gotDye, gotPath, gotXFF atomic.Value
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		gotDye.Store(r.Header.Get(DyeHeader))
+		gotPath.Store(r.URL.Path)
+		gotXFF.Store(r.Header.Get("X-Forwarded-For"))
+		io.WriteString(w, "hello")
+	})
+	rc := route1("songs", "/song/", 1, up.URL)
+	rc.StripPrefix = true
+	other := route1("songlists", "/song/list/", 2, up.URL)
+	g, rec := newGateway(t, Config{Routes: []RouteConfig{rc, other}})
+	h := g.Handler()
+
+	code, body := do(h, "GET", "/song/42", nil, DyeHeader, "loadtest-7")
+	if code != 200 || body != "hello" {
+		t.Fatalf("%d %q", code, body)
+	}
+	if gotDye.Load() != "loadtest-7" || gotPath.Load() != "/42" || gotXFF.Load() == "" {
+		t.Fatalf("upstream saw dye=%v path=%v xff=%v", gotDye.Load(), gotPath.Load(), gotXFF.Load())
+	}
+	o := rec.lastOutcome()
+	if !o.Dyed || o.Upstream != UpstreamLocal || o.Status != 200 || o.ShedBy != "" {
+		t.Fatalf("outcome %+v", o)
+	}
+	// Longest prefix wins; no route is a 404.
+	do(h, "GET", "/song/list/1", nil)
+	if gotPath.Load() != "/song/list/1" {
+		t.Fatalf("longest prefix: upstream path %v", gotPath.Load())
+	}
+	if code, _ := do(h, "GET", "/nope", nil); code != 404 {
+		t.Fatalf("unrouted: %d", code)
+	}
+}
+
+func TestUpstreamDownIs502AndNoHealthyIs503(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	rc := route1("a", "/a/", 1, dead)
+	rc.Local.HealthCheck.Path = "/healthz"
+	g, rec := newGateway(t, Config{Routes: []RouteConfig{rc}})
+	if code, _ := do(g.Handler(), "GET", "/a/x", nil); code != http.StatusBadGateway {
+		t.Fatalf("dead upstream: %d", code)
+	}
+	for range 2 { // fail_after defaults to 2
+		g.byName["a"].local.CheckOnce(context.Background())
+	}
+	if code, _ := do(g.Handler(), "GET", "/a/x", nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("no healthy instance: %d", code)
+	}
+	if ev := rec.eventsOf(EventUpstreamHealth); len(ev) != 1 || !strings.Contains(ev[0], "healthy=false") {
+		t.Fatalf("health events %v", ev)
+	}
+}
+
+func TestNonIdempotentNotRetriedUnlessAllowed(t *testing.T) {
+	var remoteHits atomic.Int64
+	local := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	remote := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		remoteHits.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})
+	mk := func(name string, nonIdem bool) RouteConfig {
+		rc := route1(name, "/"+name+"/", 1, local.URL)
+		rc.Remote = &UpstreamConfig{Instances: []string{remote.URL}}
+		rc.Retry.NonIdempotent = nonIdem
+		rc.Middlewares = []string{MWRetry}
+		return rc
+	}
+	clk := clock.NewFake(time.Hour)
+	g, rec := newGateway(t, Config{Clock: clk, Routes: []RouteConfig{mk("strict", false), mk("lenient", true)}})
+	if code, _ := do(g.Handler(), "POST", "/strict/x", strings.NewReader("order")); code != 500 || remoteHits.Load() != 0 {
+		t.Fatalf("POST retried on a strict route: %d, remote hits %d", code, remoteHits.Load())
+	}
+	// The body is replayed byte for byte.
+	code, body := do(g.Handler(), "POST", "/lenient/x", strings.NewReader("order"))
+	if code != 200 || body != "order" || remoteHits.Load() != 1 {
+		t.Fatalf("lenient POST: %d %q hits %d", code, body, remoteHits.Load())
+	}
+	if o := rec.lastOutcome(); !o.Retried || !o.FailedOver || o.Upstream != UpstreamRemote {
+		t.Fatalf("outcome %+v", o)
+	}
+	// The retry switches turn failover off globally and per service.
+	clk.Advance(time.Second) // a fresh round, so the window is not what stops it
+	g.Retries().SetService("lenient-svc", false)
+	if code, _ := do(g.Handler(), "POST", "/lenient/x", strings.NewReader("order")); code != 500 || remoteHits.Load() != 1 {
+		t.Fatalf("service switch off: %d, remote hits %d", code, remoteHits.Load())
+	}
+	g.Retries().SetService("lenient-svc", true)
+	g.Retries().SetGlobal(false)
+	if code, _ := do(g.Handler(), "POST", "/lenient/x", strings.NewReader("order")); code != 500 || remoteHits.Load() != 1 {
+		t.Fatalf("global switch off: %d, remote hits %d", code, remoteHits.Load())
+	}
+	g.Retries().SetGlobal(true)
+	if code, _ := do(g.Handler(), "POST", "/lenient/x", strings.NewReader("order")); code != 200 || remoteHits.Load() != 2 {
+		t.Fatalf("switches back on: %d, remote hits %d", code, remoteHits.Load())
+	}
+}
+
+func TestRunServesAndShutsDownGracefully(t *testing.T) {
+	release := make(chan struct{})
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "slow")
+	})
+	g, _ := newGateway(t, Config{Routes: []RouteConfig{route1("a", "/a/", 1, up.URL)}, ShutdownTimeout: 5 * time.Second})
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	al, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- g.Serve(ctx, pl, al) }()
+
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	get := func(url string) (int, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("http://" + al.Addr().String() + "/readyz"); code != 200 {
+		t.Fatalf("readyz %d", code)
+	}
+	slow := make(chan string)
+	go func() { _, b := get("http://" + pl.Addr().String() + "/a/x"); slow <- b }()
+	time.Sleep(50 * time.Millisecond) // let the request reach the upstream
+	cancel()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if b := <-slow; b != "slow" {
+		t.Fatalf("in-flight request during shutdown got %q", b)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

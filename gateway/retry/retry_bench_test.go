@@ -1,0 +1,31 @@
+package retry
+
+import (
+	"testing"
+
+	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+)
+
+// The failover decision: take a slot, report the probe.
+func BenchmarkAcquireDone(b *testing.B) {
+	w, _ := New(Config{})
+	b.ReportAllocs()
+	stop := cputime.Measure(b)
+	for b.Loop() {
+		if done, err := w.Acquire(); err == nil {
+			done(nil)
+		}
+	}
+	stop()
+}
+
+// Counting a local request, on every request of a retry-enabled route.
+func BenchmarkLocal(b *testing.B) {
+	w, _ := New(Config{})
+	b.ReportAllocs()
+	stop := cputime.Measure(b)
+	for b.Loop() {
+		w.Local()
+	}
+	stop()
+}

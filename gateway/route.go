@@ -1,0 +1,384 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mercury-apm/mercury/gateway/bbr"
+	"github.com/mercury-apm/mercury/gateway/breaker"
+	"github.com/mercury-apm/mercury/gateway/degrade"
+	"github.com/mercury-apm/mercury/gateway/ratelimit"
+	"github.com/mercury-apm/mercury/gateway/retry"
+	"github.com/mercury-apm/mercury/gateway/timeout"
+	"github.com/mercury-apm/mercury/gateway/upstream"
+)
+
+// DyeHeader marks load-test traffic; it is passed through to upstreams.
+const DyeHeader = "X-Mercury-Dye"
+
+// Shed reasons, as reported in Outcome.ShedBy and metrics.
+const (
+	shedTier      = "tier"
+	shedBBR       = "bbr"
+	shedRateLimit = "ratelimit"
+	shedBreaker   = "breaker"
+	shedDegrade   = "degrade"
+)
+
+// maxCachedBody caps the response kept for the cache fallback.
+const maxCachedBody = 256 << 10
+
+// route is one configured route with its middleware chain.
+type route struct {
+	g    *Gateway
+	cfg  RouteConfig
+	info RouteInfo
+	m    *routeMetrics
+
+	local, remote *upstream.Pool
+	localTimeout  time.Duration
+	remoteTimeout time.Duration
+
+	// Each is nil (tierOn false) when its middleware is off.
+	tierOn  bool
+	bbr     *bbr.Limiter
+	degrade *degrade.Switch
+	limiter *ratelimit.Limiter
+	breaker breaker.Breaker
+	dyn     *timeout.EMA
+	window  *retry.Window
+
+	bbrEdge, limitEdge edge
+	proxy              *httputil.ReverseProxy
+}
+
+// edge turns per-request rejections into start/stop transitions, so a
+// limiter under pressure yields two events instead of one per request.
+type edge struct {
+	shedding   atomic.Bool
+	lastReject atomic.Int64
+}
+
+// quietPeriod without rejections ends a shedding episode.
+const quietPeriod = int64(time.Second)
+
+func (e *edge) reject(now int64) (started bool) {
+	e.lastReject.Store(now)
+	return e.shedding.CompareAndSwap(false, true)
+}
+
+func (e *edge) admit(now int64) (stopped bool) {
+	return e.shedding.Load() && now-e.lastReject.Load() >= quietPeriod && e.shedding.CompareAndSwap(true, false)
+}
+
+func (r *route) event(kind EventKind, attrs ...slog.Attr) { r.g.obs.Event(kind, r.info, attrs...) }
+
+func (r *route) limiterEdge(e *edge, name string, rejected bool) {
+	now := r.g.clock.Now()
+	if rejected && e.reject(now) {
+		r.event(EventLimiter, slog.String("limiter", name), slog.Bool("shedding", true))
+	} else if !rejected && e.admit(now) {
+		r.event(EventLimiter, slog.String("limiter", name), slog.Bool("shedding", false))
+	}
+}
+
+func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
+	r := &route{g: g, cfg: rc, info: RouteInfo{Name: rc.Name, Service: rc.Service, Tier: rc.Tier, Region: g.cfg.Region}}
+	wrap := func(err error) error { return fmt.Errorf("gateway: route %q: %w", rc.Name, err) }
+	var err error
+	health := func(instance string, healthy bool) {
+		r.event(EventUpstreamHealth, slog.String("instance", instance), slog.Bool("healthy", healthy))
+	}
+	if r.local, err = upstream.New(upstream.Config{Instances: rc.Local.Instances, Balance: rc.Local.Balance,
+		Health: rc.Local.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
+		return nil, wrap(err)
+	}
+	r.localTimeout = cmpOr(rc.Local.Timeout, 5*time.Second)
+	if rc.Remote != nil {
+		if r.remote, err = upstream.New(upstream.Config{Instances: rc.Remote.Instances, Balance: rc.Remote.Balance,
+			Health: rc.Remote.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
+			return nil, wrap(err)
+		}
+		r.remoteTimeout = cmpOr(rc.Remote.Timeout, 5*time.Second)
+	}
+	clk := g.clock
+	r.tierOn = rc.enabled(MWTier)
+	if rc.enabled(MWBBR) {
+		if r.bbr, err = bbr.New(bbr.Config{Window: rc.BBR.Window, Buckets: rc.BBR.Buckets,
+			CPUThreshold: g.cfg.CPU.Threshold, CPU: g.cpu, Clock: clk}); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWDegrade) {
+		if r.degrade, err = degrade.New(degrade.Config{Fallback: rc.Degrade.Fallback, Auto: rc.Degrade.Auto, Clock: clk,
+			OnChange: func(on bool, reason string) {
+				r.event(EventDegrade, slog.Bool("on", on), slog.String("reason", reason))
+			}}); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWRateLimit) {
+		rl := rc.RateLimit
+		if r.limiter, err = ratelimit.New(ratelimit.Config{Limit: rl.Limit, Window: rl.Window, Buckets: rl.Buckets, Clock: clk}); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWBreaker) {
+		if r.breaker, err = newBreaker(rc.Breaker, clk, func(from, to breaker.State) {
+			r.event(EventBreaker, slog.String("from", from.String()), slog.String("to", to.String()))
+		}); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWDynamicTimeout) {
+		t := rc.Timeout
+		if r.dyn, err = timeout.New(timeout.Config{Thwm: t.Thwm, Tmax: t.Tmax, Tavg: t.Tavg, N: t.N}); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWRetry) {
+		if r.window, err = retry.New(retry.Config{Round: g.cfg.Retry.Round, SuccessThreshold: g.cfg.Retry.SuccessThreshold, Clock: clk,
+			OnChange: func(from, to int64) {
+				r.event(EventRetryWindow, slog.Int64("from", from), slog.Int64("to", to))
+			}}); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite:      r.rewrite,
+		Transport:    (*routeTransport)(r),
+		ErrorHandler: r.proxyError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		BufferPool:   g.bufPool,
+	}
+	if r.degrade != nil {
+		r.proxy.ModifyResponse = r.remember
+	}
+	return r, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStateChange) (breaker.Breaker, error) {
+	switch c.Kind {
+	case "", "sre":
+		return breaker.NewSRE(breaker.SREConfig{K: c.K, Window: c.Window, Buckets: c.Buckets, MinRequests: c.MinRequests,
+			Clock: clk, OnStateChange: cb})
+	case "classic":
+		return breaker.NewClassic(breaker.ClassicConfig{MaxFailures: c.MaxFailures, FailureRatio: c.FailureRatio,
+			MinRequests: c.MinRequests, Window: c.Window, Buckets: c.Buckets, OpenFor: c.OpenFor,
+			HalfOpenQuota: c.HalfOpenQuota, CloseRatio: c.CloseRatio, Clock: clk, OnStateChange: cb})
+	}
+	return nil, fmt.Errorf("unknown breaker kind %q (want sre or classic)", c.Kind)
+}
+
+// reqState travels in the request context from serve to the transport and
+// back into the Outcome. It is its own context node and carries the status
+// writer, so a request pays one allocation for all three.
+type reqState struct {
+	context.Context
+	sw         statusWriter
+	shedBy     string
+	upstream   string
+	retried    bool
+	failedOver bool
+	err        error
+}
+
+type stateKey struct{}
+
+// Value answers stateKey with the state itself.
+func (st *reqState) Value(key any) any {
+	if key == (stateKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
+}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// statusWriter records the status the client got.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush on the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// serve runs the gateway-side middlewares (tier, BBR, degrade), then the
+// proxy, whose transport runs the per-upstream ones.
+func (r *route) serve(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
+	st.sw.ResponseWriter = w
+	ctx, sw := context.Context(st), &st.sw
+	r.m.inFlight.Inc()
+	defer func() {
+		r.m.inFlight.Dec()
+		d := time.Since(start)
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK // handler wrote nothing: net/http sends 200
+		}
+		r.m.observe(status, d.Seconds())
+		r.g.obs.RequestDone(ctx, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
+			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, ShedBy: st.shedBy,
+			Degraded: st.shedBy == shedDegrade, Dyed: req.Header.Get(DyeHeader) != "", Err: st.err})
+	}()
+
+	if r.tierOn {
+		done, err := r.g.tiers.Allow(r.cfg.Tier)
+		if err != nil {
+			r.refuse(sw, st, shedTier, http.StatusServiceUnavailable)
+			return
+		}
+		defer done(nil)
+	}
+	if r.bbr != nil {
+		done, err := r.bbr.Allow()
+		r.limiterEdge(&r.bbrEdge, shedBBR, err != nil)
+		if err != nil {
+			r.refuse(sw, st, shedBBR, http.StatusServiceUnavailable)
+			return
+		}
+		defer done(nil)
+	}
+	if r.degrade != nil {
+		done, err := r.degrade.Allow()
+		if err != nil {
+			st.shedBy = shedDegrade
+			r.m.fallbacks.Inc()
+			r.degrade.WriteFallback(sw)
+			return
+		}
+		defer func() { done(breaker.Failure(sw.status, st.err)) }()
+	}
+	req = req.WithContext(ctx)
+	if r.window != nil && r.replayable(req) {
+		if err := r.bufferBody(req); err != nil {
+			st.err = err
+			http.Error(sw, "bad request body", http.StatusBadRequest)
+			return
+		}
+	}
+	r.proxy.ServeHTTP(sw, req)
+}
+
+func (r *route) refuse(w http.ResponseWriter, st *reqState, by string, status int) {
+	st.shedBy = by
+	r.m.shedBy(by)
+	http.Error(w, "overloaded", status)
+}
+
+// replayable reports whether the route may replay req remotely at all.
+func (r *route) replayable(req *http.Request) bool {
+	return retry.Idempotent(req.Method) || r.cfg.Retry.NonIdempotent
+}
+
+// bufferBody reads a small body into memory so it can be sent twice. A body
+// over the limit is left streaming and its request is not replayed.
+func (r *route) bufferBody(req *http.Request) error {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	limit := r.g.cfg.Retry.MaxBodyBytes
+	if req.ContentLength > limit {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) > limit {
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), req.Body), req.Body}
+		return nil
+	}
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(b))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	return nil
+}
+
+func (r *route) rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = r.cfg.Name // placeholder; the transport sets the instance
+	if r.cfg.StripPrefix {
+		p := "/" + strings.TrimPrefix(pr.In.URL.Path, r.cfg.Prefix)
+		pr.Out.URL.Path = strings.Replace(p, "//", "/", 1)
+		pr.Out.URL.RawPath = ""
+	}
+	pr.SetXForwarded()
+	if dye := pr.In.Header.Get(DyeHeader); dye != "" {
+		pr.Out.Header.Set(DyeHeader, dye)
+	}
+}
+
+// remember keeps the last good GET response for the cache fallback.
+func (r *route) remember(resp *http.Response) error {
+	if resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
+		resp.ContentLength < 0 || resp.ContentLength > maxCachedBody || r.degrade.FallbackKind() != degrade.Cache {
+		return nil
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	r.degrade.Remember(&degrade.Response{Status: resp.StatusCode, Header: resp.Header.Clone(), Body: b})
+	return nil
+}
+
+// proxyError maps transport errors to statuses: a limiter's refusal is 429,
+// an open breaker or no healthy instance 503, a timeout 504, anything else
+// 502.
+func (r *route) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	if st := stateOf(req.Context()); st != nil {
+		st.err = err
+	}
+	status := http.StatusBadGateway
+	switch {
+	case errors.Is(err, ratelimit.ErrLimited):
+		status = http.StatusTooManyRequests
+	case errors.Is(err, breaker.ErrOpen), errors.Is(err, upstream.ErrNoHealthy):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+	}
+	http.Error(w, http.StatusText(status), status)
+}
