@@ -19,11 +19,16 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"broker":  {runBroker, "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
-	"gateway": {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
-	"ship":    {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
-	"spool":   {runSpool, "spool cat DIR                              print spool records as JSON lines"},
-	"version": {runVersion, "version                                    print the version"},
+	"up":        {runUp, "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
+	"broker":    {runBroker, "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
+	"ship":      {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
+	"collector": {runCollector, "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
+	"query":     {runQuery, "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
+	"gateway":   {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
+	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
+	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
+	"spool":     {runSpool, "spool cat DIR                              print spool records as JSON lines"},
+	"version":   {runVersion, "version                                    print the version"},
 }
 
 func main() {

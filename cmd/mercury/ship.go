@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -42,22 +39,14 @@ func runShip(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	if *httpAddr != "" {
-		ln, err := net.Listen("tcp", *httpAddr)
+		_, stop, err := serve(ctx, "ship", *httpAddr, s.Handler(), cancel)
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				slog.Error("ship: http server", "err", err)
-				cancel()
-			}
-		}()
-		defer srv.Close()
-		slog.Info("ship: serving /metrics and /healthz", "addr", ln.Addr().String())
+		defer stop()
 	}
 	slog.Info("ship: shipping", "spool", cfg.Spool, "brokers", cfg.Bus.Brokers)
 	return s.Run(ctx)

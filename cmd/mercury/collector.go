@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/tracestore"
+)
+
+func runCollector(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
+	sf := registerStoreFlags(fs, "data")
+	httpAddr := fs.String("http", "127.0.0.1:9466", "address for /metrics, /healthz and /readyz")
+	batch := fs.Int("batch", 1000, "spans per store write")
+	wait := fs.Duration("batch-wait", 100*time.Millisecond, "how long a partial batch waits for more spans")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := bf.Config()
+	if err != nil {
+		return err
+	}
+	store, closer, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	c, err := newCollector(cfg, store, prometheus.NewRegistry(), *batch, *wait)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	_, stop, err := serve(ctx, "collector", *httpAddr, c.Handler(), cancel)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	slog.Info("collector: consuming", "topic", bus.TopicSpans, "brokers", cfg.Brokers)
+	if err := c.Run(ctx); err != nil {
+		return err
+	}
+	return context.Cause(ctx)
+}
+
+// newCollector builds the collector's Kafka clients (group "collector") around a store.
+func newCollector(cfg bus.Config, store *tracestore.Store, reg *prometheus.Registry, batch int, wait time.Duration) (*collector.Collector, error) {
+	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
+	if err != nil {
+		return nil, err
+	}
+	dlq, err := bus.NewWriter(cfg, bus.WriterConfig{})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return collector.New(collector.Config{Reader: r, DLQ: dlq, Store: store, BatchSize: batch, BatchWait: wait, Registry: reg})
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/url"
+	"os"
+
+	"github.com/mercury-apm/mercury/query"
+)
+
+// runSearch: mercury search [flags] key=value ... prints matching traces.
+func runSearch(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("search", flag.ContinueOnError)
+	api := fs.String("query", "http://127.0.0.1:8080", "query API base URL")
+	service := fs.String("service", "", "service")
+	operation := fs.String("operation", "", "operation (needs --service)")
+	lookback := fs.String("lookback", "", "only traces this recent, e.g. 1h")
+	minDur := fs.String("min-duration", "", "only spans at least this long, e.g. 100ms")
+	errorsOnly := fs.Bool("errors", false, "only failed spans")
+	limit := fs.String("limit", "", "at most this many traces (default 20)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p := url.Values{}
+	for _, kv := range fs.Args() {
+		p.Add("bk", kv)
+	}
+	set := func(k, v string) {
+		if v != "" {
+			p.Set(k, v)
+		}
+	}
+	set("service", *service)
+	set("operation", *operation)
+	set("lookback", *lookback)
+	set("minDuration", *minDur)
+	set("limit", *limit)
+	if *errorsOnly {
+		p.Set("errors", "true")
+	}
+	if len(p) == 0 {
+		return errors.New("usage: mercury search [flags] key=value ... (or --service)")
+	}
+	res, err := (&query.Client{BaseURL: *api}).Search(ctx, p)
+	if err != nil {
+		return err
+	}
+	query.PrintSearch(os.Stdout, res)
+	return nil
+}
+
+// runTrace: mercury trace ID prints the call tree.
+func runTrace(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	api := fs.String("query", "http://127.0.0.1:8080", "query API base URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: mercury trace [--query URL] TRACE_ID")
+	}
+	t, err := (&query.Client{BaseURL: *api}).Trace(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	query.PrintTrace(os.Stdout, t)
+	return nil
+}

@@ -1,0 +1,66 @@
+package collector_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/tracestore"
+	"github.com/mercury-apm/mercury/tracestore/pebblestore"
+)
+
+// BenchmarkCollectorPebble drains spans pre-produced to the in-process broker into embedded
+// Pebble: fetch, decode, write rows and index with Sync durability, commit. One op = one span.
+// MERCURY_BENCH_TRACES sets the traces produced (10 spans each; default 20,000).
+func BenchmarkCollectorPebble(b *testing.B) {
+	traces := 20000
+	if v, err := strconv.Atoi(os.Getenv("MERCURY_BENCH_TRACES")); err == nil && v > 0 {
+		traces = v
+	}
+	cfg, _ := startBroker(b)
+	produce(b, cfg, traces)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		db, err := pebblestore.Open(b.TempDir(), pebblestore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "bench-" + strconv.Itoa(i)})
+		w, _ := bus.NewWriter(cfg, bus.WriterConfig{})
+		c, err := collector.New(collector.Config{Reader: r, DLQ: w, Store: tracestore.New(db, db), BatchSize: 5000,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		var before syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+		start := time.Now()
+		b.StartTimer()
+		go func() { done <- c.Run(ctx) }()
+		for c.Stats().Spans < int64(traces*spansPerTrace) {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		elapsed := time.Since(start)
+		var after syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		cancel()
+		<-done
+		db.Close()
+		n := float64(traces * spansPerTrace)
+		b.ReportMetric(n/elapsed.Seconds(), "spans/s")
+		cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+		b.ReportMetric(cpu.Seconds()/n*1e5, "cpu-s/100k-spans")
+		b.StartTimer()
+	}
+}

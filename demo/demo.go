@@ -1,0 +1,262 @@
+// Package demo runs three instrumented services — api → order → payment, with SQL in order —
+// and drives traffic carrying order and user ids, so a newcomer's pipeline has traces to show.
+package demo
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+
+	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/agent/agenthttp"
+	"github.com/mercury-apm/mercury/agent/agentsql"
+)
+
+// Services names the demo services; each has a spool directory of that name.
+var Services = []string{"api", "order", "payment"}
+
+// Config places the demo.
+type Config struct {
+	SpoolRoot string        // one spool per service below it
+	ConfigURL string        // the query service's agent-config endpoint ("" : none)
+	Interval  time.Duration // between generated requests (default 250 ms; negative: no traffic)
+	FailRate  float64       // share of payments that fail (default 0.05)
+	Logger    *slog.Logger
+}
+
+// Demo is the running services.
+type Demo struct {
+	cfg     Config
+	agents  []*agent.Agent
+	servers []*http.Server
+	db      *sql.DB
+	client  *http.Client
+	apiURL  string
+	next    atomic.Int64
+	stop    context.CancelFunc // ends the traffic
+	wg      sync.WaitGroup
+}
+
+// Start brings the three services up on loopback ports and starts the traffic.
+func Start(ctx context.Context, cfg Config) (*Demo, error) {
+	if cfg.Interval == 0 {
+		cfg.Interval = 250 * time.Millisecond
+	}
+	if cfg.FailRate == 0 {
+		cfg.FailRate = 0.05
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Demo{cfg: cfg}
+	d.next.Store(100000)
+	ag := map[string]*agent.Agent{}
+	for _, svc := range Services {
+		a, err := agent.New(agent.Config{Service: svc, Domain: "shop", SpoolDir: filepath.Join(cfg.SpoolRoot, svc),
+			ConfigURL: cfg.ConfigURL, ConfigPoll: 5 * time.Second, HeartbeatInterval: 5 * time.Second, FlushInterval: 100 * time.Millisecond})
+		if err != nil {
+			d.Close(ctx)
+			return nil, err
+		}
+		ag[svc] = a
+		d.agents = append(d.agents, a)
+	}
+	d.db = agentsql.OpenDB(sqliteConnector{dsn: fmt.Sprintf("file:demo%d?mode=memory&cache=shared", rand.Uint64())}, ag["order"], agentsql.WithPeer("orders-db"))
+	d.db.SetMaxOpenConns(1) // one in-memory database shared by every query
+	if _, err := d.db.ExecContext(ctx, `CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id TEXT, amount INTEGER, status TEXT)`); err != nil {
+		d.Close(ctx)
+		return nil, fmt.Errorf("demo: schema: %w", err)
+	}
+	paymentURL, err := d.listen("payment", ag["payment"], d.paymentMux(), nil)
+	if err != nil {
+		d.Close(ctx)
+		return nil, err
+	}
+	orderClient := &http.Client{Transport: agenthttp.Transport(ag["order"], nil, agenthttp.WithPeerName("payment")), Timeout: 5 * time.Second}
+	orderURL, err := d.listen("order", ag["order"], d.orderMux(orderClient, paymentURL), nil)
+	if err != nil {
+		d.Close(ctx)
+		return nil, err
+	}
+	apiClient := &http.Client{Transport: agenthttp.Transport(ag["api"], nil, agenthttp.WithPeerName("order")), Timeout: 5 * time.Second}
+	d.apiURL, err = d.listen("api", ag["api"], d.apiMux(apiClient, orderURL),
+		[]agenthttp.Option{agenthttp.WithBusinessKeys(map[string]string{"user_id": "header:X-User-Id"})})
+	if err != nil {
+		d.Close(ctx)
+		return nil, err
+	}
+	d.client = &http.Client{Timeout: 10 * time.Second}
+	if cfg.Interval > 0 {
+		tctx, stop := context.WithCancel(ctx)
+		d.stop = stop
+		d.wg.Add(1)
+		go d.traffic(tctx)
+	}
+	return d, nil
+}
+
+// APIURL is the front service's base URL.
+func (d *Demo) APIURL() string { return d.apiURL }
+
+// Order places one order through the api service and returns the HTTP status.
+func (d *Demo) Order(ctx context.Context, orderID int64, userID string) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.apiURL+"/orders/"+strconv.FormatInt(orderID, 10), nil)
+	req.Header.Set("X-User-Id", userID)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// NextOrderID is the id the traffic will use next.
+func (d *Demo) NextOrderID() int64 { return d.next.Load() }
+
+func (d *Demo) traffic(ctx context.Context) {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			id := d.next.Add(1) - 1
+			if _, err := d.Order(ctx, id, "u"+strconv.Itoa(int(id%50))); err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("demo: order failed", "order_id", id, "err", err)
+			}
+		}
+	}
+}
+
+func (d *Demo) listen(name string, a *agent.Agent, mux *http.ServeMux, opts []agenthttp.Option) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("demo %s: %w", name, err)
+	}
+	srv := &http.Server{Handler: agenthttp.Middleware(a, mux, opts...), ReadHeaderTimeout: 5 * time.Second}
+	d.servers = append(d.servers, srv)
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), nil
+}
+
+// apiMux: POST /orders/{id} → order service.
+func (d *Demo) apiMux(c *http.Client, orderURL string) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		agent.FromContext(r.Context()).SetBusinessKey("order_id", id)
+		status, err := forward(r.Context(), c, orderURL+"/orders/"+id+"/checkout", r.Header.Get("X-User-Id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(status)
+	})
+	return mux
+}
+
+// orderMux: POST /orders/{id}/checkout → SQL insert, payment, SQL update.
+func (d *Demo) orderMux(c *http.Client, paymentURL string) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /orders/{id}/checkout", func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		id := r.PathValue("id")
+		agent.FromContext(ctx).SetBusinessKey("order_id", id)
+		amount := 100 + rand.IntN(9900)
+		if _, err := d.db.ExecContext(ctx, `INSERT OR REPLACE INTO orders (id, user_id, amount, status) VALUES (?, ?, ?, 'new')`, id, r.Header.Get("X-User-Id"), amount); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		status, err := forward(ctx, c, paymentURL+"/payments/"+id, "")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		final := "paid"
+		if status != http.StatusOK {
+			final = "payment_failed"
+		}
+		d.db.ExecContext(ctx, `UPDATE orders SET status = ? WHERE id = ?`, final, id)
+		w.WriteHeader(status)
+	})
+	return mux
+}
+
+// errDeclined is the payment failure the alerting pipeline will see as an exception event.
+var errDeclined = errors.New("card declined by issuer")
+
+// paymentMux: POST /payments/{id}, failing FailRate of the time.
+func (d *Demo) paymentMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /payments/{id}", func(w http.ResponseWriter, r *http.Request) {
+		span := agent.FromContext(r.Context())
+		span.SetBusinessKey("order_id", r.PathValue("id"))
+		time.Sleep(time.Duration(2+rand.IntN(8)) * time.Millisecond) // the bank
+		if rand.Float64() < d.cfg.FailRate {
+			span.RecordError(fmt.Errorf("charge order %s: %w", r.PathValue("id"), errDeclined))
+			http.Error(w, "payment declined", http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	return mux
+}
+
+func forward(ctx context.Context, c *http.Client, url, user string) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if user != "" {
+		req.Header.Set("X-User-Id", user)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Close stops the traffic and the services and flushes the agents.
+func (d *Demo) Close(ctx context.Context) error {
+	if d.stop != nil {
+		d.stop()
+	}
+	d.wg.Wait()
+	for _, s := range d.servers {
+		s.Close()
+	}
+	if d.db != nil {
+		d.db.Close()
+	}
+	var errs []error
+	for _, a := range d.agents {
+		errs = append(errs, a.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// sqliteConnector opens the order service's in-memory SQLite database (one per Demo).
+type sqliteConnector struct{ dsn string }
+
+func (c sqliteConnector) Connect(context.Context) (driver.Conn, error) {
+	return (&sqlite.Driver{}).Open(c.dsn)
+}
+
+func (sqliteConnector) Driver() driver.Driver { return &sqlite.Driver{} }
