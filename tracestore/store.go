@@ -3,6 +3,7 @@ package tracestore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -20,16 +21,20 @@ type Store struct {
 // New returns a Store over idx and rows.
 func New(idx Index, rows Rows) *Store { return &Store{Index: idx, Rows: rows} }
 
-// WriteSpans stores spans and then indexes them, so an index hit always finds its rows. When
-// the index and the rows are one backend that implements SpanWriter, it writes once.
+// WriteSpans stores and indexes spans, the two backends in parallel (Elasticsearch and HBase
+// each take a round trip; there is no reason to pay both in turn). It returns nil only when
+// both acknowledged; after an error the caller writes the batch again, which is idempotent.
+// Readers never see a half-written batch as a result: FindTraces drops index hits whose rows
+// have not landed yet. When the index and the rows are one backend that implements
+// SpanWriter, it writes once.
 func (s *Store) WriteSpans(ctx context.Context, spans []schemas.Span) error {
 	if w, ok := s.Rows.(SpanWriter); ok && any(s.Rows) == any(s.Index) {
 		return w.WriteSpans(ctx, spans)
 	}
-	if err := s.Rows.PutSpans(ctx, spans); err != nil {
-		return err
-	}
-	return s.Index.IndexSpans(ctx, spans)
+	rowsErr := make(chan error, 1)
+	go func() { rowsErr <- s.Rows.PutSpans(ctx, spans) }()
+	idxErr := s.Index.IndexSpans(ctx, spans)
+	return errors.Join(<-rowsErr, idxErr)
 }
 
 // FindTraces validates q, searches the index, fetches the hits with one multi-get and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,5 +95,55 @@ func TestSummarizeWithoutRoot(t *testing.T) {
 	s := tracestore.Summarize(id, spans)
 	if s.RootService != "a" || s.RootOperation != "early" || s.Duration != 150 || s.ErrorCount != 1 || len(s.Services) != 2 {
 		t.Fatalf("summary: %+v", s)
+	}
+}
+
+// gate blocks each write until the other backend's write has started: the two run in
+// parallel, or each times out waiting for the other.
+type gate struct {
+	mu      sync.Mutex
+	arrived int
+	both    chan struct{}
+	err     error
+}
+
+func (g *gate) meet(me string) error {
+	g.mu.Lock()
+	if g.arrived++; g.arrived == 2 {
+		close(g.both)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.both:
+		return g.err
+	case <-time.After(5 * time.Second):
+		return errors.New(me + ": the other write never started: writes are not parallel")
+	}
+}
+
+type gatedIndex struct {
+	tracestore.Index // Search is never called
+	*gate
+}
+
+func (g gatedIndex) IndexSpans(context.Context, []schemas.Span) error { return g.meet("index") }
+
+type gatedRows struct {
+	tracestore.Rows // reads are never called
+	*gate
+}
+
+func (g gatedRows) PutSpans(context.Context, []schemas.Span) error { return g.meet("rows") }
+
+func TestWriteSpansInParallel(t *testing.T) {
+	g := &gate{both: make(chan struct{})}
+	s := tracestore.New(gatedIndex{gate: g}, gatedRows{gate: g})
+	if err := s.WriteSpans(context.Background(), []schemas.Span{{}}); err != nil {
+		t.Fatal(err)
+	}
+	g = &gate{both: make(chan struct{}), err: tracestore.AsRetryable(errors.New("HTTP 503"))}
+	s = tracestore.New(gatedIndex{gate: g}, gatedRows{gate: g})
+	if err := s.WriteSpans(context.Background(), []schemas.Span{{}}); !tracestore.Retryable(err) {
+		t.Fatalf("a failed backend must fail the write, retryably: %v", err)
 	}
 }
