@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/hex"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -104,7 +105,7 @@ func applyTracestate(sc *SpanContext, h string) {
 			case "d":
 				sc.Dyed = val == "1"
 			case "o":
-				if validDomain(val) {
+				if ValidName(val) {
 					sc.OriginDomain = val
 				}
 			}
@@ -137,6 +138,32 @@ func FormatTracestate(sc SpanContext) string {
 type Carrier interface {
 	Get(key string) string
 	Set(key, value string)
+}
+
+// HeaderCarrier is an http.Header that reads and writes the W3C headers under their
+// canonical keys directly: http.Header.Get would canonicalize the lowercase names on every
+// request, an allocation each. Other keys follow net/http's rules.
+type HeaderCarrier http.Header
+
+// Get returns the first value of k.
+func (h HeaderCarrier) Get(k string) string {
+	if v := h[canonicalHeaderKey(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Set replaces the values of k.
+func (h HeaderCarrier) Set(k, v string) { h[canonicalHeaderKey(k)] = []string{v} }
+
+func canonicalHeaderKey(k string) string {
+	switch k {
+	case HeaderTraceparent:
+		return "Traceparent"
+	case HeaderTracestate:
+		return "Tracestate"
+	}
+	return http.CanonicalHeaderKey(k)
 }
 
 // Extract reads a remote span context from headers. ok is false when there is none or it is
@@ -177,8 +204,10 @@ func lowerHex(s string) bool {
 	return true
 }
 
-// validDomain keeps tracestate values within the spec's character set and our own limits.
-func validDomain(s string) bool {
+// ValidName reports whether s is a name Mercury accepts for domains, services and config
+// switches: 1-64 letters, digits, '-', '_' or '.'. It keeps them safe in tracestate values,
+// store keys and URLs.
+func ValidName(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}

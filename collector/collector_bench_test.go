@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/internal/cputime"
 	"github.com/mercury-apm/mercury/tracestore"
 	"github.com/mercury-apm/mercury/tracestore/pebblestore"
 )
@@ -42,8 +42,7 @@ func BenchmarkCollectorPebble(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		var before syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+		cpuBefore := cputime.Used()
 		start := time.Now()
 		b.StartTimer()
 		go func() { done <- c.Run(ctx) }()
@@ -52,14 +51,12 @@ func BenchmarkCollectorPebble(b *testing.B) {
 		}
 		b.StopTimer()
 		elapsed := time.Since(start)
-		var after syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		cpu := cputime.Used() - cpuBefore
 		cancel()
 		<-done
 		db.Close()
 		n := float64(traces * spansPerTrace)
 		b.ReportMetric(n/elapsed.Seconds(), "spans/s")
-		cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
 		b.ReportMetric(cpu.Seconds()/n*1e5, "cpu-s/100k-spans")
 		b.StartTimer()
 	}

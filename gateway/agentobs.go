@@ -49,7 +49,7 @@ const (
 // starts a root, dyed when the request carries X-Mercury-Dye. A malformed
 // header only means a new root.
 func (o *AgentObserver) RequestStart(ctx context.Context, route RouteInfo, r *http.Request) context.Context {
-	if sc, ok := agent.Extract(wireHeader(r.Header)); ok {
+	if sc, ok := agent.Extract(agent.HeaderCarrier(r.Header)); ok {
 		ctx = agent.ContextWithRemote(ctx, sc) // the root's dye mark travels in tracestate
 	} else if r.Header.Get(DyeHeader) != "" {
 		ctx = agent.WithDye(ctx)
@@ -102,7 +102,7 @@ func (o *AgentObserver) RequestDone(ctx context.Context, route RouteInfo, out Ou
 // traced, the caller's) into the upstream request's headers.
 func (o *AgentObserver) Propagate(ctx context.Context, h http.Header) {
 	if sc, ok := agent.SpanContextFrom(ctx); ok {
-		agent.Inject(sc, wireHeader(h))
+		agent.Inject(sc, agent.HeaderCarrier(h))
 	}
 }
 
@@ -183,28 +183,4 @@ func statusCode(code int) string {
 		return statusCodes[code-100]
 	}
 	return strconv.Itoa(code)
-}
-
-// wireHeader reads and writes the W3C headers under their canonical keys
-// directly: http.Header.Get would canonicalize the lowercase names the agent
-// uses again on every request, an allocation each.
-type wireHeader http.Header
-
-func (h wireHeader) Get(k string) string {
-	if v := h[wireKey(k)]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func (h wireHeader) Set(k, v string) { h[wireKey(k)] = []string{v} }
-
-func wireKey(k string) string {
-	switch k {
-	case agent.HeaderTraceparent:
-		return "Traceparent"
-	case agent.HeaderTracestate:
-		return "Tracestate"
-	}
-	return http.CanonicalHeaderKey(k)
 }

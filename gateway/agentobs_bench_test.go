@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/mercury-apm/mercury/agent"
-	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+	"github.com/mercury-apm/mercury/internal/cputime"
 )
 
 // BenchmarkAgentObserver is the tracing cost the gateway adds per request:

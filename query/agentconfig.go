@@ -98,7 +98,7 @@ func validateRemoteConfig(rc agent.RemoteConfig) error {
 		return fmt.Errorf("%w: %d switches, at most 32", errInvalidConfig, len(rc.Switches))
 	}
 	for k := range rc.Switches {
-		if !validName(k) {
+		if !agent.ValidName(k) {
 			return fmt.Errorf("%w: switch %q: want 1-64 letters, digits, '-', '_' or '.'", errInvalidConfig, k)
 		}
 	}
@@ -130,17 +130,4 @@ func (c *AgentConfigs) save() error {
 		return err
 	}
 	return os.Rename(tmp, c.path)
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -235,7 +235,7 @@ func (s *Server) listAgents(_ http.ResponseWriter, r *http.Request) (any, int, e
 
 func (s *Server) getAgentConfig(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	service := r.URL.Query().Get("service")
-	if !validName(service) {
+	if !agent.ValidName(service) {
 		return nil, http.StatusBadRequest, errors.New("service: want 1-64 letters, digits, '-', '_' or '.'")
 	}
 	rc, ok := s.cfg.AgentConfigs.Get(service)
@@ -253,7 +253,7 @@ func (s *Server) getAgentConfig(w http.ResponseWriter, r *http.Request) (any, in
 
 func (s *Server) putAgentConfig(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	service := r.URL.Query().Get("service")
-	if service != DefaultConfigKey && !validName(service) {
+	if service != DefaultConfigKey && !agent.ValidName(service) {
 		return nil, http.StatusBadRequest, errors.New("service: want a service name or * for the default")
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))

@@ -58,7 +58,7 @@ func (t *transport) start(req *http.Request) (*http.Request, *agent.Span) {
 	}
 	// RoundTrippers must not modify the caller's request; the clone owns its headers.
 	out := req.Clone(ctx)
-	agent.Inject(sc, headerCarrier(out.Header))
+	agent.Inject(sc, agent.HeaderCarrier(out.Header))
 	if span.Sampled() {
 		peer := t.cfg.peer
 		if peer == "" && req.URL != nil {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/mercury-apm/mercury/agent"
 )
 
 // Option configures Middleware or Transport. WithRouteFunc applies to both; WithBusinessKeys
@@ -142,26 +140,3 @@ var fallbackOps = func() map[string]string {
 	}
 	return m
 }()
-
-// headerCarrier reads and writes the W3C headers without canonicalizing their lowercase
-// names on every request (an allocation each); other keys go through net/http's rules.
-type headerCarrier http.Header
-
-func (h headerCarrier) Get(k string) string {
-	if v := h[canonicalKey(k)]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func (h headerCarrier) Set(k, v string) { h[canonicalKey(k)] = []string{v} }
-
-func canonicalKey(k string) string {
-	switch k {
-	case agent.HeaderTraceparent:
-		return "Traceparent"
-	case agent.HeaderTracestate:
-		return "Tracestate"
-	}
-	return http.CanonicalHeaderKey(k)
-}

@@ -41,7 +41,7 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if sc, ok := agent.Extract(headerCarrier(r.Header)); ok {
+	if sc, ok := agent.Extract(agent.HeaderCarrier(r.Header)); ok {
 		ctx = agent.ContextWithRemote(ctx, sc)
 	} else if r.Header.Get(agent.HeaderDye) == "1" {
 		ctx = agent.WithDye(ctx)

@@ -4,19 +4,13 @@ import (
 	"context"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/cputime"
 	"github.com/mercury-apm/mercury/schemas"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkShipSpans ships b.N spans from a spool of sealed segments (blocks of 500 spans,
 // 40 blocks a segment) to the embedded broker (DataDir on local disk) with acks=all and the
@@ -62,12 +56,12 @@ func BenchmarkShipSpans(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(bytes / int64(b.N))
 	b.ResetTimer()
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := cputime.Used(), time.Now()
 	go func() { done <- s.Run(ctx) }()
 	for s.Stats().Records < int64(b.N) {
 		time.Sleep(2 * time.Millisecond)
 	}
-	elapsed, cpu := time.Since(t0), cpuTime()-cpu0
+	elapsed, cpu := time.Since(t0), cputime.Used()-cpu0
 	b.StopTimer()
 	cancel()
 	if err := <-done; err != nil {

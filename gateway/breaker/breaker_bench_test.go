@@ -3,7 +3,7 @@ package breaker
 import (
 	"testing"
 
-	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+	"github.com/mercury-apm/mercury/internal/cputime"
 )
 
 func BenchmarkSREAllowDone(b *testing.B) {

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+	"github.com/mercury-apm/mercury/internal/cputime"
 )
 
 func BenchmarkAllow(b *testing.B) {

@@ -3,7 +3,7 @@ package retry
 import (
 	"testing"
 
-	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+	"github.com/mercury-apm/mercury/internal/cputime"
 )
 
 // The failover decision: take a slot, report the probe.

@@ -3,7 +3,7 @@ package tier
 import (
 	"testing"
 
-	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+	"github.com/mercury-apm/mercury/internal/cputime"
 )
 
 func BenchmarkAllow(b *testing.B) {

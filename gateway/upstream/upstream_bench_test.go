@@ -3,7 +3,7 @@ package upstream
 import (
 	"testing"
 
-	"github.com/mercury-apm/mercury/gateway/internal/cputime"
+	"github.com/mercury-apm/mercury/internal/cputime"
 )
 
 func BenchmarkPickLeastLoaded(b *testing.B) {
