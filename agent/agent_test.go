@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/agent/internal/agenttest"
 	"github.com/mercury-apm/mercury/agent/spool"
 	"github.com/mercury-apm/mercury/schemas"
 )
@@ -39,35 +40,10 @@ func newAgent(t *testing.T, cfg agent.Config) *agent.Agent {
 }
 
 // records closes the agent and returns what it wrote.
-func records(t *testing.T, a *agent.Agent) (spans []schemas.Span, events []schemas.Event, beats []schemas.Heartbeat) {
+func records(t *testing.T, a *agent.Agent) ([]schemas.Span, []schemas.Event, []schemas.Heartbeat) {
 	t.Helper()
-	if err := a.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	scan := func(stream string, fn func(*schemas.Schema, []byte) error) {
-		if skipped, err := spool.Scan(a.SpoolDir(), stream, fn); err != nil || skipped != 0 {
-			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
-		}
-	}
-	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
-		var sp schemas.Span
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
-		spans = append(spans, sp)
-		return err
-	})
-	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
-		var ev schemas.Event
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
-		events = append(events, ev)
-		return err
-	})
-	scan(spool.StreamHeartbeats, func(s *schemas.Schema, b []byte) error {
-		var hb schemas.Heartbeat
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &hb)
-		beats = append(beats, hb)
-		return err
-	})
-	return spans, events, beats
+	spans, events := agenttest.Records(t, a)
+	return spans, events, agenttest.Read[schemas.Heartbeat](t, a.SpoolDir(), spool.StreamHeartbeats)
 }
 
 func TestSpansReachTheSpool(t *testing.T) {

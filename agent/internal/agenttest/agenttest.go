@@ -32,22 +32,21 @@ func Records(t testing.TB, a *agent.Agent) (spans []schemas.Span, events []schem
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	scan := func(stream string, decode func(*schemas.Schema, []byte) error) {
-		if skipped, err := spool.Scan(a.SpoolDir(), stream, decode); err != nil || skipped != 0 {
-			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
-		}
+	return Read[schemas.Span](t, a.SpoolDir(), spool.StreamSpans), Read[schemas.Event](t, a.SpoolDir(), spool.StreamEvents)
+}
+
+// Read decodes every record of one stream of a spool; a damaged segment fails the test.
+func Read[T any](t testing.TB, dir, stream string) []T {
+	t.Helper()
+	var out []T
+	skipped, err := spool.Scan(dir, stream, func(s *schemas.Schema, b []byte) error {
+		var rec T
+		_, err := schemas.DecodeBinary(s.Fingerprint, b, &rec)
+		out = append(out, rec)
+		return err
+	})
+	if err != nil || skipped != 0 {
+		t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
 	}
-	scan(spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
-		var sp schemas.Span
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &sp)
-		spans = append(spans, sp)
-		return err
-	})
-	scan(spool.StreamEvents, func(s *schemas.Schema, b []byte) error {
-		var ev schemas.Event
-		_, err := schemas.DecodeBinary(s.Fingerprint, b, &ev)
-		events = append(events, ev)
-		return err
-	})
-	return spans, events
+	return out
 }
