@@ -23,22 +23,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newAgent(t *testing.T, cfg agent.Config) *agent.Agent {
-	t.Helper()
-	if cfg.SpoolDir == "" {
-		cfg.SpoolDir = t.TempDir()
-	}
-	if cfg.Service == "" {
-		cfg.Service = "order"
-	}
-	a, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(context.Background()) })
-	return a
-}
-
 // records closes the agent and returns what it wrote.
 func records(t *testing.T, a *agent.Agent) ([]schemas.Span, []schemas.Event, []schemas.Heartbeat) {
 	t.Helper()
@@ -47,7 +31,7 @@ func records(t *testing.T, a *agent.Agent) ([]schemas.Span, []schemas.Event, []s
 }
 
 func TestSpansReachTheSpool(t *testing.T) {
-	a := newAgent(t, agent.Config{Service: "order", Domain: "shop", Host: "h1"})
+	a := agenttest.New(t, agent.Config{Service: "order", Domain: "shop", Host: "h1"})
 	ctx, root := a.StartSpan(context.Background(), "checkout")
 	root.SetBusinessKey("order_id", "12345")
 	root.SetTag("password", "hunter2")
@@ -102,7 +86,7 @@ func TestSpansReachTheSpool(t *testing.T) {
 }
 
 func TestSamplingFollowsTheRoot(t *testing.T) {
-	a := newAgent(t, agent.Config{SampleRate: 1e-9})
+	a := agenttest.New(t, agent.Config{SampleRate: 1e-9})
 	for i := 0; i < 200; i++ {
 		ctx, s := a.StartSpan(context.Background(), "unsampled")
 		if s.Sampled() {
@@ -132,7 +116,7 @@ func TestSamplingFollowsTheRoot(t *testing.T) {
 }
 
 func TestDomainOverride(t *testing.T) {
-	a := newAgent(t, agent.Config{Domain: "pay", SampleRate: 1e-9, OverrideDomainSampling: true})
+	a := agenttest.New(t, agent.Config{Domain: "pay", SampleRate: 1e-9, OverrideDomainSampling: true})
 	sampledUpstream := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 1, OriginDomain: "shop"}
 	_, s := a.StartSpan(agent.ContextWithRemote(context.Background(), sampledUpstream), "x")
 	if s.Sampled() || s.Context().OriginDomain != "pay" {
@@ -246,7 +230,7 @@ func TestDynamicConfigFromURL(t *testing.T) {
 		w.Write([]byte(b))
 	}))
 	defer srv.Close()
-	a := newAgent(t, agent.Config{ConfigURL: srv.URL, ConfigPoll: 5 * time.Millisecond})
+	a := agenttest.New(t, agent.Config{ConfigURL: srv.URL, ConfigPoll: 5 * time.Millisecond})
 	waitFor(t, func() bool { return a.Stats().ConfigVersion == "v1" && notModified.Load() > 0 })
 	if _, s := a.Start(context.Background(), "SELECT", agent.KindClient, agent.CategorySQL); s != nil {
 		t.Fatal("sql switched off, yet a span started")
@@ -270,7 +254,7 @@ func TestDynamicConfigFromURL(t *testing.T) {
 func TestDynamicConfigFromFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent.json")
 	os.WriteFile(path, []byte(`{"version":"f1","sample_rate":0}`), 0o644)
-	a := newAgent(t, agent.Config{ConfigFile: path, ConfigPoll: 5 * time.Millisecond})
+	a := agenttest.New(t, agent.Config{ConfigFile: path, ConfigPoll: 5 * time.Millisecond})
 	waitFor(t, func() bool { return a.Stats().ConfigVersion == "f1" })
 	if _, s := a.StartSpan(context.Background(), "x"); s.Sampled() {
 		t.Fatal("sample_rate 0 from the file was not applied")
@@ -289,7 +273,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestWithDyeMarksNewRootsOnly(t *testing.T) {
-	a := newAgent(t, agent.Config{})
+	a := agenttest.New(t, agent.Config{})
 	ctx, root := a.StartSpan(agent.WithDye(context.Background()), "dyed root")
 	if !root.Context().Dyed {
 		t.Fatal("root started under WithDye is not dyed")
@@ -319,7 +303,7 @@ func TestWithDyeMarksNewRootsOnly(t *testing.T) {
 }
 
 func TestDiscardRecordsNothing(t *testing.T) {
-	a := newAgent(t, agent.Config{})
+	a := agenttest.New(t, agent.Config{})
 	_, s := a.StartSpan(context.Background(), "skipped")
 	s.Discard()
 	s.SetTag("late", "x") // inert, like after End
@@ -336,7 +320,7 @@ func TestDiscardRecordsNothing(t *testing.T) {
 }
 
 func TestStartTimeAndDuration(t *testing.T) {
-	a := newAgent(t, agent.Config{FlushInterval: time.Millisecond})
+	a := agenttest.New(t, agent.Config{FlushInterval: time.Millisecond})
 	before := time.Now().UnixNano()
 	_, s := a.StartSpan(context.Background(), "timed")
 	time.Sleep(5 * time.Millisecond) // the writer renews its clock base meanwhile

@@ -44,7 +44,7 @@ func AsPermanent(err error) error {
 }
 
 // RetryableStatus reports whether an HTTP status means "try again": 408, 429 and 5xx
-// except 501 (not implemented) and 505.
+// except 501 (Not Implemented) and 505.
 func RetryableStatus(code int) bool {
 	switch {
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
