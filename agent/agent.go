@@ -131,6 +131,7 @@ type Agent struct {
 	clock   atomic.Pointer[clockBase]
 	started time.Time
 
+	reporters  atomic.Pointer[[]func() map[string]int64] // extra heartbeat figures (ReportStats)
 	closed     atomic.Bool
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -201,6 +202,25 @@ func (a *Agent) Close(ctx context.Context) error {
 	})
 	return err
 }
+
+// ReportStats adds figures from another component of the process (an in-process shipper,
+// say) to every heartbeat from now on. fn must be cheap and safe to call from any goroutine.
+func (a *Agent) ReportStats(fn func() map[string]int64) {
+	for {
+		old := a.reporters.Load()
+		var next []func() map[string]int64
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, fn)
+		if a.reporters.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// Service is the service the agent reports for.
+func (a *Agent) Service() string { return a.cfg.Service }
 
 // SpoolDir is where the agent writes; the shipper reads it.
 func (a *Agent) SpoolDir() string { return a.cfg.SpoolDir }

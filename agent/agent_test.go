@@ -335,3 +335,12 @@ func TestStartTimeAndDuration(t *testing.T) {
 		t.Fatalf("duration %v", time.Duration(sp.DurationNano))
 	}
 }
+
+func TestReportStatsReachHeartbeats(t *testing.T) {
+	a := agenttest.New(t, agent.Config{})
+	a.ReportStats(func() map[string]int64 { return map[string]int64{"shipper_records": 42} })
+	_, _, beats := records(t, a)
+	if last := beats[len(beats)-1]; last.Stats["shipper_records"] != 42 || last.Stats["spans_written"] != 0 {
+		t.Fatalf("heartbeat stats: %v", last.Stats)
+	}
+}

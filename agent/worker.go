@@ -139,6 +139,13 @@ func (a *Agent) heartbeat() {
 	for reason, n := range st.Dropped {
 		hb.Stats["dropped_"+reason] = n
 	}
+	if rs := a.reporters.Load(); rs != nil {
+		for _, fn := range *rs {
+			for k, v := range fn() {
+				hb.Stats[k] = v
+			}
+		}
+	}
 	w := a.spool.Writer(spool.StreamHeartbeats)
 	body, err := schemas.AppendBinary(w.Pending(), &hb)
 	if err != nil {

@@ -19,11 +19,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"modernc.org/sqlite"
 
 	"github.com/mercury-apm/mercury/agent"
 	"github.com/mercury-apm/mercury/agent/agenthttp"
 	"github.com/mercury-apm/mercury/agent/agentsql"
+	"github.com/mercury-apm/mercury/agent/ship"
+	"github.com/mercury-apm/mercury/bus"
 )
 
 // Services names the demo services; each has a spool directory of that name.
@@ -34,21 +37,28 @@ type Config struct {
 	SpoolRoot string        // one spool per service below it
 	ConfigURL string        // the query service's agent-config endpoint ("" : none)
 	Interval  time.Duration // between generated requests (default 250 ms; negative: no traffic)
-	FailRate  float64       // share of payments that fail (default 0.05)
-	Logger    *slog.Logger
+	// Bus, when it names brokers, ships each service's spool in-process (ship.ForAgent), so the
+	// shipper's figures travel in the services' heartbeats. Without it something else ships.
+	Bus bus.Config
+	// Registry, when set, receives the in-process shippers' metrics, labelled by service.
+	Registry prometheus.Registerer
+	FailRate float64 // share of payments that fail (default 0.05)
+	Logger   *slog.Logger
 }
 
 // Demo is the running services.
 type Demo struct {
-	cfg     Config
-	agents  []*agent.Agent
-	servers []*http.Server
-	db      *sql.DB
-	client  *http.Client
-	apiURL  string
-	next    atomic.Int64
-	stop    context.CancelFunc // ends the traffic
-	wg      sync.WaitGroup
+	cfg      Config
+	agents   []*agent.Agent
+	servers  []*http.Server
+	db       *sql.DB
+	client   *http.Client
+	apiURL   string
+	next     atomic.Int64
+	stop     context.CancelFunc // ends the traffic
+	wg       sync.WaitGroup
+	shipStop context.CancelFunc // ends the in-process shippers
+	shipWG   sync.WaitGroup
 }
 
 // Start brings the three services up on loopback ports and starts the traffic.
@@ -74,6 +84,12 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 		}
 		ag[svc] = a
 		d.agents = append(d.agents, a)
+	}
+	if len(cfg.Bus.Brokers) > 0 {
+		if err := d.startShippers(ctx); err != nil {
+			d.Close(ctx)
+			return nil, err
+		}
 	}
 	d.db = agentsql.OpenDB(sqliteConnector{dsn: fmt.Sprintf("file:demo%d?mode=memory&cache=shared", rand.Uint64())}, ag["order"], agentsql.WithPeer("orders-db"))
 	d.db.SetMaxOpenConns(1) // one in-memory database shared by every query
@@ -107,6 +123,32 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 		go d.traffic(tctx)
 	}
 	return d, nil
+}
+
+// startShippers runs one in-process shipper per service, until Close.
+func (d *Demo) startShippers(ctx context.Context) error {
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.shipStop = stop
+	for _, a := range d.agents {
+		s, err := ship.ForAgent(a, ship.Config{Bus: d.cfg.Bus, Logger: d.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		if d.cfg.Registry != nil {
+			labelled := prometheus.WrapRegistererWith(prometheus.Labels{"service": a.Service()}, d.cfg.Registry)
+			if err := labelled.Register(s.Collector()); err != nil {
+				return err
+			}
+		}
+		d.shipWG.Add(1)
+		go func() {
+			defer d.shipWG.Done()
+			if err := s.Run(sctx); err != nil {
+				d.cfg.Logger.Error("demo: shipper", "err", err)
+			}
+		}()
+	}
+	return nil
 }
 
 // APIURL is the front service's base URL.
@@ -248,6 +290,12 @@ func (d *Demo) Close(ctx context.Context) error {
 	var errs []error
 	for _, a := range d.agents {
 		errs = append(errs, a.Close(ctx))
+	}
+	// Shippers stop last: what the agents flushed on Close is on disk and ships at the next
+	// start if not now.
+	if d.shipStop != nil {
+		d.shipStop()
+		d.shipWG.Wait()
 	}
 	return errors.Join(errs...)
 }

@@ -98,21 +98,14 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	if err = s.startQuery(ctx, bc); err != nil {
 		return nil, err
 	}
-	spools := append([]string(nil), cfg.Spools...)
-	if cfg.Demo {
-		root := filepath.Join(cfg.DataDir, "spool")
-		for _, svc := range demo.Services {
-			spools = append(spools, filepath.Join(root, svc))
-		}
-	}
-	for _, sp := range spools {
+	for _, sp := range cfg.Spools {
 		if err = s.startShipper(ctx, bc, sp); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Demo {
 		interval := cfg.DemoEvery
-		if s.demo, err = demo.Start(ctx, demo.Config{SpoolRoot: filepath.Join(cfg.DataDir, "spool"), ConfigURL: s.queryURL + "/api/v1/agent-config", Interval: interval, Logger: cfg.Logger}); err != nil {
+		if s.demo, err = demo.Start(ctx, demo.Config{SpoolRoot: filepath.Join(cfg.DataDir, "spool"), ConfigURL: s.queryURL + "/api/v1/agent-config", Interval: interval, Logger: cfg.Logger, Bus: bc, Registry: s.metrics}); err != nil {
 			return nil, err
 		}
 	}

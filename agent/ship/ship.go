@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mercury-apm/mercury/agent"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -144,6 +145,18 @@ func New(cfg Config) (*Shipper, error) {
 	for _, name := range cfg.Streams {
 		s.streams = append(s.streams, newStream(s, name))
 	}
+	return s, nil
+}
+
+// ForAgent is the in-process option: a shipper for the agent's own spool whose figures also
+// travel in the agent's heartbeats. cfg.Spool is set from the agent; the caller runs Run.
+func ForAgent(a *agent.Agent, cfg Config) (*Shipper, error) {
+	cfg.Spool = a.SpoolDir()
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.ReportStats(func() map[string]int64 { return s.Stats().Map() })
 	return s, nil
 }
 
