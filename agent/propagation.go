@@ -28,9 +28,9 @@ const (
 type SpanContext struct {
 	TraceID      schemas.TraceID
 	SpanID       schemas.SpanID
-	Sampled      bool
 	SampleRate   float64 // the rate the sampling decision was taken at
-	Dyed         bool
+	Sampled      bool
+	Dyed         bool   // load-test traffic
 	OriginDomain string // domain that took the sampling decision
 	OtherState   string // other vendors' tracestate entries, passed on untouched
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -186,26 +187,20 @@ func (r *spanRecord) recycle() {
 	r.agent.pool.Put(r)
 }
 
+// Ids are random bits: their byte order does not matter, so the native order is used.
 func newTraceID() (t schemas.TraceID) {
 	for t.IsZero() {
-		putUint64(t[:8], rand.Uint64())
-		putUint64(t[8:], rand.Uint64())
+		binary.LittleEndian.PutUint64(t[:8], rand.Uint64())
+		binary.LittleEndian.PutUint64(t[8:], rand.Uint64())
 	}
 	return t
 }
 
 func newSpanID() (s schemas.SpanID) {
 	for s.IsZero() {
-		putUint64(s[:], rand.Uint64())
+		binary.LittleEndian.PutUint64(s[:], rand.Uint64())
 	}
 	return s
-}
-
-func putUint64(b []byte, v uint64) {
-	_ = b[7]
-	for i := 0; i < 8; i++ {
-		b[i] = byte(v >> (56 - 8*i))
-	}
 }
 
 // live returns the record while the span may still be changed.
