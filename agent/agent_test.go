@@ -344,3 +344,20 @@ func TestReportStatsReachHeartbeats(t *testing.T) {
 		t.Fatalf("heartbeat stats: %v", last.Stats)
 	}
 }
+
+func TestErrorClass(t *testing.T) {
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{errors.New("x"), "error"},
+		{fmt.Errorf("load: %w", os.ErrDeadlineExceeded), "*poll.DeadlineExceededError"},
+		{errors.Join(os.ErrDeadlineExceeded, errors.New("y")), "*poll.DeadlineExceededError"},
+		{fmt.Errorf("a: %w, b: %w", &os.PathError{Op: "open", Err: os.ErrDeadlineExceeded}, errors.New("z")), "*poll.DeadlineExceededError"},
+	}
+	for _, c := range cases {
+		if got := agent.ErrorClass(c.err); got != c.want {
+			t.Errorf("ErrorClass(%v) = %s, want %s", c.err, got, c.want)
+		}
+	}
+}

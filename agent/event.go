@@ -80,6 +80,11 @@ func (s *Span) RecordError(err error) {
 func ErrorClass(err error) string {
 	for {
 		next := errors.Unwrap(err)
+		if multi, ok := err.(interface{ Unwrap() []error }); ok && next == nil {
+			if errs := multi.Unwrap(); len(errs) > 0 && errs[0] != nil {
+				next = errs[0] // errors.Join and multi-%w: the first error names the failure
+			}
+		}
 		if next == nil {
 			break
 		}
