@@ -189,11 +189,16 @@ func (a *Agent) Close(ctx context.Context) error {
 	var err error
 	a.closeOnce.Do(func() {
 		a.closed.Store(true)
+		a.spans.shutdown() // before the writer's last drain: every span is written or counted
 		close(a.stop)
 		done := make(chan struct{})
 		go func() { a.wg.Wait(); close(done) }()
 		select {
 		case <-done:
+			for len(a.events) > 0 { // emitted while the writer was leaving
+				<-a.events
+				a.dropClosed.Add(1)
+			}
 			err = a.spool.Close()
 		case <-ctx.Done():
 			err = fmt.Errorf("agent: close: %w", ctx.Err())
@@ -260,12 +265,16 @@ func (a *Agent) Flush(ctx context.Context) error {
 	req := flushRequest{upTo: a.spans.pushedSoFar(), done: make(chan struct{})}
 	select {
 	case a.flushes <- req:
+	case <-a.stop:
+		return errors.New("agent: closed")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case <-req.done:
 		return nil
+	case <-a.stop:
+		return errors.New("agent: closed before the flush")
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -361,3 +361,52 @@ func TestErrorClass(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent Ends hand the record over once: it is written once and recycled once.
+func TestConcurrentEnd(t *testing.T) {
+	a := agenttest.New(t, agent.Config{})
+	for i := 0; i < 200; i++ {
+		_, s := a.StartSpan(context.Background(), "op")
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.End() }()
+		}
+		wg.Wait()
+	}
+	spans, _, _ := records(t, a)
+	if len(spans) != 200 {
+		t.Fatalf("%d spans written, want 200", len(spans))
+	}
+}
+
+// Spans ended while the agent closes are written or counted, never stranded; Flush around
+// Close returns.
+func TestEndDuringClose(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		a, err := agent.New(agent.Config{SpoolDir: t.TempDir(), Service: "order"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 2000
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				_, s := a.StartSpan(context.Background(), "op")
+				s.End()
+			}
+		}()
+		go func() { defer wg.Done(); a.Flush(context.Background()) }()
+		a.Close(context.Background())
+		wg.Wait()
+		if err := a.Flush(context.Background()); err == nil {
+			t.Fatal("Flush after Close succeeded")
+		}
+		st := a.Stats()
+		if got := st.SpansWritten + st.Dropped[agent.DropClosed] + st.Dropped[agent.DropQueueFull]; got != n || st.Queued != 0 {
+			t.Fatalf("round %d: written %d + dropped %v = %d, want %d (queued %d)", round, st.SpansWritten, st.Dropped, got, n, st.Queued)
+		}
+	}
+}

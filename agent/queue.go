@@ -9,6 +9,7 @@ type spanQueue struct {
 	mu     sync.Mutex
 	buf    []*spanRecord
 	max    int
+	closed bool   // set by shutdown: later pushes are refused, so none can be stranded
 	pushed uint64 // spans ever accepted; Flush waits for the writer to pass a value of it
 	wake   chan struct{}
 }
@@ -17,12 +18,23 @@ func newSpanQueue(max int) *spanQueue {
 	return &spanQueue{buf: make([]*spanRecord, 0, max), max: max, wake: make(chan struct{}, 1)}
 }
 
-// push adds s unless the queue is full.
-func (q *spanQueue) push(s *spanRecord) bool {
+// push results.
+const (
+	pushed = iota
+	queueFull
+	queueClosed
+)
+
+// push adds s unless the queue is full or shut down.
+func (q *spanQueue) push(s *spanRecord) int {
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return queueClosed
+	}
 	if len(q.buf) >= q.max {
 		q.mu.Unlock()
-		return false
+		return queueFull
 	}
 	q.buf = append(q.buf, s)
 	q.pushed++
@@ -34,7 +46,14 @@ func (q *spanQueue) push(s *spanRecord) bool {
 		default:
 		}
 	}
-	return true
+	return pushed
+}
+
+// shutdown refuses further pushes; what is queued stays for the writer's last drain.
+func (q *spanQueue) shutdown() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
 }
 
 // take swaps the queued spans for spare (emptied) and returns them.

@@ -28,8 +28,9 @@ const (
 )
 
 // Span is a handle on one timed operation. A nil *Span is valid and records nothing, so
-// callers never check. A span belongs to the goroutine that started it; calls after End do
-// nothing.
+// callers never check. Like a bytes.Buffer, a span is not safe for concurrent use: set its
+// fields from one goroutine at a time, and End it once all of them are done (a second End,
+// even a concurrent one, does nothing; calls after End do nothing).
 //
 // The handle lives inside the context node StartSpan returns (the one allocation per span);
 // the record it fills comes from a pool and goes back once the writer has encoded it. A
@@ -285,7 +286,9 @@ func (s *Span) End() {
 		return
 	}
 	sr := s.rec
-	sr.state.Store(s.gen<<1 | 1)
+	if !sr.state.CompareAndSwap(s.gen<<1, s.gen<<1|1) {
+		return // ended concurrently: only one End may hand the record over
+	}
 	r.DurationNano = int64(time.Since(sr.clock.mono) - sr.since)
 	sr.agent.enqueue(sr)
 }
@@ -294,20 +297,19 @@ func (s *Span) End() {
 // timed never happened (a SQL driver answering driver.ErrSkip, so database/sql retries the
 // statement another way and that attempt gets its own span).
 func (s *Span) Discard() {
-	if s.live() == nil {
+	if s.live() == nil || !s.rec.state.CompareAndSwap(s.gen<<1, s.gen<<1|1) {
 		return
 	}
 	s.rec.recycle()
 }
 
 func (a *Agent) enqueue(r *spanRecord) {
-	if a.closed.Load() {
-		a.dropClosed.Add(1)
-		r.recycle()
-		return
-	}
-	if !a.spans.push(r) {
+	switch a.spans.push(r) {
+	case queueFull:
 		a.dropQueue.Add(1)
+		r.recycle()
+	case queueClosed:
+		a.dropClosed.Add(1)
 		r.recycle()
 	}
 }
