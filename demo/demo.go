@@ -40,7 +40,8 @@ type Config struct {
 	// Bus, when it names brokers, ships each service's spool in-process (ship.ForAgent), so the
 	// shipper's figures travel in the services' heartbeats. Without it something else ships.
 	Bus bus.Config
-	// Registry, when set, receives the in-process shippers' metrics, labelled by service.
+	// Registry, when set, receives the in-process shippers' metrics, labelled by spool (as
+	// the suite labels the shippers it runs itself).
 	Registry prometheus.Registerer
 	FailRate float64 // share of payments that fail (default 0.05)
 	Logger   *slog.Logger
@@ -135,7 +136,7 @@ func (d *Demo) startShippers(ctx context.Context) error {
 			return err
 		}
 		if d.cfg.Registry != nil {
-			labelled := prometheus.WrapRegistererWith(prometheus.Labels{"service": a.Service()}, d.cfg.Registry)
+			labelled := prometheus.WrapRegistererWith(prometheus.Labels{"spool": a.SpoolDir()}, d.cfg.Registry)
 			if err := labelled.Register(s.Collector()); err != nil {
 				return err
 			}
@@ -282,7 +283,7 @@ func (d *Demo) Close(ctx context.Context) error {
 	}
 	d.wg.Wait()
 	for _, s := range d.servers {
-		s.Close()
+		s.Shutdown(ctx) // handlers finish (and end their spans) before the agents close
 	}
 	if d.db != nil {
 		d.db.Close()

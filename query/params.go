@@ -3,6 +3,7 @@ package query
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -85,20 +86,32 @@ func parseBusinessKey(s string) (schemas.KV, error) {
 	return schemas.KV{Key: s[:i], Value: s[i+1:]}, nil
 }
 
+// Span times are Unix nanoseconds in an int64: 1678 to 2262. A bound outside would wrap and
+// silently match nothing.
+var (
+	minTime = time.Unix(0, math.MinInt64).Add(time.Hour)
+	maxTime = time.Unix(0, math.MaxInt64).Add(-time.Hour)
+)
+
 // parseTime accepts RFC 3339 or Unix milliseconds.
 func parseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
+	var t time.Time
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if ms < 0 || ms > 1<<53 {
-			return time.Time{}, fmt.Errorf("%q out of range", s)
+		t = time.UnixMilli(ms)
+		if ms < minTime.UnixMilli() || ms > maxTime.UnixMilli() {
+			return t, fmt.Errorf("%q out of range (years 1678-2262)", s)
 		}
-		return time.UnixMilli(ms), nil
+		return t, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q: want RFC 3339 or Unix milliseconds", s)
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return t, fmt.Errorf("%q out of range (years 1678-2262)", s)
 	}
 	return t, nil
 }

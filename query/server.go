@@ -3,6 +3,7 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -118,13 +119,19 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 			}
 			body = apiError{err.Error()}
 		}
+		var buf bytes.Buffer
 		if body != nil {
+			// Encode before the status line: a value JSON cannot hold (a NaN from a hostile
+			// span, say) must become a 500 with a message, not a 200 with half a body.
+			if jerr := json.NewEncoder(&buf).Encode(body); jerr != nil {
+				s.cfg.Logger.Error("query API: encode", "route", route, "err", jerr)
+				code, buf = http.StatusInternalServerError, bytes.Buffer{}
+				json.NewEncoder(&buf).Encode(apiError{"response not representable as JSON: " + jerr.Error()})
+			}
 			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(code)
-			json.NewEncoder(w).Encode(body)
-		} else {
-			w.WriteHeader(code)
 		}
+		w.WriteHeader(code)
+		w.Write(buf.Bytes())
 		s.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})

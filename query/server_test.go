@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -115,6 +116,7 @@ func TestBadParameters(t *testing.T) {
 		"service=a&errors=maybe", "service=a&dyed=sometimes", "service=a&lookback=-1h", "operation=x",
 		"service=a&start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z", "service=a&bogus=1",
 		"service=" + strings.Repeat("x", 1000), "service=%ff%fe",
+		"service=a&end=3000-01-01T00:00:00Z", "service=a&start=9007199254740992", "service=a&start=-99999999999999",
 	} {
 		rec := do(t, s, "GET", "/api/v1/traces?"+q, "", nil)
 		var e apiError
@@ -263,5 +265,22 @@ func TestHealthAndMetrics(t *testing.T) {
 	do(t, s, "GET", "/api/v1/traces?service=x", "", nil)
 	if rec := do(t, s, "GET", "/metrics", "", nil); !strings.Contains(rec.Body.String(), `mercury_query_requests_total{code="200",route="/api/v1/traces"} 1`) {
 		t.Errorf("metrics:\n%s", rec.Body)
+	}
+}
+
+// A span with a NaN sample rate (a broken agent) still renders; the API never answers 200 with
+// half a body.
+func TestHostileSpanRenders(t *testing.T) {
+	s, store := newTestServer(t)
+	spans := chain("424242", time.Now())
+	spans[1].SampleRate = math.NaN()
+	spans[2].SampleRate = math.Inf(1)
+	if err := store.WriteSpans(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+	rec := do(t, s, "GET", "/api/v1/traces/"+spans[0].TraceID.String(), "", nil)
+	var tr Trace
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &tr) != nil || tr.SpanCount != 3 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }

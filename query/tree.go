@@ -69,7 +69,7 @@ func spanView(s *schemas.Span) *Span {
 		TraceID: s.TraceID.String(), SpanID: s.SpanID.String(), Domain: s.Domain, Service: s.Service,
 		Operation: s.Operation, Kind: s.Kind.String(), Peer: s.Peer, Host: s.Host,
 		Start: time.Unix(0, s.StartUnixNano).UTC(), DurationNano: s.DurationNano, Status: s.Status.String(),
-		StatusCode: s.StatusCode, ErrorType: s.ErrorType, SampleRate: s.SampleRate, Dyed: s.Dyed,
+		StatusCode: s.StatusCode, ErrorType: s.ErrorType, SampleRate: sampleRate(s.SampleRate), Dyed: s.Dyed,
 		BusinessKeys: kvMap(s.BusinessKeys), Tags: kvMap(s.Tags), AgentVersion: s.AgentVersion,
 	}
 	if !s.ParentSpanID.IsZero() {
@@ -152,4 +152,13 @@ func cyclicSpans(spans []*Span, parentOf func(*Span) *Span) map[*Span]bool {
 		}
 	}
 	return cyclic
+}
+
+// sampleRate shows a rate outside (0,1] — only a broken or hostile agent writes one — as 0,
+// "unknown", rather than letting NaN or Inf break the JSON of the whole trace.
+func sampleRate(r float64) float64 {
+	if r > 0 && r <= 1 {
+		return r
+	}
+	return 0
 }

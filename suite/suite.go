@@ -130,7 +130,12 @@ func (s *Suite) goRun(name string, run func() error) {
 	go func() {
 		defer s.wg.Done()
 		if err := run(); err != nil {
-			s.errs <- fmt.Errorf("%s: %w", name, err)
+			err = fmt.Errorf("%s: %w", name, err)
+			select {
+			case s.errs <- err: // Wait reports the first; the rest are logged
+			default:
+				s.cfg.Logger.Error("suite: daemon failed", "err", err)
+			}
 		}
 	}()
 }

@@ -47,7 +47,7 @@ func runCollector(ctx context.Context, args []string) error {
 	if err := c.Run(ctx); err != nil {
 		return err
 	}
-	return context.Cause(ctx)
+	return failure(ctx)
 }
 
 // newCollector builds the collector's Kafka clients (group "collector") around a store.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -39,10 +38,7 @@ func runQuery(ctx context.Context, args []string) error {
 	}
 	defer stop()
 	<-ctx.Done()
-	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return failure(ctx)
 }
 
 // startQuery serves the API and follows heartbeats into its agents registry.

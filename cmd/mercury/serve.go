@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,7 +22,7 @@ func serve(ctx context.Context, name, addr string, handler http.Handler, fail co
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fail(err)
+			fail(fmt.Errorf("%w: %s: %w", errServe, name, err))
 		}
 	}()
 	slog.Info(name+": listening", "addr", ln.Addr().String())
@@ -33,3 +34,15 @@ func serve(ctx context.Context, name, addr string, handler http.Handler, fail co
 	}
 	return ln.Addr().String(), stop, nil
 }
+
+// failure is why a daemon's ctx ended, or nil when it was a signal or a parent's cancel: a
+// SIGTERM is a clean exit (status 0), a failed HTTP server is not.
+func failure(ctx context.Context) error {
+	if errors.Is(context.Cause(ctx), errServe) {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// errServe marks the causes serve reports.
+var errServe = errors.New("serving HTTP")
