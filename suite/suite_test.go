@@ -143,8 +143,10 @@ func waitFor(t *testing.T, deadline time.Time, cond func() bool) {
 
 func TestOneMetricsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	// Demo (in-process shippers) and an extra spool (a suite shipper) register the same
+	// metric names side by side.
 	s, err := suite.Start(ctx, suite.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Spools: []string{t.TempDir()}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
