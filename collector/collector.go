@@ -38,6 +38,11 @@ type Config struct {
 	Store     *tracestore.Store
 	BatchSize int           // spans per store write (default 1000)
 	BatchWait time.Duration // how long a partial batch waits for more (default 100 ms)
+	// MaxAge dead-letters spans that started longer ago than this (the store's retention:
+	// they would be dropped anyway, and every distinct day opens store resources). Spans
+	// starting more than an hour in the future (a broken clock) are dead-lettered too.
+	// Zero accepts any start time.
+	MaxAge time.Duration
 	// Grace bounds how long shutdown may spend finishing the batch in hand (default 15 s).
 	Grace    time.Duration
 	Backoff  bus.Backoff // store and DLQ retries (default 100 ms … 10 s)
@@ -192,9 +197,14 @@ func (c *Collector) fetch(ctx context.Context, msgs []kafka.Message) []kafka.Mes
 // decode turns messages into spans; a record that does not decode goes to the DLQ with the
 // error in a header, and the batch goes on without it.
 func (c *Collector) decode(ctx context.Context, msgs []kafka.Message, spans []schemas.Span) ([]schemas.Span, error) {
+	now := time.Now()
 	for _, m := range msgs {
 		spans = append(spans, schemas.Span{})
-		if err := schemas.Unmarshal(m.Value, &spans[len(spans)-1]); err != nil {
+		err := schemas.Unmarshal(m.Value, &spans[len(spans)-1])
+		if err == nil && c.cfg.MaxAge > 0 {
+			err = checkStart(spans[len(spans)-1].StartUnixNano, now, c.cfg.MaxAge)
+		}
+		if err != nil {
 			spans = spans[:len(spans)-1]
 			if err := c.retry(ctx, "dead-letter", func() error { return bus.SendDLQ(ctx, c.cfg.DLQ, m, err) }); err != nil {
 				return spans, err
@@ -203,6 +213,15 @@ func (c *Collector) decode(ctx context.Context, msgs []kafka.Message, spans []sc
 		}
 	}
 	return spans, nil
+}
+
+// checkStart keeps span start times within [now-maxAge, now+1h].
+func checkStart(startNano int64, now time.Time, maxAge time.Duration) error {
+	start := time.Unix(0, startNano)
+	if start.Before(now.Add(-maxAge)) || start.After(now.Add(time.Hour)) {
+		return fmt.Errorf("span start %s outside the accepted window (retention %s, clock skew 1h)", start.UTC().Format(time.RFC3339), maxAge)
+	}
+	return nil
 }
 
 // write stores the batch, retrying with backoff until it succeeds: a span is never skipped.

@@ -357,3 +357,46 @@ func TestDeadStoreIsRetriedNeverSkipped(t *testing.T) {
 	}
 	verify(t, store, 50)
 }
+
+// Spans starting outside [now-MaxAge, now+1h] are dead-lettered: a broken clock or a replay
+// of long-expired data must not open store resources for every day it names.
+func TestStartOutsideWindowIsDeadLettered(t *testing.T) {
+	cfg, _ := startBroker(t)
+	w, err := bus.NewWriter(cfg, bus.WriterConfig{Topic: bus.TopicSpans})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	for i, start := range []time.Time{time.Unix(0, 0), time.Now().Add(48 * time.Hour), time.Now()} {
+		s := schemas.Span{TraceID: traceID(900 + i), SpanID: schemas.SpanID{1}, Service: "svc", StartUnixNano: start.UnixNano(), SampleRate: 1}
+		v, _ := schemas.Marshal(&s)
+		msgs = append(msgs, kafka.Message{Key: []byte(s.TraceID.String()), Value: v})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	bus.CloseWriter(w)
+	db, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
+	dlq, _ := bus.NewWriter(cfg, bus.WriterConfig{})
+	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, func() bool { st := c.Stats(); return st.Spans == 1 && st.DLQ == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if days := db.Days(); len(days) != 1 {
+		t.Fatalf("store opened %d days, want 1: %v", len(days), days)
+	}
+}

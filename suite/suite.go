@@ -33,12 +33,13 @@ import (
 
 // Config places the suite. Zero values take the defaults.
 type Config struct {
-	DataDir    string   // default ./data; a restart reuses it
-	KafkaAddr  string   // embedded broker (default 127.0.0.1:9092; port 0 picks one)
-	HTTPAddr   string   // query API and UI (default 127.0.0.1:8080)
-	AdminToken string   // for the query API's admin endpoints ("": disabled)
-	Spools     []string // extra agent spools to ship (services running beside the suite)
-	Demo       bool     // run the demo services and their traffic
+	DataDir    string        // default ./data; a restart reuses it
+	KafkaAddr  string        // embedded broker (default 127.0.0.1:9092; port 0 picks one)
+	HTTPAddr   string        // query API and UI (default 127.0.0.1:8080)
+	AdminToken string        // for the query API's admin endpoints ("": disabled)
+	Spools     []string      // extra agent spools to ship (services running beside the suite)
+	Retention  time.Duration // keep traces this long (default 7 days)
+	Demo       bool          // run the demo services and their traffic
 	DemoEvery  time.Duration
 	Logger     *slog.Logger
 }
@@ -71,6 +72,9 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
 	}
 	s := &Suite{cfg: cfg, errs: make(chan error, 8), metrics: prometheus.NewRegistry()}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -150,10 +154,14 @@ func (s *Suite) startCollector(ctx context.Context, bc bus.Config) error {
 		r.Close()
 		return err
 	}
-	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: s.store, Registry: s.metrics, Logger: s.cfg.Logger})
+	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: s.store, MaxAge: s.cfg.Retention, Registry: s.metrics, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}
+	s.goRun("retention", func() error {
+		tracestore.KeepFor(ctx, s.db, s.cfg.Retention, time.Hour, s.cfg.Logger)
+		return nil
+	})
 	s.goRun("collector", func() error { return c.Run(ctx) })
 	return nil
 }

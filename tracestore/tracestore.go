@@ -6,6 +6,7 @@ package tracestore
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/mercury-apm/mercury/schemas"
@@ -82,4 +83,21 @@ func IsError(s *schemas.Span) bool {
 // DayOf returns the UTC day (midnight) a span start falls in; backends partition by it.
 func DayOf(unixNano int64) time.Time {
 	return time.Unix(0, unixNano).UTC().Truncate(24 * time.Hour)
+}
+
+// KeepFor drops data older than keep now and then every interval until ctx ends: the
+// process that writes the store runs it. Failures are logged and retried at the next tick.
+func KeepFor(ctx context.Context, r Retention, keep, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.DropBefore(ctx, time.Now().Add(-keep)); err != nil && ctx.Err() == nil {
+			log.Warn("tracestore: retention", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

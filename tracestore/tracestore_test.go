@@ -3,6 +3,7 @@ package tracestore_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -146,4 +147,23 @@ func TestWriteSpansInParallel(t *testing.T) {
 	if err := s.WriteSpans(context.Background(), []schemas.Span{{}}); !tracestore.Retryable(err) {
 		t.Fatalf("a failed backend must fail the write, retryably: %v", err)
 	}
+}
+
+type cutoffs chan time.Time
+
+func (c cutoffs) DropBefore(_ context.Context, cutoff time.Time) error { c <- cutoff; return nil }
+
+func TestKeepForDropsAtOnceAndOnEveryTick(t *testing.T) {
+	c := make(cutoffs, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tracestore.KeepFor(ctx, c, 48*time.Hour, 5*time.Millisecond, slog.Default()); close(done) }()
+	for i := 0; i < 3; i++ {
+		got := <-c
+		if age := time.Since(got); age < 48*time.Hour || age > 48*time.Hour+time.Minute {
+			t.Fatalf("cutoff %s is %s ago, want 48h", got, age)
+		}
+	}
+	cancel()
+	<-done
 }

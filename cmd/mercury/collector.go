@@ -20,6 +20,7 @@ func runCollector(ctx context.Context, args []string) error {
 	httpAddr := fs.String("http", "127.0.0.1:9466", "address for /metrics, /healthz and /readyz")
 	batch := fs.Int("batch", 1000, "spans per store write")
 	wait := fs.Duration("batch-wait", 100*time.Millisecond, "how long a partial batch waits for more spans")
+	retention := fs.Duration("retention", 7*24*time.Hour, "keep traces this long (embedded store and Elasticsearch; HBase expires by its column TTL); older spans are dead-lettered")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,12 +33,15 @@ func runCollector(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closer.Close()
-	c, err := newCollector(cfg, store, prometheus.NewRegistry(), *batch, *wait)
+	c, err := newCollector(cfg, store, prometheus.NewRegistry(), *batch, *wait, *retention)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if r, ok := store.Index.(tracestore.Retention); ok {
+		go tracestore.KeepFor(ctx, r, *retention, time.Hour, slog.Default())
+	}
 	_, stop, err := serve(ctx, "collector", *httpAddr, c.Handler(), cancel)
 	if err != nil {
 		return err
@@ -51,7 +55,7 @@ func runCollector(ctx context.Context, args []string) error {
 }
 
 // newCollector builds the collector's Kafka clients (group "collector") around a store.
-func newCollector(cfg bus.Config, store *tracestore.Store, reg *prometheus.Registry, batch int, wait time.Duration) (*collector.Collector, error) {
+func newCollector(cfg bus.Config, store *tracestore.Store, reg *prometheus.Registry, batch int, wait, maxAge time.Duration) (*collector.Collector, error) {
 	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
 	if err != nil {
 		return nil, err
@@ -61,5 +65,5 @@ func newCollector(cfg bus.Config, store *tracestore.Store, reg *prometheus.Regis
 		r.Close()
 		return nil, err
 	}
-	return collector.New(collector.Config{Reader: r, DLQ: dlq, Store: store, BatchSize: batch, BatchWait: wait, Registry: reg})
+	return collector.New(collector.Config{Reader: r, DLQ: dlq, Store: store, BatchSize: batch, BatchWait: wait, MaxAge: maxAge, Registry: reg})
 }

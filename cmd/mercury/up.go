@@ -20,6 +20,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.KafkaAddr, "kafka", "127.0.0.1:9092", "embedded broker address")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "query API and web UI address")
 	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("MERCURY_ADMIN_TOKEN"), "admin bearer token (default $MERCURY_ADMIN_TOKEN; empty: a random one is printed)")
+	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "keep traces this long; older days are dropped")
 	fs.BoolVar(&cfg.Demo, "demo", false, "run three instrumented demo services (api → order → payment) with traffic")
 	fs.DurationVar(&cfg.DemoEvery, "demo-every", 250*time.Millisecond, "time between demo requests")
 	spools := fs.String("spool", "", "comma-separated extra agent spool directories to ship")
