@@ -74,7 +74,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mercury_query_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mercury_query_request_seconds", Help: "API latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
-	for _, c := range []prometheus.Collector{s.requests, s.latency} {
+	undecodable := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mercury_query_undecodable_rows_total",
+		Help: "Stored spans skipped because they did not decode."}, func() float64 { return float64(tracestore.UndecodableRows.Load()) })
+	for _, c := range []prometheus.Collector{s.requests, s.latency, undecodable} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("query: metrics: %w", err)
 		}

@@ -187,12 +187,12 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 				return nil, tracestore.AsPermanent(fmt.Errorf("esstore: hit: %w", err))
 			}
 			raw, err := base64.StdEncoding.DecodeString(src.Span)
-			if err != nil {
-				return nil, tracestore.AsPermanent(fmt.Errorf("esstore: span body: %w", err))
-			}
 			var sp schemas.Span
-			if _, err := schemas.DecodeSpan(raw, &sp); err != nil {
-				return nil, tracestore.AsPermanent(fmt.Errorf("esstore: span body: %w", err))
+			if err != nil || !tracestore.DecodeRow(raw, &sp) {
+				if err != nil {
+					tracestore.UndecodableRows.Add(1)
+				}
+				continue
 			}
 			out[sp.TraceID] = append(out[sp.TraceID], sp)
 		}

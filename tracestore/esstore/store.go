@@ -283,7 +283,7 @@ func (s *Store) docOf(sp *schemas.Span, buf []byte) doc {
 		}
 	}
 	if !s.cfg.OmitSpans {
-		d.Span = base64.StdEncoding.EncodeToString(schemas.AppendSpan(buf[:0], sp))
+		d.Span = base64.StdEncoding.EncodeToString(tracestore.AppendRow(buf[:0], sp))
 	}
 	return d
 }

@@ -213,7 +213,7 @@ func (s *Store) PutSpans(ctx context.Context, spans []schemas.Span) error {
 				cs.Row = append(cs.Row, Row{Key: hexBytes(sp.TraceID[:])})
 			}
 			col := append([]byte(Family+":"), hexBytes(sp.SpanID[:])...)
-			cs.Row[r].Cell = append(cs.Row[r].Cell, Cell{Column: col, Value: schemas.AppendSpan(nil, sp)})
+			cs.Row[r].Cell = append(cs.Row[r].Cell, Cell{Column: col, Value: tracestore.AppendRow(nil, sp)})
 		}
 		if len(cs.Row) == 0 {
 			continue
@@ -324,10 +324,9 @@ func decodeRows(rows []Row) (map[tracestore.TraceID][]schemas.Span, error) {
 				continue
 			}
 			var sp schemas.Span
-			if _, err := schemas.DecodeSpan(c.Value, &sp); err != nil {
-				return nil, tracestore.AsPermanent(fmt.Errorf("hbasestore: trace %s cell %s: %w", id, c.Column, err))
+			if tracestore.DecodeRow(c.Value, &sp) {
+				out[id] = append(out[id], sp)
 			}
-			out[id] = append(out[id], sp)
 		}
 	}
 	return out, nil

@@ -93,10 +93,9 @@ func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(trac
 		key = rowPrefix(key[:0], ks, id)
 		for ok := it.SeekPrefixGE(key); ok; ok = it.Next() {
 			var sp schemas.Span
-			if _, err := schemas.DecodeSpan(it.Value(), &sp); err != nil {
-				return errors.Join(tracestore.AsPermanent(fmt.Errorf("trace %s: %w", id, err)), it.Close())
+			if tracestore.DecodeRow(it.Value(), &sp) {
+				emit(id, sp)
 			}
-			emit(id, sp)
 		}
 	}
 	return it.Close()

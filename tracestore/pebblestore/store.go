@@ -335,7 +335,7 @@ func addSpan(kv *sortedKVs, sp *schemas.Span, rows, index bool) {
 	if rows {
 		buf = rowKey(buf, ks, sp)
 		n := len(buf)
-		buf = schemas.AppendSpan(buf, sp)
+		buf = tracestore.AppendRow(buf, sp)
 		kv.put(buf[:n], buf[n:])
 	}
 	if !index {
