@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/mercury-apm/mercury/tracestore"
@@ -17,7 +18,7 @@ import (
 // storeFlags choose the trace store: embedded Pebble under --data, or Elasticsearch for the
 // index (and rows, unless HBase holds them).
 type storeFlags struct {
-	data, es, esUser, esPassword, hbase string
+	data, es, esUser, esPasswordEnv, hbase string
 }
 
 func registerStoreFlags(fs *flag.FlagSet, defaultData string) *storeFlags {
@@ -25,7 +26,7 @@ func registerStoreFlags(fs *flag.FlagSet, defaultData string) *storeFlags {
 	fs.StringVar(&f.data, "data", defaultData, "data directory of the embedded store (used when --es is not set)")
 	fs.StringVar(&f.es, "es", "", "Elasticsearch URL for the trace index, e.g. http://127.0.0.1:9200")
 	fs.StringVar(&f.esUser, "es-user", "", "Elasticsearch user")
-	fs.StringVar(&f.esPassword, "es-password", "", "Elasticsearch password")
+	fs.StringVar(&f.esPasswordEnv, "es-password-env", "MERCURY_ES_PASSWORD", "environment variable holding the Elasticsearch password (kept off the command line)")
 	fs.StringVar(&f.hbase, "hbase", "", "HBase REST gateway URL for the trace rows (with --es), e.g. http://127.0.0.1:8080")
 	return f
 }
@@ -42,7 +43,7 @@ func (f *storeFlags) open(ctx context.Context) (*tracestore.Store, io.Closer, er
 		}
 		return tracestore.New(db, db), db, nil
 	}
-	es, err := esstore.New(ctx, esstore.Config{Addresses: []string{f.es}, Username: f.esUser, Password: f.esPassword, OmitSpans: f.hbase != ""})
+	es, err := esstore.New(ctx, esstore.Config{Addresses: []string{f.es}, Username: f.esUser, Password: os.Getenv(f.esPasswordEnv), OmitSpans: f.hbase != ""})
 	if err != nil {
 		return nil, nil, err
 	}
