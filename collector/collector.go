@@ -285,3 +285,28 @@ func (c *Collector) Stats() Stats {
 	}
 	return Stats{Spans: read(c.m.spans), DLQ: read(c.m.dlq), Batches: read(c.m.batches), StoreErrors: read(c.m.storeErrors)}
 }
+
+// Group is the consumer group of every collector.
+const Group = "collector"
+
+// NewOnBus builds the collector's Kafka clients — a reader of mercury.spans in Group and a
+// DLQ writer — and the collector around them (cfg.Reader and cfg.DLQ are set here). Run
+// closes both.
+func NewOnBus(bc bus.Config, cfg Config) (*Collector, error) {
+	r, err := bus.NewReader(bc, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: Group})
+	if err != nil {
+		return nil, err
+	}
+	dlq, err := bus.NewWriter(bc, bus.WriterConfig{})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	cfg.Reader, cfg.DLQ = r, dlq
+	c, err := New(cfg)
+	if err != nil {
+		r.Close()
+		bus.CloseWriter(dlq)
+	}
+	return c, err
+}

@@ -33,7 +33,7 @@ func BenchmarkCollectorPebble(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "bench-" + strconv.Itoa(i)})
+		r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "bench-" + strconv.Itoa(i)}) // a fresh group per run
 		w, _ := bus.NewWriter(cfg, bus.WriterConfig{})
 		c, err := collector.New(collector.Config{Reader: r, DLQ: w, Store: tracestore.New(db, db), BatchSize: 5000,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -70,15 +70,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func newCollector(cfg bus.Config, store *tracestore.Store, log *slog.Logger) (*collector.Collector, error) {
-	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
-	if err != nil {
-		return nil, err
-	}
-	w, err := bus.NewWriter(cfg, bus.WriterConfig{})
-	if err != nil {
-		return nil, err
-	}
-	return collector.New(collector.Config{Reader: r, DLQ: w, Store: store, Logger: log, BatchSize: 2000})
+	return collector.NewOnBus(cfg, collector.Config{Store: store, Logger: log, BatchSize: 2000})
 }
 
 const spansPerTrace = 10
@@ -208,7 +200,7 @@ func TestCollectsAndDeadLetters(t *testing.T) {
 			t.Fatalf("dead letter without an error header: %+v", m.Headers)
 		}
 	}
-	if lag := groupLag(t, cfg, "collector"); lag != 0 {
+	if lag := groupLag(t, cfg, collector.Group); lag != 0 {
 		t.Fatalf("after a graceful stop the group lags by %d", lag)
 	}
 }
@@ -284,7 +276,7 @@ func TestCrashAnywhere(t *testing.T) {
 	// Second run: to the end, then a graceful stop.
 	cmd = child(io.Discard)
 	deadline := time.Now().Add(2 * time.Minute)
-	for groupLag(t, cfg, "collector") != 0 {
+	for groupLag(t, cfg, collector.Group) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the restarted collector did not catch up in 2 minutes")
 		}
@@ -337,9 +329,7 @@ func TestDeadStoreIsRetriedNeverSkipped(t *testing.T) {
 	rows := &flakyRows{Rows: db}
 	rows.failures.Store(4)
 	store := tracestore.New(db, rows)
-	r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
-	w, _ := bus.NewWriter(cfg, bus.WriterConfig{})
-	c, err := collector.New(collector.Config{Reader: r, DLQ: w, Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	c, err := collector.NewOnBus(cfg, collector.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Backoff: bus.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -381,9 +371,7 @@ func TestStartOutsideWindowIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
-	dlq, _ := bus.NewWriter(cfg, bus.WriterConfig{})
-	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
+	c, err := collector.NewOnBus(cfg, collector.Config{Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -145,16 +145,7 @@ func (s *Suite) goRun(name string, run func() error) {
 }
 
 func (s *Suite) startCollector(ctx context.Context, bc bus.Config) error {
-	r, err := bus.NewReader(bc, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
-	if err != nil {
-		return err
-	}
-	dlq, err := bus.NewWriter(bc, bus.WriterConfig{})
-	if err != nil {
-		r.Close()
-		return err
-	}
-	c, err := collector.New(collector.Config{Reader: r, DLQ: dlq, Store: s.store, MaxAge: s.cfg.Retention, Registry: s.metrics, Logger: s.cfg.Logger})
+	c, err := collector.NewOnBus(bc, collector.Config{Store: s.store, MaxAge: s.cfg.Retention, Registry: s.metrics, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}

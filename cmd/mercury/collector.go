@@ -33,7 +33,7 @@ func runCollector(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closer.Close()
-	c, err := newCollector(cfg, store, prometheus.NewRegistry(), *batch, *wait, *retention)
+	c, err := collector.NewOnBus(cfg, collector.Config{Store: store, BatchSize: *batch, BatchWait: *wait, MaxAge: *retention, Registry: prometheus.NewRegistry()})
 	if err != nil {
 		return err
 	}
@@ -52,18 +52,4 @@ func runCollector(ctx context.Context, args []string) error {
 		return err
 	}
 	return failure(ctx)
-}
-
-// newCollector builds the collector's Kafka clients (group "collector") around a store.
-func newCollector(cfg bus.Config, store *tracestore.Store, reg *prometheus.Registry, batch int, wait, maxAge time.Duration) (*collector.Collector, error) {
-	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "collector"})
-	if err != nil {
-		return nil, err
-	}
-	dlq, err := bus.NewWriter(cfg, bus.WriterConfig{})
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	return collector.New(collector.Config{Reader: r, DLQ: dlq, Store: store, BatchSize: batch, BatchWait: wait, MaxAge: maxAge, Registry: reg})
 }
