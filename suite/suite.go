@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -158,33 +157,18 @@ func (s *Suite) startCollector(ctx context.Context, bc bus.Config) error {
 }
 
 func (s *Suite) startQuery(ctx context.Context, bc bus.Config) error {
-	configs, err := query.OpenAgentConfigs(filepath.Join(s.cfg.DataDir, "agent-config.json"))
+	d, err := query.NewDaemon(bc, query.Config{Store: s.store, AdminToken: s.cfg.AdminToken, Logger: s.cfg.Logger, Registry: s.metrics},
+		filepath.Join(s.cfg.DataDir, "agent-config.json"))
 	if err != nil {
 		return err
 	}
-	agents := query.NewAgents(10000)
-	srv, err := query.New(query.Config{Store: s.store, Agents: agents, AgentConfigs: configs, AdminToken: s.cfg.AdminToken, Logger: s.cfg.Logger, Registry: s.metrics})
-	if err != nil {
-		return err
-	}
-	host, _ := os.Hostname()
-	r, err := bus.NewReader(bc, bus.ReaderConfig{Topic: bus.TopicHeartbeats, GroupID: "query-agents-" + host})
-	if err != nil {
-		return err
-	}
-	s.goRun("heartbeats", func() error {
-		defer r.Close()
-		if err := query.FollowHeartbeats(ctx, r, agents, s.cfg.Logger); err != nil && ctx.Err() == nil {
-			return err
-		}
-		return nil
-	})
+	s.goRun("heartbeats", func() error { return d.RunHeartbeats(ctx) })
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("query API: %w", err)
 	}
 	s.queryURL = "http://" + ln.Addr().String()
-	s.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	s.goRun("query API", func() error {
 		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"flag"
-	"log/slog"
+	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/query"
-	"github.com/mercury-apm/mercury/tracestore"
 )
 
 func runQuery(ctx context.Context, args []string) error {
@@ -32,43 +31,25 @@ func runQuery(ctx context.Context, args []string) error {
 	defer closer.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	_, stop, err := startQuery(ctx, cfg, store, filepath.Join(sf.data, "agent-config.json"), *token, *httpAddr, cancel)
+	d, err := query.NewDaemon(cfg, query.Config{Store: store, AdminToken: *token}, filepath.Join(sf.data, "agent-config.json"))
 	if err != nil {
 		return err
-	}
-	defer stop()
-	<-ctx.Done()
-	return failure(ctx)
-}
-
-// startQuery serves the API and follows heartbeats into its agents registry.
-func startQuery(ctx context.Context, cfg bus.Config, store *tracestore.Store, configPath, token, addr string, fail context.CancelCauseFunc) (string, func(), error) {
-	configs, err := query.OpenAgentConfigs(configPath)
-	if err != nil {
-		return "", nil, err
-	}
-	agents := query.NewAgents(10000)
-	srv, err := query.New(query.Config{Store: store, Agents: agents, AgentConfigs: configs, AdminToken: token})
-	if err != nil {
-		return "", nil, err
-	}
-	host, _ := os.Hostname()
-	// One group per host: every query instance must see every heartbeat.
-	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicHeartbeats, GroupID: "query-agents-" + host})
-	if err != nil {
-		return "", nil, err
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer r.Close()
-		if err := query.FollowHeartbeats(ctx, r, agents, slog.Default()); err != nil && ctx.Err() == nil {
-			fail(err)
+		if err := d.RunHeartbeats(ctx); err != nil {
+			cancel(fmt.Errorf("heartbeats %w: %w", errFailed, err))
 		}
 	}()
-	bound, stopHTTP, err := serve(ctx, "query", addr, srv.Handler(), fail)
+	_, stop, err := serve(ctx, "query", *httpAddr, d.Handler(), cancel)
 	if err != nil {
-		return "", nil, err
+		cancel(nil)
+		<-done
+		return err
 	}
-	return bound, func() { stopHTTP(); <-done }, nil
+	<-ctx.Done()
+	stop()
+	<-done
+	return failure(ctx)
 }

@@ -22,7 +22,7 @@ func serve(ctx context.Context, name, addr string, handler http.Handler, fail co
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fail(fmt.Errorf("%w: %s: %w", errServe, name, err))
+			fail(fmt.Errorf("%s %w: %w", name, errFailed, err))
 		}
 	}()
 	slog.Info(name+": listening", "addr", ln.Addr().String())
@@ -36,13 +36,13 @@ func serve(ctx context.Context, name, addr string, handler http.Handler, fail co
 }
 
 // failure is why a daemon's ctx ended, or nil when it was a signal or a parent's cancel: a
-// SIGTERM is a clean exit (status 0), a failed HTTP server is not.
+// SIGTERM is a clean exit (status 0), a failed part of the daemon is not.
 func failure(ctx context.Context) error {
-	if errors.Is(context.Cause(ctx), errServe) {
+	if errors.Is(context.Cause(ctx), errFailed) {
 		return context.Cause(ctx)
 	}
 	return nil
 }
 
-// errServe marks the causes serve reports.
-var errServe = errors.New("serving HTTP")
+// errFailed marks the causes a daemon's parts report when they fail.
+var errFailed = errors.New("failed")
