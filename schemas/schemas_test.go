@@ -286,3 +286,22 @@ func TestSkipAndSplit(t *testing.T) {
 		t.Fatalf("events: %d, %v", len(recs), err)
 	}
 }
+
+func TestParseIDs(t *testing.T) {
+	tid, err := schemas.ParseTraceID("4bf92f3577b34da6a3ce929d0e0e4736")
+	if err != nil || tid.String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("trace id: %v %v", tid, err)
+	}
+	sid, err := schemas.ParseSpanID("00f067aa0ba902b7")
+	if err != nil || sid.String() != "00f067aa0ba902b7" {
+		t.Fatalf("span id: %v %v", sid, err)
+	}
+	for _, bad := range []string{"", "4bf9", "zz" + "f92f3577b34da6a3ce929d0e0e4736"} {
+		if _, err := schemas.ParseTraceID(bad); err == nil {
+			t.Errorf("ParseTraceID(%q) accepted", bad)
+		}
+	}
+	if _, err := schemas.ParseSpanID("00f067aa0ba902b"); err == nil {
+		t.Error("short span id accepted")
+	}
+}

@@ -20,28 +20,28 @@ func (t TraceID) IsZero() bool { return t == TraceID{} }
 // IsZero reports whether the id is all zeros.
 func (s SpanID) IsZero() bool { return s == SpanID{} }
 
-// ParseTraceID parses 32 lowercase or uppercase hex digits.
+// ParseTraceID parses 32 hex digits.
 func ParseTraceID(s string) (TraceID, error) {
 	var t TraceID
-	if len(s) != 32 {
-		return t, fmt.Errorf("trace id %q: want 32 hex digits", s)
-	}
-	if _, err := hex.Decode(t[:], []byte(s)); err != nil {
-		return t, fmt.Errorf("trace id %q: %w", s, err)
-	}
-	return t, nil
+	err := parseHex(t[:], s, "trace id")
+	return t, err
 }
 
 // ParseSpanID parses 16 hex digits.
 func ParseSpanID(s string) (SpanID, error) {
 	var id SpanID
-	if len(s) != 16 {
-		return id, fmt.Errorf("span id %q: want 16 hex digits", s)
+	err := parseHex(id[:], s, "span id")
+	return id, err
+}
+
+func parseHex(dst []byte, s, what string) error {
+	if len(s) != 2*len(dst) {
+		return fmt.Errorf("%s %q: want %d hex digits", what, s, 2*len(dst))
 	}
-	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return id, fmt.Errorf("span id %q: %w", s, err)
+	if _, err := hex.Decode(dst, []byte(s)); err != nil {
+		return fmt.Errorf("%s %q: %w", what, s, err)
 	}
-	return id, nil
+	return nil
 }
 
 // SpanKind says which side of a call a span records.
