@@ -124,7 +124,6 @@ type Agent struct {
 	spool   *spool.Spool
 	mask    *masker
 	spans   *spanQueue
-	pool    sync.Pool // *spanRecord
 	events  chan schemas.Event
 	flushes chan flushRequest
 	runtime atomic.Pointer[runtimeConfig]
@@ -171,7 +170,6 @@ func New(cfg Config) (*Agent, error) {
 		spans:  newSpanQueue(cfg.QueueSize),
 		events: make(chan schemas.Event, max(cfg.QueueSize/8, 64)), flushes: make(chan flushRequest),
 	}
-	a.pool.New = newSpanRecord
 	a.clock.Store(newClockBase())
 	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
 	a.wg.Add(1)

@@ -5,9 +5,15 @@ import "sync"
 // spanQueue is the bounded hand-off from the hot path to the writer. Producers append under a
 // mutex (a channel send costs several times more under contention); the writer takes the
 // whole batch at once and is woken only when the queue goes from empty to non-empty.
+//
+// It also carries the records back: the writer returns them in chunks as it encodes them, and
+// Start reuses them from free. A sync.Pool did this before, but the writer
+// put records into its own core's cache, so nearly every Get on the caller's core was a slow
+// steal from the writer's (a quarter of Start's time in the profile).
 type spanQueue struct {
 	mu     sync.Mutex
 	buf    []*spanRecord
+	free   []*spanRecord // reset records; at most max, as many as a full queue holds anyway
 	max    int
 	closed bool   // set by shutdown: later pushes are refused, so none can be stranded
 	pushed uint64 // spans ever accepted; Flush waits for the writer to pass a value of it
@@ -15,7 +21,30 @@ type spanQueue struct {
 }
 
 func newSpanQueue(max int) *spanQueue {
-	return &spanQueue{buf: make([]*spanRecord, 0, max), max: max, wake: make(chan struct{}, 1)}
+	return &spanQueue{buf: make([]*spanRecord, 0, max), free: make([]*spanRecord, 0, max), max: max, wake: make(chan struct{}, 1)}
+}
+
+// get returns a reset record, or nil when none is spare.
+func (q *spanQueue) get() *spanRecord {
+	var r *spanRecord
+	q.mu.Lock()
+	if n := len(q.free); n > 0 {
+		r = q.free[n-1]
+		q.free = q.free[:n-1]
+	}
+	q.mu.Unlock()
+	return r
+}
+
+// release makes reset records spare: the writer's, a chunk at a time, and discarded spans'.
+func (q *spanQueue) release(rs ...*spanRecord) {
+	q.mu.Lock()
+	q.spare(rs...)
+	q.mu.Unlock()
+}
+
+func (q *spanQueue) spare(rs ...*spanRecord) {
+	q.free = append(q.free, rs[:min(len(rs), q.max-len(q.free))]...)
 }
 
 // push results.
@@ -25,16 +54,19 @@ const (
 	queueClosed
 )
 
-// push adds s unless the queue is full or shut down.
+// push adds s unless the queue is full or shut down. A refused record is reset and made spare
+// in the same critical section: refusing is what an overloaded host does most.
 func (q *spanQueue) push(s *spanRecord) int {
 	q.mu.Lock()
-	if q.closed {
+	if q.closed || len(q.buf) >= q.max {
+		res := queueFull
+		if q.closed {
+			res = queueClosed
+		}
+		s.reset()
+		q.spare(s)
 		q.mu.Unlock()
-		return queueClosed
-	}
-	if len(q.buf) >= q.max {
-		q.mu.Unlock()
-		return queueFull
+		return res
 	}
 	q.buf = append(q.buf, s)
 	q.pushed++

@@ -33,9 +33,8 @@ const (
 // even a concurrent one, does nothing; calls after End do nothing).
 //
 // The handle lives inside the context node StartSpan returns (the one allocation per span);
-// the record it fills comes from a pool and goes back once the writer has encoded it. A
-// generation number in the record makes a handle used after End inert instead of letting it
-// write into a recycled record.
+// the record it fills is reused once the writer has encoded it. A generation number in the
+// record makes a handle used after End inert instead of letting it write into a reused record.
 type Span struct {
 	a   *Agent      // events are emitted even when the trace is not sampled
 	rec *spanRecord // nil when the trace is not sampled
@@ -137,9 +136,11 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	if !s.sc.Sampled {
 		return n, s
 	}
-	r := a.pool.Get().(*spanRecord)
+	r := a.spans.get()
+	if r == nil {
+		r = newSpanRecord(a)
+	}
 	s.rec, s.gen = r, r.state.Load()>>1
-	r.agent = a
 	cb := a.clock.Load()
 	r.clock, r.since = cb, time.Since(cb.mono)
 	r.rec.TraceID, r.rec.SpanID = s.sc.TraceID, s.sc.SpanID
@@ -172,20 +173,20 @@ func newClockBase() *clockBase {
 	return &clockBase{mono: now, wall: now.UnixNano()}
 }
 
-func newSpanRecord() any {
-	r := &spanRecord{}
+func newSpanRecord(a *Agent) *spanRecord {
+	r := &spanRecord{agent: a}
 	r.rec.Tags, r.rec.BusinessKeys = r.tagBuf[:0], r.keysBuf[:0]
 	return r
 }
 
-// recycle readies an encoded record for reuse; stale handles see the new generation.
-func (r *spanRecord) recycle() {
+// reset readies an ended record for its next span; stale handles see the new generation. The
+// writer resets what it encoded; End and Discard reset what the writer never sees.
+func (r *spanRecord) reset() {
 	r.state.Store((r.state.Load()>>1 + 1) << 1)
 	clear(r.rec.Tags)
 	clear(r.rec.BusinessKeys)
 	clear(r.rec.Events)
 	r.rec = schemas.Span{Tags: r.rec.Tags[:0], BusinessKeys: r.rec.BusinessKeys[:0], Events: r.rec.Events[:0]}
-	r.agent.pool.Put(r)
 }
 
 // Ids are random bits: their byte order does not matter, so the native order is used.
@@ -300,16 +301,15 @@ func (s *Span) Discard() {
 	if s.live() == nil || !s.rec.state.CompareAndSwap(s.gen<<1, s.gen<<1|1) {
 		return
 	}
-	s.rec.recycle()
+	s.rec.reset()
+	s.a.spans.release(s.rec)
 }
 
 func (a *Agent) enqueue(r *spanRecord) {
 	switch a.spans.push(r) {
 	case queueFull:
 		a.dropQueue.Add(1)
-		r.recycle()
 	case queueClosed:
 		a.dropClosed.Add(1)
-		r.recycle()
 	}
 }

@@ -21,6 +21,9 @@ type writer struct {
 	lastErr time.Time
 }
 
+// recycleChunk is how many encoded span records the writer hands back to the hot path at once.
+const recycleChunk = 256
+
 func (a *Agent) writeLoop() {
 	defer a.wg.Done()
 	w := &writer{a: a, spans: a.spool.Writer(spool.StreamSpans), events: a.spool.Writer(spool.StreamEvents)}
@@ -65,8 +68,14 @@ func (w *writer) drain() {
 		if w.batch = w.a.spans.take(w.batch); len(w.batch) == 0 {
 			break
 		}
-		for _, r := range w.batch {
-			w.writeSpan(r)
+		// Records go back in chunks, not after the whole batch: the hot path would otherwise
+		// allocate a second queue's worth of them while the writer works through one.
+		for b := w.batch; len(b) > 0; b = b[min(len(b), recycleChunk):] {
+			chunk := b[:min(len(b), recycleChunk)]
+			for _, r := range chunk {
+				w.writeSpan(r)
+			}
+			w.a.spans.release(chunk...)
 		}
 		w.taken += uint64(len(w.batch))
 	}
@@ -88,7 +97,7 @@ func (w *writer) writeSpan(r *spanRecord) {
 	a.mask.span(&r.rec)
 	a.written.Add(1)
 	lost, err := w.spans.Commit(schemas.AppendSpan(w.spans.Pending(), &r.rec))
-	r.recycle()
+	r.reset()
 	w.report(&a.written, lost, err)
 }
 
