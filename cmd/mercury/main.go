@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"gateway":   {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
 	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
+	"dlq":       {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
 	"spool":     {runSpool, "spool cat DIR                              print spool records as JSON lines"},
 	"version":   {runVersion, "version                                    print the version"},
 }
