@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -188,7 +189,8 @@ func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStat
 
 // reqState travels in the request context from serve to the transport and
 // back into the Outcome. It is its own context node and carries the status
-// writer, so a request pays one allocation for all three.
+// writer and the X-Forwarded-* header values, so a request pays one
+// allocation for all of them.
 type reqState struct {
 	context.Context
 	sw         statusWriter
@@ -197,6 +199,7 @@ type reqState struct {
 	retried    bool
 	failedOver bool
 	err        error
+	fwd        [3]string // X-Forwarded-For, -Host, -Proto
 }
 
 type stateKey struct{}
@@ -262,7 +265,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		r.m.observe(status, d.Seconds())
 		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
 			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, ShedBy: st.shedBy,
-			Degraded: st.shedBy == shedDegrade, Dyed: req.Header.Get(DyeHeader) != "", Err: st.err})
+			Degraded: st.shedBy == shedDegrade, Dyed: dyeOf(req.Header) != "", Err: st.err})
 	}()
 	r.chain(st, req)
 	panicked = false
@@ -356,8 +359,8 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.URL.Path = strings.Replace(p, "//", "/", 1)
 		pr.Out.URL.RawPath = ""
 	}
-	pr.SetXForwarded()
-	if dye := pr.In.Header.Get(DyeHeader); dye != "" {
+	stateOf(pr.Out.Context()).setXForwarded(pr)
+	if dye := dyeOf(pr.In.Header); dye != "" {
 		pr.Out.Header.Set(DyeHeader, dye)
 	}
 	// Once per request: a failover replays a clone of this request, so both
@@ -365,6 +368,33 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 	if r.g.prop != nil {
 		r.g.prop.Propagate(pr.Out.Context(), pr.Out.Header)
 	}
+}
+
+// setXForwarded is httputil.ProxyRequest.SetXForwarded with the values in
+// st.fwd instead of one allocation each. ReverseProxy has already stripped the
+// client's X-Forwarded-* headers, so there is no prior X-Forwarded-For to
+// extend.
+func (st *reqState) setXForwarded(pr *httputil.ProxyRequest) {
+	h := pr.Out.Header
+	st.fwd[1], st.fwd[2] = pr.In.Host, "http"
+	if pr.In.TLS != nil {
+		st.fwd[2] = "https"
+	}
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		st.fwd[0] = ip
+		h["X-Forwarded-For"] = st.fwd[0:1:1] // capped: an append reallocates
+	}
+	h["X-Forwarded-Host"] = st.fwd[1:2:2]
+	h["X-Forwarded-Proto"] = st.fwd[2:3:3]
+}
+
+// dyeOf reads the dye mark under its canonical key, without Header.Get's
+// canonicalization.
+func dyeOf(h http.Header) string {
+	if v := h[DyeHeader]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // remember keeps the last good GET response for the cache fallback.
