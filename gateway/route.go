@@ -189,8 +189,8 @@ func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStat
 
 // reqState travels in the request context from serve to the transport and
 // back into the Outcome. It is its own context node and carries the status
-// writer and the X-Forwarded-* header values, so a request pays one
-// allocation for all of them.
+// writer, the X-Forwarded-* header values and the local attempt's storage,
+// so a request pays one allocation for all of them.
 type reqState struct {
 	context.Context
 	sw         statusWriter
@@ -200,6 +200,7 @@ type reqState struct {
 	failedOver bool
 	err        error
 	fwd        [3]string // X-Forwarded-For, -Host, -Proto
+	local      attemptState
 }
 
 type stateKey struct{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/mercury-apm/mercury/gateway/breaker"
@@ -58,7 +59,7 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st.retried = !refused
 	st.failedOver = true
-	resp, err = r.attempt(req, r.remote, r.remoteTimeout)
+	resp, err = r.attempt(req, r.remote, r.remoteTimeout, new(attemptState))
 	if !errors.Is(err, upstream.ErrNoHealthy) {
 		st.upstream = UpstreamRemote
 	}
@@ -121,7 +122,7 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 		d = r.dyn.Timeout()
 	}
 	start := time.Now()
-	resp, err := r.attempt(req, r.local, d)
+	resp, err := r.attempt(req, r.local, d, &st.local)
 	if r.dyn != nil {
 		r.dyn.Observe(time.Since(start)) // headers in, or the attempt failed
 	}
@@ -134,18 +135,25 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	return resp, err
 }
 
+// attemptState is the storage of one attempt: the outgoing URL and the body
+// wrapper. The local attempt's lives in the reqState.
+type attemptState struct {
+	url  url.URL
+	body releaseBody
+}
+
 // attempt sends req to one instance of pool with timeout d. The timeout
 // covers the body too, so the context is cancelled when the body is closed.
-func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration) (*http.Response, error) {
+func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration, a *attemptState) (*http.Response, error) {
 	in, err := pool.Pick()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), d)
 	out := req.WithContext(ctx)
-	u := *req.URL
-	u.Scheme, u.Host = in.URL.Scheme, in.URL.Host
-	out.URL, out.Host = &u, ""
+	a.url = *req.URL
+	a.url.Scheme, a.url.Host = in.URL.Scheme, in.URL.Host
+	out.URL, out.Host = &a.url, ""
 	resp, err := r.g.transport.RoundTrip(out)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
@@ -155,7 +163,8 @@ func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration)
 		in.Done()
 		return nil, err
 	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, cancel: cancel, in: in}
+	a.body = releaseBody{ReadCloser: resp.Body, cancel: cancel, in: in}
+	resp.Body = &a.body
 	return resp, nil
 }
 
