@@ -16,6 +16,7 @@ import (
 
 	"github.com/mercury-apm/mercury/gateway/bbr"
 	"github.com/mercury-apm/mercury/gateway/breaker"
+	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/ratelimit"
 	"github.com/mercury-apm/mercury/gateway/retry"
@@ -72,22 +73,23 @@ type edge struct {
 // quietPeriod without rejections ends a shedding episode.
 const quietPeriod = int64(time.Second)
 
-func (e *edge) reject(now int64) (started bool) {
-	e.lastReject.Store(now)
+func (e *edge) reject(clk clock.Clock) (started bool) {
+	e.lastReject.Store(clk.Now())
 	return e.shedding.CompareAndSwap(false, true)
 }
 
-func (e *edge) admit(now int64) (stopped bool) {
-	return e.shedding.Load() && now-e.lastReject.Load() >= quietPeriod && e.shedding.CompareAndSwap(true, false)
+// admit reads the clock only during an episode: an admission outside one has
+// no transition to time, and it is the common case.
+func (e *edge) admit(clk clock.Clock) (stopped bool) {
+	return e.shedding.Load() && clk.Now()-e.lastReject.Load() >= quietPeriod && e.shedding.CompareAndSwap(true, false)
 }
 
 func (r *route) event(kind EventKind, attrs ...slog.Attr) { r.g.obs.Event(kind, r.info, attrs...) }
 
 func (r *route) limiterEdge(e *edge, name string, rejected bool) {
-	now := r.g.clock.Now()
-	if rejected && e.reject(now) {
+	if rejected && e.reject(r.g.clock) {
 		r.event(EventLimiter, slog.String("limiter", name), slog.Bool("shedding", true))
-	} else if !rejected && e.admit(now) {
+	} else if !rejected && e.admit(r.g.clock) {
 		r.event(EventLimiter, slog.String("limiter", name), slog.Bool("shedding", false))
 	}
 }
