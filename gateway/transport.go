@@ -59,7 +59,7 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st.retried = !refused
 	st.failedOver = true
-	resp, err = r.attempt(req, r.remote, r.remoteTimeout, new(attemptState))
+	resp, err = r.attempt(req, r.remote, time.Now().Add(r.remoteTimeout), new(attemptState))
 	if !errors.Is(err, upstream.ErrNoHealthy) {
 		st.upstream = UpstreamRemote
 	}
@@ -121,8 +121,8 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	if r.dyn != nil {
 		d = r.dyn.Timeout()
 	}
-	start := time.Now()
-	resp, err := r.attempt(req, r.local, d, &st.local)
+	start := time.Now() // one reading for the deadline and the EMA's latency
+	resp, err := r.attempt(req, r.local, start.Add(d), &st.local)
 	if r.dyn != nil {
 		r.dyn.Observe(time.Since(start)) // headers in, or the attempt failed
 	}
@@ -142,14 +142,14 @@ type attemptState struct {
 	body releaseBody
 }
 
-// attempt sends req to one instance of pool with timeout d. The timeout
-// covers the body too, so the context is cancelled when the body is closed.
-func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration, a *attemptState) (*http.Response, error) {
+// attempt sends req to one instance of pool by deadline. The deadline covers
+// the body too, so the context is cancelled when the body is closed.
+func (r *route) attempt(req *http.Request, pool *upstream.Pool, deadline time.Time, a *attemptState) (*http.Response, error) {
 	in, err := pool.Pick()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), d)
+	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	out := req.WithContext(ctx)
 	a.url = *req.URL
 	a.url.Scheme, a.url.Host = in.URL.Scheme, in.URL.Host
