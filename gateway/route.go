@@ -191,11 +191,12 @@ func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStat
 
 // reqState travels in the request context from serve to the transport and
 // back into the Outcome. It is its own context node and carries the status
-// writer, the X-Forwarded-* header values and the local attempt's storage,
-// so a request pays one allocation for all of them.
+// writer, the request the proxy sees, the X-Forwarded-* header values and the
+// local attempt's storage, so a request pays one allocation for all of them.
 type reqState struct {
 	context.Context
 	sw         statusWriter
+	req        http.Request // the incoming request with this context
 	shedBy     string
 	upstream   string
 	retried    bool
@@ -305,7 +306,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 		}
 		defer func() { done(breaker.Failure(sw.status, st.err)) }()
 	}
-	req = req.WithContext(st)
+	req = withContext(&st.req, req, st)
 	if r.window != nil && r.replayable(req) {
 		if err := r.bufferBody(req); err != nil {
 			st.err = err
@@ -320,6 +321,14 @@ func (r *route) refuse(w http.ResponseWriter, st *reqState, by string, status in
 	st.shedBy = by
 	r.m.shedBy(by)
 	http.Error(w, "overloaded", status)
+}
+
+// withContext is req.WithContext(ctx) stored in dst, which the caller has
+// allocated anyway: WithContext is inlined and its result does not escape, so
+// the copy costs no allocation of its own.
+func withContext(dst, req *http.Request, ctx context.Context) *http.Request {
+	*dst = *req.WithContext(ctx)
+	return dst
 }
 
 // replayable reports whether the route may replay req remotely at all.

@@ -135,9 +135,10 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	return resp, err
 }
 
-// attemptState is the storage of one attempt: the outgoing URL and the body
-// wrapper. The local attempt's lives in the reqState.
+// attemptState is the storage of one attempt: the outgoing request, its URL
+// and the body wrapper. The local attempt's lives in the reqState.
 type attemptState struct {
+	req  http.Request
 	url  url.URL
 	body releaseBody
 }
@@ -150,7 +151,7 @@ func (r *route) attempt(req *http.Request, pool *upstream.Pool, deadline time.Ti
 		return nil, err
 	}
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
-	out := req.WithContext(ctx)
+	out := withContext(&a.req, req, ctx)
 	a.url = *req.URL
 	a.url.Scheme, a.url.Host = in.URL.Scheme, in.URL.Host
 	out.URL, out.Host = &a.url, ""
