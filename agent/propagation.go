@@ -85,13 +85,15 @@ func appendTraceparent(b []byte, sc SpanContext) []byte {
 	return append(b, "-00"...)
 }
 
-// applyTracestate reads Mercury's entry and keeps the others.
+// applyTracestate reads Mercury's entry and keeps the others. It allocates only to join more
+// than four other entries.
 func applyTracestate(sc *SpanContext, h string) {
 	if h == "" {
 		return
 	}
-	var others []string
-	for _, entry := range strings.Split(h, ",") {
+	var buf [4]string
+	others := buf[:0]
+	for entry := range strings.SplitSeq(h, ",") {
 		entry = strings.TrimSpace(entry)
 		k, v, ok := strings.Cut(entry, "=")
 		if !ok || k == "" {
@@ -103,7 +105,7 @@ func applyTracestate(sc *SpanContext, h string) {
 			}
 			continue
 		}
-		for _, f := range strings.Split(v, ";") {
+		for f := range strings.SplitSeq(v, ";") {
 			name, val, _ := strings.Cut(f, ":")
 			switch name {
 			case "r":

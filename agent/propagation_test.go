@@ -53,6 +53,9 @@ func TestTracestate(t *testing.T) {
 	if got, want := out.Get("tracestate"), "mercury=r:0.25;d:1;o:shop,congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"; got != want {
 		t.Fatalf("tracestate %q, want %q", got, want)
 	}
+	if n := testing.AllocsPerRun(100, func() { agent.Extract(agent.HeaderCarrier(h)) }); n != 1 {
+		t.Fatalf("Extract: %v allocations, want 1 (joining the two other entries)", n)
+	}
 	// Hostile Mercury values are ignored, never trusted.
 	h.Set("tracestate", "mercury=r:7;o:a,b=c;d:yes")
 	sc, _ = agent.Extract(h)
