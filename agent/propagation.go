@@ -20,6 +20,9 @@ const (
 	// HeaderDye marks load-test traffic at the edge (the gateway and the HTTP middleware).
 	HeaderDye = "X-Mercury-Dye"
 
+	canonicalTraceparent = "Traceparent"
+	canonicalTracestate  = "Tracestate"
+
 	stateKey        = "mercury"
 	maxStateEntries = 32
 )
@@ -65,25 +68,32 @@ func ParseTraceparent(h string) (sc SpanContext, ok bool) {
 
 // FormatTraceparent renders version 00.
 func FormatTraceparent(sc SpanContext) string {
-	var b [55]byte
-	copy(b[:], "00-")
-	hex.Encode(b[3:35], sc.TraceID[:])
-	b[35] = '-'
-	hex.Encode(b[36:52], sc.SpanID[:])
-	copy(b[52:], "-00")
-	if sc.Sampled {
-		b[54] = '1'
-	}
-	return string(b[:])
+	var b [traceparentLen]byte
+	return string(appendTraceparent(b[:0], sc))
 }
 
-// applyTracestate reads Mercury's entry and keeps the others.
+const traceparentLen = 55
+
+func appendTraceparent(b []byte, sc SpanContext) []byte {
+	b = append(b, "00-"...)
+	b = hex.AppendEncode(b, sc.TraceID[:])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, sc.SpanID[:])
+	if sc.Sampled {
+		return append(b, "-01"...)
+	}
+	return append(b, "-00"...)
+}
+
+// applyTracestate reads Mercury's entry and keeps the others. It allocates only to join more
+// than four other entries.
 func applyTracestate(sc *SpanContext, h string) {
 	if h == "" {
 		return
 	}
-	var others []string
-	for _, entry := range strings.Split(h, ",") {
+	var buf [4]string
+	others := buf[:0]
+	for entry := range strings.SplitSeq(h, ",") {
 		entry = strings.TrimSpace(entry)
 		k, v, ok := strings.Cut(entry, "=")
 		if !ok || k == "" {
@@ -95,7 +105,7 @@ func applyTracestate(sc *SpanContext, h string) {
 			}
 			continue
 		}
-		for _, f := range strings.Split(v, ";") {
+		for f := range strings.SplitSeq(v, ";") {
 			name, val, _ := strings.Cut(f, ":")
 			switch name {
 			case "r":
@@ -116,22 +126,25 @@ func applyTracestate(sc *SpanContext, h string) {
 
 // FormatTracestate puts Mercury's entry first (the spec wants the updated entry leftmost).
 func FormatTracestate(sc SpanContext) string {
-	var b strings.Builder
-	b.WriteString(stateKey)
-	b.WriteString("=r:")
-	b.WriteString(strconv.FormatFloat(sc.SampleRate, 'g', -1, 64))
+	var b [128]byte // Mercury's entry always fits: only other vendors' state can overflow it
+	return string(appendTracestate(b[:0], sc))
+}
+
+func appendTracestate(b []byte, sc SpanContext) []byte {
+	b = append(b, stateKey+"=r:"...)
+	b = strconv.AppendFloat(b, sc.SampleRate, 'g', -1, 64)
 	if sc.Dyed {
-		b.WriteString(";d:1")
+		b = append(b, ";d:1"...)
 	}
 	if sc.OriginDomain != "" {
-		b.WriteString(";o:")
-		b.WriteString(sc.OriginDomain)
+		b = append(b, ";o:"...)
+		b = append(b, sc.OriginDomain...)
 	}
 	if sc.OtherState != "" {
-		b.WriteByte(',')
-		b.WriteString(sc.OtherState)
+		b = append(b, ',')
+		b = append(b, sc.OtherState...)
 	}
-	return b.String()
+	return b
 }
 
 // Carrier is the header access propagation needs; http.Header satisfies it.
@@ -159,9 +172,9 @@ func (h HeaderCarrier) Set(k, v string) { h[canonicalHeaderKey(k)] = []string{v}
 func canonicalHeaderKey(k string) string {
 	switch k {
 	case HeaderTraceparent:
-		return "Traceparent"
+		return canonicalTraceparent
 	case HeaderTracestate:
-		return "Tracestate"
+		return canonicalTracestate
 	}
 	return http.CanonicalHeaderKey(k)
 }
@@ -177,13 +190,22 @@ func Extract(c Carrier) (SpanContext, bool) {
 	return sc, true
 }
 
-// Inject writes sc into headers.
+// Inject writes sc into headers. Both values are rendered into one string; into a
+// HeaderCarrier they also share one value slice, so a propagation costs two allocations.
 func Inject(sc SpanContext, c Carrier) {
 	if !sc.IsValid() {
 		return
 	}
-	c.Set(HeaderTraceparent, FormatTraceparent(sc))
-	c.Set(HeaderTracestate, FormatTracestate(sc))
+	var buf [traceparentLen + 128]byte
+	s := string(appendTracestate(appendTraceparent(buf[:0], sc), sc))
+	tp, ts := s[:traceparentLen], s[traceparentLen:]
+	if h, ok := c.(HeaderCarrier); ok {
+		v := []string{tp, ts}
+		h[canonicalTraceparent], h[canonicalTracestate] = v[:1:1], v[1:] // capped: an append reallocates
+		return
+	}
+	c.Set(HeaderTraceparent, tp)
+	c.Set(HeaderTracestate, ts)
 }
 
 func hexByte(s string) (byte, bool) {

@@ -53,6 +53,9 @@ func TestTracestate(t *testing.T) {
 	if got, want := out.Get("tracestate"), "mercury=r:0.25;d:1;o:shop,congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"; got != want {
 		t.Fatalf("tracestate %q, want %q", got, want)
 	}
+	if n := testing.AllocsPerRun(100, func() { agent.Extract(agent.HeaderCarrier(h)) }); n != 1 {
+		t.Fatalf("Extract: %v allocations, want 1 (joining the two other entries)", n)
+	}
 	// Hostile Mercury values are ignored, never trusted.
 	h.Set("tracestate", "mercury=r:7;o:a,b=c;d:yes")
 	sc, _ = agent.Extract(h)
@@ -63,5 +66,26 @@ func TestTracestate(t *testing.T) {
 	h.Set("traceparent", "00-xyz")
 	if _, ok := agent.Extract(h); ok {
 		t.Fatal("malformed traceparent extracted")
+	}
+}
+
+func TestInjectHeaderCarrier(t *testing.T) {
+	sc, _ := agent.ParseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	sc.SampleRate, sc.Dyed, sc.OriginDomain, sc.OtherState = 0.5, true, "shop", "congo=t61rcWkgMzE"
+	h := http.Header{}
+	agent.Inject(sc, agent.HeaderCarrier(h))
+	if got := h.Get("traceparent"); got != agent.FormatTraceparent(sc) {
+		t.Fatalf("traceparent %q", got)
+	}
+	if got, want := h.Get("tracestate"), "mercury=r:0.5;d:1;o:shop,congo=t61rcWkgMzE"; got != want || want != agent.FormatTracestate(sc) {
+		t.Fatalf("tracestate %q, want %q", got, want)
+	}
+	// The two values share a backing array: adding one must not overwrite the other.
+	h.Add("traceparent", "x")
+	if got := h.Values("tracestate"); len(got) != 1 || got[0] != "mercury=r:0.5;d:1;o:shop,congo=t61rcWkgMzE" {
+		t.Fatalf("tracestate after Add: %q", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { agent.Inject(sc, agent.HeaderCarrier(h)) }); n != 2 {
+		t.Fatalf("Inject: %v allocations, want 2", n)
 	}
 }

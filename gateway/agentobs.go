@@ -51,7 +51,7 @@ const (
 func (o *AgentObserver) RequestStart(ctx context.Context, route RouteInfo, r *http.Request) context.Context {
 	if sc, ok := agent.Extract(agent.HeaderCarrier(r.Header)); ok {
 		ctx = agent.ContextWithRemote(ctx, sc) // the root's dye mark travels in tracestate
-	} else if r.Header.Get(DyeHeader) != "" {
+	} else if dyeOf(r.Header) != "" {
 		ctx = agent.WithDye(ctx)
 	}
 	sctx, s := o.a.Start(ctx, route.Name, agent.KindServer, agent.CategoryHTTP)

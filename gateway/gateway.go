@@ -129,15 +129,24 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// bufferPool recycles the proxy's 32 KiB copy buffers.
+// bufferPool recycles the proxy's 32 KiB copy buffers. It pools array
+// pointers: Put converts the slice back to one instead of allocating a new
+// *[]byte per request.
 type bufferPool struct{ p sync.Pool }
 
+const copyBufSize = 32 << 10
+
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufSize]byte)[:] }
+
+func (b *bufferPool) Put(x []byte) {
+	if len(x) == copyBufSize {
+		b.p.Put((*[copyBufSize]byte)(x))
+	}
+}
 
 func applyDefaults(c *Config) {
 	if c.Listen == "" {

@@ -18,11 +18,11 @@ func route1(name, prefix string, tier int, local ...string) RouteConfig {
 }
 
 func TestProxyBasics(t *testing.T) {
-	var gotDye, gotPath, gotXFF atomic.Value
+	var gotDye, gotPath, gotXF atomic.Value
 	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
 		gotDye.Store(r.Header.Get(DyeHeader))
 		gotPath.Store(r.URL.Path)
-		gotXFF.Store(r.Header.Get("X-Forwarded-For"))
+		gotXF.Store([]string{r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto")})
 		io.WriteString(w, "hello")
 	})
 	rc := route1("songs", "/song/", 1, up.URL)
@@ -31,12 +31,14 @@ func TestProxyBasics(t *testing.T) {
 	g, rec := newGateway(t, Config{Routes: []RouteConfig{rc, other}})
 	h := g.Handler()
 
-	code, body := do(h, "GET", "/song/42", nil, DyeHeader, "loadtest-7")
+	// The client's X-Forwarded-For is replaced, not trusted.
+	code, body := do(h, "GET", "/song/42", nil, DyeHeader, "loadtest-7", "X-Forwarded-For", "10.6.6.6")
 	if code != 200 || body != "hello" {
 		t.Fatalf("%d %q", code, body)
 	}
-	if gotDye.Load() != "loadtest-7" || gotPath.Load() != "/42" || gotXFF.Load() == "" {
-		t.Fatalf("upstream saw dye=%v path=%v xff=%v", gotDye.Load(), gotPath.Load(), gotXFF.Load())
+	xf := gotXF.Load().([]string) // httptest.NewRequest's client and host
+	if gotDye.Load() != "loadtest-7" || gotPath.Load() != "/42" || xf[0] != "192.0.2.1" || xf[1] != "example.com" || xf[2] != "http" {
+		t.Fatalf("upstream saw dye=%v path=%v x-forwarded=%q", gotDye.Load(), gotPath.Load(), xf)
 	}
 	o := rec.lastOutcome()
 	if !o.Dyed || o.Upstream != UpstreamLocal || o.Status != 200 || o.ShedBy != "" {

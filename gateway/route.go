@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mercury-apm/mercury/gateway/bbr"
 	"github.com/mercury-apm/mercury/gateway/breaker"
+	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/ratelimit"
 	"github.com/mercury-apm/mercury/gateway/retry"
@@ -71,22 +73,23 @@ type edge struct {
 // quietPeriod without rejections ends a shedding episode.
 const quietPeriod = int64(time.Second)
 
-func (e *edge) reject(now int64) (started bool) {
-	e.lastReject.Store(now)
+func (e *edge) reject(clk clock.Clock) (started bool) {
+	e.lastReject.Store(clk.Now())
 	return e.shedding.CompareAndSwap(false, true)
 }
 
-func (e *edge) admit(now int64) (stopped bool) {
-	return e.shedding.Load() && now-e.lastReject.Load() >= quietPeriod && e.shedding.CompareAndSwap(true, false)
+// admit reads the clock only during an episode: an admission outside one has
+// no transition to time, and it is the common case.
+func (e *edge) admit(clk clock.Clock) (stopped bool) {
+	return e.shedding.Load() && clk.Now()-e.lastReject.Load() >= quietPeriod && e.shedding.CompareAndSwap(true, false)
 }
 
 func (r *route) event(kind EventKind, attrs ...slog.Attr) { r.g.obs.Event(kind, r.info, attrs...) }
 
 func (r *route) limiterEdge(e *edge, name string, rejected bool) {
-	now := r.g.clock.Now()
-	if rejected && e.reject(now) {
+	if rejected && e.reject(r.g.clock) {
 		r.event(EventLimiter, slog.String("limiter", name), slog.Bool("shedding", true))
-	} else if !rejected && e.admit(now) {
+	} else if !rejected && e.admit(r.g.clock) {
 		r.event(EventLimiter, slog.String("limiter", name), slog.Bool("shedding", false))
 	}
 }
@@ -188,15 +191,19 @@ func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStat
 
 // reqState travels in the request context from serve to the transport and
 // back into the Outcome. It is its own context node and carries the status
-// writer, so a request pays one allocation for all three.
+// writer, the request the proxy sees, the X-Forwarded-* header values and the
+// local attempt's storage, so a request pays one allocation for all of them.
 type reqState struct {
 	context.Context
 	sw         statusWriter
+	req        http.Request // the incoming request with this context
 	shedBy     string
 	upstream   string
 	retried    bool
 	failedOver bool
 	err        error
+	fwd        [3]string // X-Forwarded-For, -Host, -Proto
+	local      attemptState
 }
 
 type stateKey struct{}
@@ -262,7 +269,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		r.m.observe(status, d.Seconds())
 		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
 			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, ShedBy: st.shedBy,
-			Degraded: st.shedBy == shedDegrade, Dyed: req.Header.Get(DyeHeader) != "", Err: st.err})
+			Degraded: st.shedBy == shedDegrade, Dyed: dyeOf(req.Header) != "", Err: st.err})
 	}()
 	r.chain(st, req)
 	panicked = false
@@ -299,7 +306,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 		}
 		defer func() { done(breaker.Failure(sw.status, st.err)) }()
 	}
-	req = req.WithContext(st)
+	req = withContext(&st.req, req, st)
 	if r.window != nil && r.replayable(req) {
 		if err := r.bufferBody(req); err != nil {
 			st.err = err
@@ -314,6 +321,14 @@ func (r *route) refuse(w http.ResponseWriter, st *reqState, by string, status in
 	st.shedBy = by
 	r.m.shedBy(by)
 	http.Error(w, "overloaded", status)
+}
+
+// withContext is req.WithContext(ctx) stored in dst, which the caller has
+// allocated anyway: WithContext is inlined and its result does not escape, so
+// the copy costs no allocation of its own.
+func withContext(dst, req *http.Request, ctx context.Context) *http.Request {
+	*dst = *req.WithContext(ctx)
+	return dst
 }
 
 // replayable reports whether the route may replay req remotely at all.
@@ -356,8 +371,8 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.URL.Path = strings.Replace(p, "//", "/", 1)
 		pr.Out.URL.RawPath = ""
 	}
-	pr.SetXForwarded()
-	if dye := pr.In.Header.Get(DyeHeader); dye != "" {
+	stateOf(pr.Out.Context()).setXForwarded(pr)
+	if dye := dyeOf(pr.In.Header); dye != "" {
 		pr.Out.Header.Set(DyeHeader, dye)
 	}
 	// Once per request: a failover replays a clone of this request, so both
@@ -365,6 +380,33 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 	if r.g.prop != nil {
 		r.g.prop.Propagate(pr.Out.Context(), pr.Out.Header)
 	}
+}
+
+// setXForwarded is httputil.ProxyRequest.SetXForwarded with the values in
+// st.fwd instead of one allocation each. ReverseProxy has already stripped the
+// client's X-Forwarded-* headers, so there is no prior X-Forwarded-For to
+// extend.
+func (st *reqState) setXForwarded(pr *httputil.ProxyRequest) {
+	h := pr.Out.Header
+	st.fwd[1], st.fwd[2] = pr.In.Host, "http"
+	if pr.In.TLS != nil {
+		st.fwd[2] = "https"
+	}
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		st.fwd[0] = ip
+		h["X-Forwarded-For"] = st.fwd[0:1:1] // capped: an append reallocates
+	}
+	h["X-Forwarded-Host"] = st.fwd[1:2:2]
+	h["X-Forwarded-Proto"] = st.fwd[2:3:3]
+}
+
+// dyeOf reads the dye mark under its canonical key, without Header.Get's
+// canonicalization.
+func dyeOf(h http.Header) string {
+	if v := h[DyeHeader]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // remember keeps the last good GET response for the cache fallback.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/mercury-apm/mercury/gateway/breaker"
@@ -58,7 +59,7 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st.retried = !refused
 	st.failedOver = true
-	resp, err = r.attempt(req, r.remote, r.remoteTimeout)
+	resp, err = r.attempt(req, r.remote, time.Now().Add(r.remoteTimeout), new(attemptState))
 	if !errors.Is(err, upstream.ErrNoHealthy) {
 		st.upstream = UpstreamRemote
 	}
@@ -120,8 +121,8 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	if r.dyn != nil {
 		d = r.dyn.Timeout()
 	}
-	start := time.Now()
-	resp, err := r.attempt(req, r.local, d)
+	start := time.Now() // one reading for the deadline and the EMA's latency
+	resp, err := r.attempt(req, r.local, start.Add(d), &st.local)
 	if r.dyn != nil {
 		r.dyn.Observe(time.Since(start)) // headers in, or the attempt failed
 	}
@@ -134,18 +135,26 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	return resp, err
 }
 
-// attempt sends req to one instance of pool with timeout d. The timeout
-// covers the body too, so the context is cancelled when the body is closed.
-func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration) (*http.Response, error) {
+// attemptState is the storage of one attempt: the outgoing request, its URL
+// and the body wrapper. The local attempt's lives in the reqState.
+type attemptState struct {
+	req  http.Request
+	url  url.URL
+	body releaseBody
+}
+
+// attempt sends req to one instance of pool by deadline. The deadline covers
+// the body too, so the context is cancelled when the body is closed.
+func (r *route) attempt(req *http.Request, pool *upstream.Pool, deadline time.Time, a *attemptState) (*http.Response, error) {
 	in, err := pool.Pick()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), d)
-	out := req.WithContext(ctx)
-	u := *req.URL
-	u.Scheme, u.Host = in.URL.Scheme, in.URL.Host
-	out.URL, out.Host = &u, ""
+	ctx, cancel := context.WithDeadline(req.Context(), deadline)
+	out := withContext(&a.req, req, ctx)
+	a.url = *req.URL
+	a.url.Scheme, a.url.Host = in.URL.Scheme, in.URL.Host
+	out.URL, out.Host = &a.url, ""
 	resp, err := r.g.transport.RoundTrip(out)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
@@ -155,7 +164,8 @@ func (r *route) attempt(req *http.Request, pool *upstream.Pool, d time.Duration)
 		in.Done()
 		return nil, err
 	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, cancel: cancel, in: in}
+	a.body = releaseBody{ReadCloser: resp.Body, cancel: cancel, in: in}
+	resp.Body = &a.body
 	return resp, nil
 }
 
