@@ -410,3 +410,39 @@ func TestEndDuringClose(t *testing.T) {
 		}
 	}
 }
+
+// The writer is woken only once a batch is waiting (an eighth of this small queue; waking it
+// per span cost the caller more than the span); below that its flush tick drains the queue,
+// and Flush and Close always do.
+func TestWriterWakesAtAThreshold(t *testing.T) {
+	end := func(a *agent.Agent, n int) {
+		for range n {
+			_, s := a.StartSpan(context.Background(), "op")
+			s.End()
+		}
+	}
+	a, err := agent.New(agent.Config{SpoolDir: t.TempDir(), QueueSize: 80, FlushInterval: time.Hour, HeartbeatInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	end(a, 9)
+	time.Sleep(20 * time.Millisecond)
+	if st := a.Stats(); st.Queued != 9 || st.SpansWritten != 0 {
+		t.Fatalf("below the threshold: queued %d, written %d; want 9 and 0", st.Queued, st.SpansWritten)
+	}
+	end(a, 1) // the tenth of 80
+	waitFor(t, func() bool { return a.Stats().SpansWritten == 10 })
+	end(a, 1)
+	if err := a.Flush(context.Background()); err != nil || a.Stats().SpansWritten != 11 {
+		t.Fatalf("Flush: %v, written %d", err, a.Stats().SpansWritten)
+	}
+
+	ticking, err := agent.New(agent.Config{SpoolDir: t.TempDir(), FlushInterval: 5 * time.Millisecond, HeartbeatInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ticking.Close(context.Background())
+	end(ticking, 1)
+	waitFor(t, func() bool { return ticking.Stats().SpansWritten == 1 })
+}

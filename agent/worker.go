@@ -43,6 +43,7 @@ func (a *Agent) writeLoop() {
 			w.writeEvent(&ev)
 		case <-flush.C:
 			a.clock.Store(newClockBase())
+			w.drain()
 			w.flush()
 		case <-beat.C:
 			a.heartbeat()
