@@ -1,7 +1,6 @@
-// Package gateway compares Mercury's gateway, with every middleware on and
-// every request traced by the Mercury agent, against a bare
-// httputil.ReverseProxy in front of the same loopback
-// upstream, in one run. The machine is shared, so both sides are measured
+// Package gateway compares Mercury's gateway, with every middleware on, with
+// and without every request traced by the Mercury agent, against a bare
+// httputil.ReverseProxy in front of the same loopback upstream, in one run. The machine is shared, so both sides are measured
 // under the same noise: throughput in short alternating phases at
 // saturation, latency with one client alternating request by request (so
 // queueing does not hide the per-request cost).
@@ -191,71 +190,74 @@ func throughput(b *testing.B, u string) (perSec, perCPUSec float64) {
 	return float64(total) / time.Since(start).Seconds(), float64(total) / (cpuTime() - cpu0).Seconds()
 }
 
-// latencies sends latencyRequests to each URL, alternating one by one, and
-// returns both sets sorted.
-func latencies(b *testing.B, bareURL, gwURL string) (bare, gw []time.Duration) {
-	c, done := client(2)
+// latencies sends latencyRequests to each URL, one by one in rotating order, and returns the
+// sets sorted.
+func latencies(b *testing.B, urls ...string) [][]time.Duration {
+	c, done := client(len(urls)) // one idle connection per proxy: no request pays a dial
 	defer done()
-	one := func(u string) time.Duration {
-		t := time.Now()
-		if err := get(c, u); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(t)
-	}
+	out := make([][]time.Duration, len(urls))
 	for i := range latencyRequests {
-		if i%2 == 0 { // alternate who goes first
-			bare = append(bare, one(bareURL))
-			gw = append(gw, one(gwURL))
-		} else {
-			gw = append(gw, one(gwURL))
-			bare = append(bare, one(bareURL))
+		for j := range urls {
+			k := (i + j) % len(urls) // rotate who goes first
+			t := time.Now()
+			if err := get(c, urls[k]); err != nil {
+				b.Fatal(err)
+			}
+			out[k] = append(out[k], time.Since(t))
 		}
 	}
-	slices.Sort(bare)
-	slices.Sort(gw)
-	return bare, gw
+	for _, l := range out {
+		slices.Sort(l)
+	}
+	return out
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {
 	return sorted[int(p*float64(len(sorted)-1))]
 }
 
+// BenchmarkCompare measures three proxies in one run: bare, the gateway with every middleware
+// on, and the same gateway also tracing every request to its agent's spool. Ratios are against
+// bare: "gateway_*" without tracing, "traced_*" with it.
 func BenchmarkCompare(b *testing.B) {
 	up := upstream()
 	defer up.Close()
 	bare := bareProxy(up.URL)
 	defer bare.Close()
-	a := tracingAgent(b)
-	gw := fullGateway(b, up.URL, gateway.NewAgentObserver(a))
+	gw := fullGateway(b, up.URL, gateway.NopObserver{})
 	defer gw.Close()
-	// Warm both paths (connections, pools).
-	_, _ = throughput(b, bare.URL+"/warm")
-	_, _ = throughput(b, gw.URL+"/warm")
+	a := tracingAgent(b)
+	traced := fullGateway(b, up.URL, gateway.NewAgentObserver(a))
+	defer traced.Close()
+	urls := []string{bare.URL + "/x", gw.URL + "/x", traced.URL + "/x"}
+	names := []string{"bare", "gateway", "traced"}
+	for _, u := range urls { // warm connections and pools
+		_, _ = throughput(b, u+"/warm")
+	}
 
-	var bareRPS, gwRPS, bareCPU, gwCPU float64
-	for i := range 2 * rounds {
-		if i%4 == 0 || i%4 == 3 { // ABBA order cancels drift
-			rps, cpu := throughput(b, bare.URL+"/x")
-			bareRPS, bareCPU = bareRPS+rps/rounds, bareCPU+cpu/rounds
-		} else {
-			rps, cpu := throughput(b, gw.URL+"/x")
-			gwRPS, gwCPU = gwRPS+rps/rounds, gwCPU+cpu/rounds
+	rps, cpu := make([]float64, len(urls)), make([]float64, len(urls))
+	for i := range rounds {
+		for j := range urls {
+			k := j
+			if i%2 == 1 { // ABC CBA ...: cancels drift
+				k = len(urls) - 1 - j
+			}
+			r, c := throughput(b, urls[k])
+			rps[k], cpu[k] = rps[k]+r/rounds, cpu[k]+c/rounds
 		}
 	}
-	bareLat, gwLat := latencies(b, bare.URL+"/x", gw.URL+"/x")
+	lat := latencies(b, urls...)
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	b.ReportMetric(bareRPS, "bare_req/s")
-	b.ReportMetric(gwRPS, "gateway_req/s")
-	b.ReportMetric(gwRPS/bareRPS, "throughput_ratio")
-	b.ReportMetric(bareCPU, "bare_req/cpu-s")
-	b.ReportMetric(gwCPU, "gateway_req/cpu-s")
-	b.ReportMetric(gwCPU/bareCPU, "cpu_throughput_ratio")
-	b.ReportMetric(us(pct(bareLat, 0.5)), "bare_p50_µs")
-	b.ReportMetric(us(pct(gwLat, 0.5)), "gateway_p50_µs")
-	b.ReportMetric(us(pct(bareLat, 0.99)), "bare_p99_µs")
-	b.ReportMetric(us(pct(gwLat, 0.99)), "gateway_p99_µs")
-	b.ReportMetric(us(pct(gwLat, 0.99)-pct(bareLat, 0.99)), "added_p99_µs")
+	for k, n := range names {
+		b.ReportMetric(rps[k], n+"_req/s")
+		b.ReportMetric(us(pct(lat[k], 0.5)), n+"_p50_µs")
+		b.ReportMetric(us(pct(lat[k], 0.99)), n+"_p99_µs")
+		if k > 0 {
+			b.ReportMetric(rps[k]/rps[0], n+"_throughput_ratio")
+			b.ReportMetric(cpu[k]/cpu[0], n+"_cpu_throughput_ratio")
+			b.ReportMetric(us(pct(lat[k], 0.99)-pct(lat[0], 0.99)), n+"_added_p99_µs")
+		}
+	}
 	reportAgent(b, a)
 }
 
