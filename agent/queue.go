@@ -11,9 +11,9 @@ import "sync"
 // Batches stay small (64) so the records in flight stay in cache.
 //
 // It also carries the records back: the writer returns them in chunks as it encodes them, and
-// Start reuses them from free. A sync.Pool did this before, but the writer
-// put records into its own core's cache, so nearly every Get on the caller's core was a slow
-// steal from the writer's (a quarter of Start's time in the profile).
+// Start reuses them from free. A sync.Pool did this before, but the writer put records into
+// its own core's cache, so nearly every Get on the caller's core was a slow steal from the
+// writer's (a quarter of Start's time in the profile).
 type spanQueue struct {
 	mu     sync.Mutex
 	buf    []*spanRecord
