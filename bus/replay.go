@@ -116,6 +116,19 @@ func Replay(ctx context.Context, cfg Config, rc ReplayConfig) (ReplayStats, erro
 			if err := flush(); err != nil {
 				return st, err
 			}
+			if !rc.Follow {
+				// Nothing arrives from a partition that retention emptied or another replay
+				// in the group owns: ask the broker which ones are still behind.
+				now, err := dlqBacklog(ctx, cfg, rc.Group)
+				if err != nil {
+					return st, err
+				}
+				for p := range behind {
+					if _, ok := now[p]; !ok {
+						delete(behind, p)
+					}
+				}
+			}
 			continue
 		case err != nil:
 			return st, fmt.Errorf("bus: replay: fetch: %w", err)
