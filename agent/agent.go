@@ -55,7 +55,7 @@ type Config struct {
 	ConfigPoll time.Duration
 
 	HeartbeatInterval time.Duration // default 10 s
-	FlushInterval     time.Duration // how often pending blocks reach the disk (default 200 ms)
+	FlushInterval     time.Duration // how often pending blocks reach the disk and fewer than 64 queued spans are written (default 200 ms)
 
 	Logger Logger
 
