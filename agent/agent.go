@@ -55,7 +55,9 @@ type Config struct {
 	ConfigPoll time.Duration
 
 	HeartbeatInterval time.Duration // default 10 s
-	FlushInterval     time.Duration // how often pending blocks reach the disk and fewer than 64 queued spans are written (default 200 ms)
+	// FlushInterval is how often pending blocks reach the disk, and how long fewer than 64
+	// queued spans wait for the writer (default 200 ms).
+	FlushInterval time.Duration
 
 	Logger Logger
 
