@@ -5,6 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,35 @@ import (
 
 func route1(name, prefix string, tier int, local ...string) RouteConfig {
 	return RouteConfig{Name: name, Prefix: prefix, Service: name + "-svc", Tier: tier, Local: UpstreamConfig{Instances: local}}
+}
+
+// An upstream's 103 Early Hints reach the client, and the status reported (metrics, span,
+// breaker) is the final one.
+func TestEarlyHintsAreNotTheStatus(t *testing.T) {
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusNotFound)
+	})
+	g, rec := newGateway(t, Config{Routes: []RouteConfig{route1("songs", "/", 1, up.URL)}})
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	var hints []int
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { hints = append(hints, code); return nil },
+	})
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/x", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || len(hints) != 1 || hints[0] != http.StatusEarlyHints {
+		t.Fatalf("client got %d after 1xx %v", resp.StatusCode, hints)
+	}
+	if o := rec.lastOutcome(); o.Status != http.StatusNotFound {
+		t.Fatalf("reported status %d, want 404", o.Status)
+	}
 }
 
 func TestProxyBasics(t *testing.T) {

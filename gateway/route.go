@@ -22,6 +22,7 @@ import (
 	"github.com/mercury-apm/mercury/gateway/retry"
 	"github.com/mercury-apm/mercury/gateway/timeout"
 	"github.com/mercury-apm/mercury/gateway/upstream"
+	"github.com/mercury-apm/mercury/internal/httpstatus"
 )
 
 // DyeHeader marks load-test traffic; it is passed through to upstreams.
@@ -195,7 +196,7 @@ func newBreaker(c BreakerConfig, clk interface{ Now() int64 }, cb breaker.OnStat
 // local attempt's storage, so a request pays one allocation for all of them.
 type reqState struct {
 	context.Context
-	sw         statusWriter
+	sw         httpstatus.Recorder
 	req        http.Request // the incoming request with this context
 	shedBy     string
 	upstream   string
@@ -221,29 +222,6 @@ func stateOf(ctx context.Context) *reqState {
 	return st
 }
 
-// statusWriter records the status the client got.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush on the real writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // serve runs the gateway-side middlewares (tier, BBR, degrade), then the
 // proxy, whose transport runs the per-upstream ones.
 func (r *route) serve(w http.ResponseWriter, req *http.Request) {
@@ -256,7 +234,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	defer func() {
 		r.m.inFlight.Dec()
 		d := time.Since(start)
-		status := sw.status
+		status := sw.Code()
 		switch {
 		case status != 0:
 		case panicked:
@@ -304,7 +282,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 			r.degrade.WriteFallback(sw)
 			return
 		}
-		defer func() { done(breaker.Failure(sw.status, st.err)) }()
+		defer func() { done(breaker.Failure(sw.Code(), st.err)) }()
 	}
 	req = withContext(&st.req, req, st)
 	if r.window != nil && r.replayable(req) {

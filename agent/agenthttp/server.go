@@ -3,7 +3,6 @@ package agenthttp
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/internal/httpstatus"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
@@ -61,8 +61,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
 			code := http.StatusInternalServerError // what a proxy in front reports, if nothing was sent
-			if rw.code != 0 {
-				code = rw.code
+			if rw.Code() != 0 {
+				code = rw.Code()
 			}
 			h.finish(span, r, code, m)
 			span.SetStatus(schemas.StatusError, code)
@@ -168,19 +168,18 @@ func (p panicError) Unwrap() error {
 	return err
 }
 
-// responseWriter notes the status the handler sends. The wrapper must not hide what the real
-// writer can do: Flush, ReadFrom (sendfile) and Unwrap (http.ResponseController) always pass
-// through; Hijack is offered only when the real writer has it (HTTP/1), because libraries
-// choose their code path by asserting http.Hijacker.
+// responseWriter notes the status the handler sends. Hijack is offered only when the real
+// writer has it (HTTP/1), because libraries choose their code path by asserting http.Hijacker.
 type responseWriter struct {
-	http.ResponseWriter
-	code     int
+	httpstatus.Recorder
 	hijacked bool
 }
 
 type hijackWriter struct{ *responseWriter }
 
-func wrap(w http.ResponseWriter) *responseWriter { return &responseWriter{ResponseWriter: w} }
+func wrap(w http.ResponseWriter) *responseWriter {
+	return &responseWriter{Recorder: httpstatus.Recorder{ResponseWriter: w}}
+}
 
 func (w *responseWriter) writer() http.ResponseWriter {
 	if _, ok := w.ResponseWriter.(http.Hijacker); ok {
@@ -194,47 +193,11 @@ func (w *responseWriter) status() int {
 	switch {
 	case w.hijacked:
 		return 0
-	case w.code == 0:
+	case w.Code() == 0:
 		return http.StatusOK
 	}
-	return w.code
+	return w.Code()
 }
-
-func (w *responseWriter) WriteHeader(code int) {
-	if w.code == 0 && code >= 200 { // 1xx are informational; the final status comes later
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(src)
-	}
-	return io.Copy(writerOnly{w.ResponseWriter}, src)
-}
-
-// writerOnly hides ReadFrom so io.Copy does not loop back into it.
-type writerOnly struct{ io.Writer }
-
-func (w *responseWriter) Flush() {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := w.ResponseWriter.(http.Hijacker).Hijack()
