@@ -216,8 +216,15 @@ func (b *Backoff) Next() time.Duration {
 func (b *Backoff) Reset() { b.cur = 0 }
 
 // Wait sleeps for Next() or until ctx ends.
-func (b *Backoff) Wait(ctx context.Context) error {
-	t := time.NewTimer(b.Next())
+func (b *Backoff) Wait(ctx context.Context) error { return Sleep(ctx, b.Next()) }
+
+// Sleep waits for d or until ctx ends, whichever comes first, and returns ctx.Err() in the
+// second case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

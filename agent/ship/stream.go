@@ -297,7 +297,7 @@ func (st *stream) fill(ctx context.Context) error {
 		if !now.Before(lingerUntil) {
 			break
 		}
-		if err := sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
+		if err := bus.Sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
 			return nil // shutting down: the caller sees ctx and abandons the batch
 		}
 	}
@@ -771,19 +771,5 @@ func (l *rateLimiter) wait(ctx context.Context, n int64) error {
 	}
 	d := l.next.Sub(now)
 	l.next = l.next.Add(time.Duration(float64(n) / float64(l.rate) * float64(time.Second)))
-	return sleep(ctx, d)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return bus.Sleep(ctx, d)
 }
