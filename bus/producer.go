@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,7 +93,8 @@ func (p *Producer) partitions(ctx context.Context) ([]int, error) {
 		if len(parts) == 0 {
 			break
 		}
-		p.parts, p.partsAt = sortedInts(parts), time.Now()
+		slices.Sort(parts)
+		p.parts, p.partsAt = parts, time.Now()
 		return p.parts, nil
 	}
 	return nil, fmt.Errorf("metadata %s: %w", p.topic, kafka.UnknownTopicOrPartition)
@@ -102,15 +104,6 @@ func (p *Producer) forget() {
 	p.mu.Lock()
 	p.parts = nil
 	p.mu.Unlock()
-}
-
-func sortedInts(a []int) []int {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
-	return a
 }
 
 // WriteMessages produces msgs (their Topic and Partition are ignored) and waits for every

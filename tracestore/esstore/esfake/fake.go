@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -91,7 +92,7 @@ func (s *Server) LastSearch() (json.RawMessage, []string) {
 func (s *Server) Indices() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return sortedKeys(s.indices)
+	return slices.Sorted(maps.Keys(s.indices))
 }
 
 // Template returns a stored index template.
@@ -176,7 +177,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			pats = strings.Split(parts[2], ",")
 		}
 		rows := []map[string]string{}
-		for _, name := range sortedKeys(s.indices) {
+		for _, name := range slices.Sorted(maps.Keys(s.indices)) {
 			if len(pats) == 0 || matchAny(pats, name) {
 				rows = append(rows, map[string]string{"index": name})
 			}
@@ -297,7 +298,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, parts []string) 
 				continue
 			}
 			matched := false
-			for _, n := range sortedKeys(s.indices) {
+			for _, n := range slices.Sorted(maps.Keys(s.indices)) {
 				if ok, _ := path.Match(p, n); ok {
 					names, matched = append(names, n), true
 				}
@@ -309,7 +310,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, parts []string) 
 		}
 		s.searchedIndices = strings.Split(parts[0], ",")
 	} else {
-		names = sortedKeys(s.indices)
+		names = slices.Sorted(maps.Keys(s.indices))
 	}
 	var body json.RawMessage
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
@@ -583,13 +584,4 @@ func compareValues(a, b any) int {
 		return cmp.Compare(x, y)
 	}
 	return 0
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

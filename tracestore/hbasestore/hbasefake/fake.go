@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -252,7 +253,7 @@ func (t *table) cellSet(keys []string) hbasestore.CellSet {
 	var cs hbasestore.CellSet
 	for _, k := range keys {
 		if cols := t.rows[k]; len(cols) > 0 {
-			cs.Row = append(cs.Row, t.rowOf(k, sortedKeys(cols)))
+			cs.Row = append(cs.Row, t.rowOf(k, slices.Sorted(maps.Keys(cols))))
 		}
 	}
 	return cs
@@ -264,15 +265,6 @@ func (t *table) rowOf(key string, columns []string) hbasestore.Row {
 		row.Cell = append(row.Cell, hbasestore.Cell{Column: []byte(c), Timestamp: 1, Value: t.rows[key][c]})
 	}
 	return row
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func (s *Server) scanner(w http.ResponseWriter, r *http.Request, seg []string) {
@@ -293,11 +285,11 @@ func (s *Server) scanner(w http.ResponseWriter, r *http.Request, seg []string) {
 			return
 		}
 		sc := &scanner{table: name, batch: max(spec.Batch, 1)}
-		for _, k := range sortedKeys(t.rows) {
+		for _, k := range slices.Sorted(maps.Keys(t.rows)) {
 			if (len(spec.StartRow) > 0 && k < string(spec.StartRow)) || (len(spec.EndRow) > 0 && k >= string(spec.EndRow)) {
 				continue
 			}
-			for _, c := range sortedKeys(t.rows[k]) {
+			for _, c := range slices.Sorted(maps.Keys(t.rows[k])) {
 				sc.cells = append(sc.cells, cell{k, c})
 			}
 		}
