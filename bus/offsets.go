@@ -1,7 +1,8 @@
 package bus
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 )
 
@@ -72,10 +73,5 @@ func (t *OffsetTracker) Committable() map[int]int64 {
 func (t *OffsetTracker) Partitions() []int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]int, 0, len(t.parts))
-	for p := range t.parts {
-		out = append(out, p)
-	}
-	sort.Ints(out)
-	return out
+	return slices.Sorted(maps.Keys(t.parts))
 }

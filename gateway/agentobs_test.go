@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -208,7 +210,7 @@ func TestAgentObserverEndToEnd(t *testing.T) {
 	// Shed by the rate limiter: the span says so.
 	shed, ok := byTag["quota 429 ratelimit "]
 	if !ok || shed.Status != schemas.StatusOK || tag(shed, TagTier) != "3" {
-		t.Fatalf("shed span %+v (have %v)", shed, keys(byTag))
+		t.Fatalf("shed span %+v (have %v)", shed, slices.Sorted(maps.Keys(byTag)))
 	}
 	// An upstream 5xx is an error span; the failover span says where it went.
 	if s := byTag["broken 500  local"]; s.Status != schemas.StatusError || s.StatusCode != 500 {
@@ -230,10 +232,10 @@ func TestAgentObserverEndToEnd(t *testing.T) {
 	}
 	if e, ok := got[schemas.EventBreaker+" broken"]; !ok || attr(e, "from") != "closed" || attr(e, "to") != "open" ||
 		attr(e, "service") != "broken-svc" || attr(e, "region") != "sz" || e.Operation != "broken" {
-		t.Fatalf("breaker event %+v (events %v)", e, keys(got))
+		t.Fatalf("breaker event %+v (events %v)", e, slices.Sorted(maps.Keys(got)))
 	}
 	if e, ok := got[schemas.EventLimiter+" quota"]; !ok || attr(e, "limiter") != "ratelimit" || attr(e, "shedding") != "true" {
-		t.Fatalf("limiter event %+v (events %v)", e, keys(got))
+		t.Fatalf("limiter event %+v (events %v)", e, slices.Sorted(maps.Keys(got)))
 	}
 	var exc bool
 	for _, e := range events {
@@ -242,16 +244,8 @@ func TestAgentObserverEndToEnd(t *testing.T) {
 		}
 	}
 	if !exc {
-		t.Fatalf("no exception event for the upstream error (events %v)", keys(got))
+		t.Fatalf("no exception event for the upstream error (events %v)", slices.Sorted(maps.Keys(got)))
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // Every transition kind becomes an agent Event of the matching type; a panic

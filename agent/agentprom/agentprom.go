@@ -6,7 +6,8 @@
 package agentprom
 
 import (
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -74,12 +75,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.events, st.EventsWritten)
 	counter(c.beats, st.HeartbeatsWritten)
 	counter(c.deleted, st.SpoolDeleted)
-	reasons := make([]string, 0, len(st.Dropped))
-	for r := range st.Dropped {
-		reasons = append(reasons, r)
-	}
-	sort.Strings(reasons)
-	for _, r := range reasons {
+	for _, r := range slices.Sorted(maps.Keys(st.Dropped)) {
 		counter(c.dropped, st.Dropped[r], r)
 	}
 	gauge(c.queue, st.Queued)
