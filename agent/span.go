@@ -44,7 +44,6 @@ type Span struct {
 
 type spanRecord struct {
 	state   atomic.Uint64 // gen<<1 | ended
-	agent   *Agent
 	rec     schemas.Span
 	clock   *clockBase    // the base the start was read against
 	since   time.Duration // start, as monotonic time since clock.mono
@@ -138,7 +137,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	}
 	r := a.spans.get()
 	if r == nil {
-		r = newSpanRecord(a)
+		r = newSpanRecord()
 	}
 	s.rec, s.gen = r, r.state.Load()>>1
 	cb := a.clock.Load()
@@ -173,8 +172,8 @@ func newClockBase() *clockBase {
 	return &clockBase{mono: now, wall: now.UnixNano()}
 }
 
-func newSpanRecord(a *Agent) *spanRecord {
-	r := &spanRecord{agent: a}
+func newSpanRecord() *spanRecord {
+	r := &spanRecord{}
 	r.rec.Tags, r.rec.BusinessKeys = r.tagBuf[:0], r.keysBuf[:0]
 	return r
 }
@@ -291,7 +290,7 @@ func (s *Span) End() {
 		return // ended concurrently: only one End may hand the record over
 	}
 	r.DurationNano = int64(time.Since(sr.clock.mono) - sr.since)
-	sr.agent.enqueue(sr)
+	s.a.enqueue(sr)
 }
 
 // Discard ends the span without recording it: for instrumentation that learns the call it

@@ -29,7 +29,7 @@ func BenchmarkWriter(b *testing.B) {
 		TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Operation: "GET /order/{id}", Kind: schemas.KindServer,
 		StartUnixNano: 1700000000000000000, DurationNano: 1234567, Status: schemas.StatusOK, StatusCode: 200, SampleRate: 1,
 	}
-	r := newSpanRecord(a) // writeSpan resets it for reuse
+	r := newSpanRecord() // writeSpan resets it for reuse
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
