@@ -572,12 +572,6 @@ func (st *stream) commit(b *batch) error {
 	return nil
 }
 
-func (st *stream) committedCursor() cursor {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.committed
-}
-
 // maybeDelivered estimates how many messages of a failed send may nevertheless be in Kafka
 // (and so will be duplicated by the retry): those the broker acknowledged, and those whose
 // fate is unknown (connection lost, timeout). A broker error code means not written.
