@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -98,7 +97,7 @@ func TestConsumeRetriesDeadLettersAndCommits(t *testing.T) {
 	err := bus.Consume(ctx, bus.LoopConfig{
 		Reader: r, Handle: handle, DLQ: dlq, CommitEvery: 3,
 		BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Consume returned %v", err)
@@ -133,7 +132,7 @@ func TestConsumeStopsOnPermanentErrorWithoutDLQ(t *testing.T) {
 			}
 			return nil
 		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if !errors.Is(err, errPoison) || !bus.IsPermanent(err) {
 		t.Fatalf("err %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -22,7 +21,7 @@ import (
 func TestReplayDeadLetters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := broker.Start(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +39,7 @@ func TestReplayDeadLetters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.DiscardHandler)
 	replay := func(rc bus.ReplayConfig) bus.ReplayStats {
 		t.Helper()
 		rc.Logger = quiet

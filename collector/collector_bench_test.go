@@ -2,7 +2,6 @@ package collector_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -36,7 +35,7 @@ func BenchmarkCollectorPebble(b *testing.B) {
 		r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "bench-" + strconv.Itoa(i)}) // a fresh group per run
 		w, _ := bus.NewWriter(cfg, bus.WriterConfig{})
 		c, err := collector.New(collector.Config{Reader: r, DLQ: w, Store: tracestore.New(db, db), BatchSize: 5000,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
 		}

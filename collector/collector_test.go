@@ -43,7 +43,7 @@ func childCollector() int {
 		return 1
 	}
 	defer db.Close()
-	c, err := newCollector(bus.Config{Brokers: []string{os.Getenv("MERCURY_BROKERS")}}, tracestore.New(db, db), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newCollector(bus.Config{Brokers: []string{os.Getenv("MERCURY_BROKERS")}}, tracestore.New(db, db), slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Println("new:", err)
 		return 1
@@ -172,7 +172,7 @@ func TestCollectsAndDeadLetters(t *testing.T) {
 	}
 	defer db.Close()
 	store := tracestore.New(db, db)
-	c, err := newCollector(cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newCollector(cfg, store, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestDeadStoreIsRetriedNeverSkipped(t *testing.T) {
 	rows := &flakyRows{Rows: db}
 	rows.failures.Store(4)
 	store := tracestore.New(db, rows)
-	c, err := collector.NewOnBus(cfg, collector.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	c, err := collector.NewOnBus(cfg, collector.Config{Store: store, Logger: slog.New(slog.DiscardHandler),
 		Backoff: bus.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestStartOutsideWindowIsDeadLettered(t *testing.T) {
 	}
 	defer db.Close()
 	c, err := collector.NewOnBus(cfg, collector.Config{Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 // the trace with every span of every service, in the right tree. A restart reuses the data.
 func TestDemoEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := suite.Start(ctx, suite.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1, Logger: log})
 	if err != nil {
@@ -146,7 +146,7 @@ func TestOneMetricsEndpoint(t *testing.T) {
 	// Demo (in-process shippers) and an extra spool (a suite shipper) register the same
 	// metric names side by side.
 	s, err := suite.Start(ctx, suite.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1,
-		Spools: []string{t.TempDir()}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Spools: []string{t.TempDir()}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

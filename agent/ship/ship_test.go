@@ -3,7 +3,6 @@ package ship
 import (
 	"context"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -35,7 +34,7 @@ func quietLog() *slog.Logger {
 	if testing.Verbose() {
 		return slog.Default()
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 // running is a shipper run in the background; stop cancels it without a flush (a kill).
