@@ -111,7 +111,7 @@ func Replay(ctx context.Context, cfg Config, rc ReplayConfig) (ReplayStats, erro
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return st, errors.Join(ctx.Err(), flush())
+			return st, ctx.Err() // what was read but not flushed is replayed by the next run
 		case errors.Is(err, context.DeadlineExceeded):
 			if err := flush(); err != nil {
 				return st, err
