@@ -75,6 +75,26 @@ func TestReplayDeadLetters(t *testing.T) {
 	if st := replay(bus.ReplayConfig{}); st != (bus.ReplayStats{Replayed: 1}) {
 		t.Fatalf("only the new dead letter should replay: %+v", st)
 	}
+
+	// --follow replays what arrives until it is stopped, and reports the cancellation.
+	fctx, stop := context.WithCancel(ctx)
+	seen := make(chan struct{})
+	done := make(chan bus.ReplayStats)
+	go func() {
+		st, err := bus.Replay(fctx, cfg, bus.ReplayConfig{Follow: true, Logger: quiet,
+			Report: func(kafka.Message, string, error) { close(seen) }})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("follow ended with %v", err)
+		}
+		done <- st
+	}()
+	deadLetter(bus.TopicSpans, "f")
+	<-seen
+	time.Sleep(time.Second) // an idle fetch deadline (200 ms) flushes it
+	stop()
+	if st := <-done; st != (bus.ReplayStats{Replayed: 1}) {
+		t.Fatalf("follow: %+v", st)
+	}
 }
 
 // readAll reads n records of topic and returns value → its headers.
