@@ -56,104 +56,121 @@ const replayBatch = 500
 // dropped and HeaderReplays is incremented. Progress is committed after the produce is
 // acknowledged: at least once, like the rest of the pipeline, and the stores are idempotent.
 func Replay(ctx context.Context, cfg Config, rc ReplayConfig) (ReplayStats, error) {
-	var st ReplayStats
 	if rc.Group == "" {
 		rc.Group = "dlq-replay"
 	}
 	if rc.MaxReplays == 0 {
 		rc.MaxReplays = 3
 	}
-	log := rc.Logger
-	if log == nil {
-		log = slog.Default()
+	if rc.Logger == nil {
+		rc.Logger = slog.Default()
 	}
 	behind, err := dlqBacklog(ctx, cfg, rc.Group)
-	if err != nil {
-		return st, err
-	}
-	if len(behind) == 0 && !rc.Follow {
-		return st, nil
+	if err != nil || (len(behind) == 0 && !rc.Follow) {
+		return ReplayStats{}, err
 	}
 	r, err := NewReader(cfg, ReaderConfig{Topic: TopicDLQ, GroupID: rc.Group})
 	if err != nil {
-		return st, err
+		return ReplayStats{}, err
 	}
 	defer r.Close()
 	w, err := NewWriter(cfg, WriterConfig{})
 	if err != nil {
-		return st, err
+		return ReplayStats{}, err
 	}
 	defer CloseWriter(w)
-
-	var read, out []kafka.Message
-	flush := func() error {
-		if rc.DryRun {
-			st.Replayed += len(out)
-			read, out = read[:0], out[:0]
-			return nil
-		}
-		if len(out) > 0 {
-			if err := w.WriteMessages(ctx, out...); err != nil {
-				return fmt.Errorf("bus: replay: produce: %w", err)
-			}
-		}
-		if err := r.CommitMessages(ctx, read...); err != nil {
-			return fmt.Errorf("bus: replay: commit: %w", err)
-		}
-		st.Replayed += len(out)
-		read, out = read[:0], out[:0]
-		return nil
-	}
-	for rc.Follow || len(behind) > 0 {
+	rp := &replay{rc: rc, r: r, w: w, behind: behind}
+	for rc.Follow || len(rp.behind) > 0 {
 		// A short fetch deadline flushes a partial batch while records trickle in.
 		fctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		m, err := r.FetchMessage(fctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return st, ctx.Err() // what was read but not flushed is replayed by the next run
+			return rp.st, ctx.Err() // what was read but not flushed is replayed by the next run
 		case errors.Is(err, context.DeadlineExceeded):
-			if err := flush(); err != nil {
-				return st, err
-			}
-			if !rc.Follow {
-				// Nothing arrives from a partition that retention emptied or another replay
-				// in the group owns: ask the broker which ones are still behind.
-				now, err := dlqBacklog(ctx, cfg, rc.Group)
-				if err != nil {
-					return st, err
-				}
-				for p := range behind {
-					if _, ok := now[p]; !ok {
-						delete(behind, p)
-					}
-				}
-			}
-			continue
+			err = rp.idle(ctx, cfg)
 		case err != nil:
-			return st, fmt.Errorf("bus: replay: fetch: %w", err)
+			err = fmt.Errorf("bus: replay: fetch: %w", err)
+		default:
+			err = rp.add(ctx, m)
 		}
-		to, skip := replayTarget(m, rc.MaxReplays)
-		if rc.Report != nil {
-			rc.Report(m, to, skip)
-		}
-		read = append(read, m)
-		if skip != nil {
-			st.Skipped++
-			log.Warn("bus: replay: skipping dead letter", "partition", m.Partition, "offset", m.Offset, "err", skip)
-		} else {
-			out = append(out, replayed(m, to))
-		}
-		if end, ok := behind[m.Partition]; ok && m.Offset+1 >= end {
-			delete(behind, m.Partition)
-		}
-		if len(read) >= replayBatch || len(behind) == 0 {
-			if err := flush(); err != nil {
-				return st, err
-			}
+		if err != nil {
+			return rp.st, err
 		}
 	}
-	return st, nil
+	return rp.st, nil
+}
+
+// replay is one run of Replay: the batch read but not yet produced and committed, and the
+// partitions still short of the end they had when the run started.
+type replay struct {
+	rc        ReplayConfig
+	r         *kafka.Reader
+	w         *kafka.Writer
+	behind    map[int]int64
+	read, out []kafka.Message
+	st        ReplayStats
+}
+
+func (rp *replay) add(ctx context.Context, m kafka.Message) error {
+	to, skip := replayTarget(m, rp.rc.MaxReplays)
+	if rp.rc.Report != nil {
+		rp.rc.Report(m, to, skip)
+	}
+	rp.read = append(rp.read, m)
+	if skip != nil {
+		rp.st.Skipped++
+		rp.rc.Logger.Warn("bus: replay: skipping dead letter", "partition", m.Partition, "offset", m.Offset, "err", skip)
+	} else {
+		rp.out = append(rp.out, replayed(m, to))
+	}
+	if end, ok := rp.behind[m.Partition]; ok && m.Offset+1 >= end {
+		delete(rp.behind, m.Partition)
+	}
+	if len(rp.read) >= replayBatch || len(rp.behind) == 0 {
+		return rp.flush(ctx)
+	}
+	return nil
+}
+
+// flush produces the batch, then commits what was read (nothing in a dry run).
+func (rp *replay) flush(ctx context.Context) error {
+	if len(rp.read) == 0 {
+		return nil
+	}
+	if !rp.rc.DryRun {
+		if len(rp.out) > 0 {
+			if err := rp.w.WriteMessages(ctx, rp.out...); err != nil {
+				return fmt.Errorf("bus: replay: produce: %w", err)
+			}
+		}
+		if err := rp.r.CommitMessages(ctx, rp.read...); err != nil {
+			return fmt.Errorf("bus: replay: commit: %w", err)
+		}
+	}
+	rp.st.Replayed += len(rp.out)
+	rp.read, rp.out = rp.read[:0], rp.out[:0]
+	return nil
+}
+
+// idle flushes what was read. Without --follow it then asks the broker which partitions are
+// still behind: nothing arrives from one that retention emptied or that another replay in the
+// group owns.
+func (rp *replay) idle(ctx context.Context, cfg Config) error {
+	if err := rp.flush(ctx); err != nil || rp.rc.Follow {
+		return err
+	}
+	now, err := dlqBacklog(ctx, cfg, rp.rc.Group)
+	if err != nil {
+		return err
+	}
+	for p := range rp.behind {
+		if _, ok := now[p]; !ok {
+			delete(rp.behind, p)
+		}
+	}
+	return nil
 }
 
 // dlqBacklog returns, per partition of mercury.dlq where group has not reached the end, the
