@@ -3,9 +3,9 @@
 // failing the host. Link it, call Start once, and instrument with the agenthttp and agentsql
 // packages or StartSpan.
 //
-// The hot path (StartSpan, setters, End) allocates once per span and returns at once: spans go
-// into a bounded queue that one background goroutine masks, encodes and appends to the spool.
-// When the queue or the disk is full, records are dropped and counted by reason.
+// The hot path (StartSpan, setters, End) allocates once per span and returns at once: End
+// encodes the span into a bounded queue, and one background goroutine masks it and appends it
+// to the spool. When the queue or the disk is full, records are dropped and counted by reason.
 package agent
 
 import (
@@ -37,7 +37,7 @@ type Config struct {
 
 	SpoolDir      string // default ./mercury-spool
 	SpoolMaxBytes int64  // disk budget (default 1 GiB)
-	QueueSize     int    // spans held in memory for the writer (default 8192)
+	QueueSize     int    // spans held in memory for the writer (default 8192), encoded, 512 bytes each on average at most
 
 	// SampleRate is the fraction of root traces recorded: 0 means 1 (everything). Downstream
 	// services follow the root's decision, whatever their own rate.
@@ -118,6 +118,7 @@ const (
 	DropQueueFull = "queue_full" // the writer fell behind (slow or stalled disk)
 	DropDisk      = "disk_error" // the spool write failed (disk full, I/O error)
 	DropClosed    = "closed"     // recorded after Close
+	DropInternal  = "internal"   // a bug in the agent: queued bytes did not decode (logged)
 )
 
 // Agent records spans and events. Its methods are safe for concurrent use.
@@ -126,23 +127,25 @@ type Agent struct {
 	spool   *spool.Spool
 	mask    *masker
 	spans   *spanQueue
+	records sync.Pool // *spanRecord: Start takes one, End and Discard give it back
 	events  chan schemas.Event
 	flushes chan flushRequest
 	runtime atomic.Pointer[runtimeConfig]
 	clock   atomic.Pointer[clockBase]
 	started time.Time
 
-	reporters  atomic.Pointer[[]func() map[string]int64] // extra heartbeat figures (ReportStats)
-	closed     atomic.Bool
-	stop       chan struct{}
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
-	dropQueue  atomic.Int64
-	dropDisk   atomic.Int64
-	dropClosed atomic.Int64
-	written    atomic.Int64 // spans
-	eventsOut  atomic.Int64
-	beats      atomic.Int64
+	reporters    atomic.Pointer[[]func() map[string]int64] // extra heartbeat figures (ReportStats)
+	closed       atomic.Bool
+	stop         chan struct{}
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
+	dropQueue    atomic.Int64
+	dropDisk     atomic.Int64
+	dropClosed   atomic.Int64
+	dropInternal atomic.Int64
+	written      atomic.Int64 // spans
+	eventsOut    atomic.Int64
+	beats        atomic.Int64
 }
 
 // Start opens the spool and starts the background writer (and the config poller when a config
@@ -172,6 +175,7 @@ func New(cfg Config) (*Agent, error) {
 		spans:  newSpanQueue(cfg.QueueSize),
 		events: make(chan schemas.Event, max(cfg.QueueSize/8, 64)), flushes: make(chan flushRequest),
 	}
+	a.records.New = func() any { return newSpanRecord() }
 	a.clock.Store(newClockBase())
 	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
 	a.wg.Add(1)
@@ -251,6 +255,7 @@ func (a *Agent) Stats() Stats {
 		HeartbeatsWritten: a.beats.Load(),
 		Dropped: map[string]int64{
 			DropQueueFull: a.dropQueue.Load(), DropDisk: a.dropDisk.Load(), DropClosed: a.dropClosed.Load(),
+			DropInternal: a.dropInternal.Load(),
 		},
 		SpoolBytes: sp.Bytes, SpoolSegments: sp.Segments, SpoolDeleted: sp.DeletedSegments,
 		ConfigVersion: a.runtime.Load().version,

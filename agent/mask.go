@@ -72,7 +72,7 @@ func (m *masker) sensitiveKey(k string) bool {
 	if len(m.seen) >= 4096 { // a service with unbounded key names gets no memo, not unbounded memory
 		clear(m.seen)
 	}
-	m.seen[k] = v
+	m.seen[strings.Clone(k)] = v // k may point into the writer's batch, which is reused
 	return v
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/mercury-apm/mercury/schemas"
 )
@@ -68,5 +69,23 @@ func TestMaskerKeysAndPatterns(t *testing.T) {
 	}
 	if DefaultMaskKeys[0] != "password" {
 		t.Error("newMasker modified DefaultMaskKeys")
+	}
+}
+
+// The writer masks spans whose strings point into its batch buffer, which the queue refills
+// with the next spans: the key memo must keep copies, not those bytes.
+func TestMaskMemoOwnsItsKeys(t *testing.T) {
+	m, err := newMasker(MaskConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte("harmless")
+	if m.sensitiveKey(unsafe.String(&buf[0], len(buf))) {
+		t.Fatal("harmless is sensitive")
+	}
+	for k := range m.seen {
+		if unsafe.StringData(k) == &buf[0] {
+			t.Fatal("the memo keeps a key that points into the writer's buffer")
+		}
 	}
 }

@@ -2,56 +2,48 @@ package agent
 
 import "sync"
 
-// spanQueue is the bounded hand-off from the hot path to the writer. Producers append under a
-// mutex (a channel send costs several times more under contention); the writer takes the
-// whole batch at once. It is woken only when the queue reaches wakeAt spans, and otherwise
-// drains it on its flush tick: waking a parked goroutine costs the caller about half a
-// microsecond (more than the span itself), which a service at modest load paid on nearly every
-// span, and the spool writes its blocks on that tick anyway, so spans reach the disk no later.
-// Batches stay small (64) so the records in flight stay in cache.
+// spanQueue is the bounded hand-off from the hot path to the writer. End encodes its span and
+// appends the bytes here under a mutex (a channel send costs several times more under
+// contention); the writer swaps the whole buffer for an empty one and decodes it.
 //
-// It also carries the records back: the writer returns them in chunks as it encodes them, and
-// Start reuses them from free. A sync.Pool did this before, but the writer put records into
-// its own core's cache, so nearly every Get on the caller's core was a slow steal from the
-// writer's (a quarter of Start's time in the profile).
+// Bytes, not records, cross to the writer's core. On two cores every cache line written on one
+// and read on the other costs a round trip between them (100-450 ns on the VMs measured). A
+// record handed over by pointer made that trip twice, there and back when reused, for each of
+// its half a dozen lines plus the strings it points to; an encoded span is ~150 contiguous
+// bytes that only ever travel one way, which the prefetchers stream. Records thus never leave
+// the goroutine's P (sync.Pool), and the queue holds no pointers for the GC to scan.
+//
+// The writer is woken only when wakeAt spans wait, and otherwise drains the queue on its flush
+// tick: waking a parked goroutine costs the caller about half a microsecond (more than the
+// span itself), and the spool writes its blocks on that tick anyway, so spans reach the disk no
+// later. Batches stay small (64) so the bytes in flight stay in cache.
 type spanQueue struct {
-	mu     sync.Mutex
-	buf    []*spanRecord
-	free   []*spanRecord // reset records; at most max, as many as a full queue holds anyway
-	max    int
-	wakeAt int
-	closed bool   // set by shutdown: later pushes are refused, so none can be stranded
-	pushed uint64 // spans ever accepted; Flush waits for the writer to pass a value of it
-	wake   chan struct{}
+	mu       sync.Mutex
+	buf      []byte // encoded spans back to back (Avro bodies are self-delimiting)
+	n        int    // spans in buf
+	max      int    // spans
+	maxBytes int
+	wakeAt   int
+	closed   bool   // set by shutdown: later pushes are refused, so none can be stranded
+	pushed   uint64 // spans ever accepted; Flush waits for the writer to pass a value of it
+	wake     chan struct{}
 }
+
+// queueBytesPerSpan bounds the queue's bytes at QueueSize times this: a span with its tags
+// encodes to 100-300 bytes, so only spans carrying large values (SQL text) meet this bound first.
+const queueBytesPerSpan = 512
 
 func newSpanQueue(size int) *spanQueue {
-	return &spanQueue{buf: make([]*spanRecord, 0, size), free: make([]*spanRecord, 0, size), max: size,
+	q := &spanQueue{max: size, maxBytes: size * queueBytesPerSpan,
 		wakeAt: max(1, min(size/8, 64)), wake: make(chan struct{}, 1)}
+	q.buf = q.newBuffer()
+	return q
 }
 
-// get returns a reset record, or nil when none is spare.
-func (q *spanQueue) get() *spanRecord {
-	var r *spanRecord
-	q.mu.Lock()
-	if n := len(q.free); n > 0 {
-		r = q.free[n-1]
-		q.free = q.free[:n-1]
-	}
-	q.mu.Unlock()
-	return r
-}
-
-// release makes reset records spare: the writer's, a chunk at a time, and discarded spans'.
-func (q *spanQueue) release(rs ...*spanRecord) {
-	q.mu.Lock()
-	q.spare(rs...)
-	q.mu.Unlock()
-}
-
-func (q *spanQueue) spare(rs ...*spanRecord) {
-	q.free = append(q.free, rs[:min(len(rs), q.max-len(q.free))]...)
-}
+// newBuffer returns a buffer that holds a full queue without growing: growing one as the
+// queue fills would copy it, page faults included, on the caller. Its pages cost memory only
+// once spans reach them.
+func (q *spanQueue) newBuffer() []byte { return make([]byte, 0, q.maxBytes) }
 
 // push results.
 const (
@@ -60,23 +52,21 @@ const (
 	queueClosed
 )
 
-// push adds s unless the queue is full or shut down. A refused record is reset and made spare
-// in the same critical section: refusing is what an overloaded host does most.
-func (q *spanQueue) push(s *spanRecord) int {
+// push appends one encoded span unless the queue is full or shut down.
+func (q *spanQueue) push(span []byte) int {
 	q.mu.Lock()
-	if q.closed || len(q.buf) >= q.max {
-		res := queueFull
-		if q.closed {
-			res = queueClosed
-		}
-		s.reset()
-		q.spare(s)
+	if q.closed || q.n >= q.max || len(q.buf)+len(span) > q.maxBytes {
+		closed := q.closed
 		q.mu.Unlock()
-		return res
+		if closed {
+			return queueClosed
+		}
+		return queueFull
 	}
-	q.buf = append(q.buf, s)
+	q.buf = append(q.buf, span...)
+	q.n++
 	q.pushed++
-	wake := len(q.buf) == q.wakeAt
+	wake := q.n == q.wakeAt
 	q.mu.Unlock()
 	if wake {
 		select {
@@ -94,14 +84,13 @@ func (q *spanQueue) shutdown() {
 	q.mu.Unlock()
 }
 
-// take swaps the queued spans for spare (emptied) and returns them.
-func (q *spanQueue) take(spare []*spanRecord) []*spanRecord {
-	clear(spare)
+// take swaps the queued spans for spare (emptied) and returns them and their count.
+func (q *spanQueue) take(spare []byte) ([]byte, int) {
 	q.mu.Lock()
-	b := q.buf
-	q.buf = spare[:0]
+	b, n := q.buf, q.n
+	q.buf, q.n = spare[:0], 0
 	q.mu.Unlock()
-	return b
+	return b, n
 }
 
 func (q *spanQueue) pushedSoFar() uint64 {
@@ -113,5 +102,5 @@ func (q *spanQueue) pushedSoFar() uint64 {
 func (q *spanQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.buf)
+	return q.n
 }

@@ -1,36 +1,42 @@
 package agent
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
-// Refused and released records become spare, never more than a full queue's worth, and get
-// hands them out before new ones are allocated.
-func TestQueueRecyclesBoundedRecords(t *testing.T) {
+// The queue is bounded by spans and by bytes, refuses everything once shut down, and take
+// hands over exactly what was pushed.
+func TestQueueBoundsSpansAndBytes(t *testing.T) {
 	q := newSpanQueue(2)
-	if q.get() != nil {
-		t.Fatal("a new queue has spare records")
-	}
-	rs := []*spanRecord{{}, {}, {}}
-	for i, r := range rs {
-		want := pushed
-		if i == 2 {
-			want = queueFull
-		}
-		if got := q.push(r); got != want {
-			t.Fatalf("push %d = %d, want %d", i, got, want)
+	one, two := []byte("first"), []byte("second")
+	for i, c := range []struct {
+		span []byte
+		want int
+	}{{one, pushed}, {two, pushed}, {one, queueFull}} {
+		if got := q.push(c.span); got != c.want {
+			t.Fatalf("push %d = %d, want %d", i, got, c.want)
 		}
 	}
-	batch := q.take(nil)
-	if len(batch) != 2 {
-		t.Fatalf("took %d spans, want 2", len(batch))
+	spare := make([]byte, 0, 64)
+	b, n := q.take(spare)
+	if n != 2 || !bytes.Equal(b, []byte("firstsecond")) {
+		t.Fatalf("took %d spans %q", n, b)
 	}
-	if len(q.free) != 1 || q.free[0] != rs[2] || rs[2].state.Load() != 1<<1 {
-		t.Fatal("the refused record was not reset (a new generation) and made spare")
+	if q.len() != 0 || q.pushedSoFar() != 2 {
+		t.Fatalf("after take: %d queued, %d pushed", q.len(), q.pushedSoFar())
 	}
-	q.release(append(batch, &spanRecord{})...) // room for one more
-	if len(q.free) != 2 {
-		t.Fatalf("%d spare records, want 2", len(q.free))
+	if got := q.push(make([]byte, 2*queueBytesPerSpan+1)); got != queueFull {
+		t.Fatalf("a span over the byte bound: push = %d, want queue full", got)
 	}
-	if q.get() != rs[0] || q.get() != rs[2] || q.get() != nil {
-		t.Fatal("get did not hand out the spare records, newest first")
+	if got := q.push(one); got != pushed {
+		t.Fatalf("push after take = %d", got)
+	}
+	if b, _ := q.take(nil); &b[:1][0] != &spare[:1][0] {
+		t.Fatal("take did not reuse the spare buffer")
+	}
+	q.shutdown()
+	if got := q.push(one); got != queueClosed {
+		t.Fatalf("push after shutdown = %d, want closed", got)
 	}
 }

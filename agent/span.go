@@ -33,8 +33,8 @@ const (
 // even a concurrent one, does nothing; calls after End do nothing).
 //
 // The handle lives inside the context node StartSpan returns (the one allocation per span);
-// the record it fills is reused once the writer has encoded it. A generation number in the
-// record makes a handle used after End inert instead of letting it write into a reused record.
+// the record it fills is encoded by End and reused at once. A generation number in the record
+// makes a handle used after End inert instead of letting it write into a reused record.
 type Span struct {
 	a   *Agent      // events are emitted even when the trace is not sampled
 	rec *spanRecord // nil when the trace is not sampled
@@ -49,6 +49,7 @@ type spanRecord struct {
 	since   time.Duration // start, as monotonic time since clock.mono
 	tagBuf  [3]schemas.KV // inline storage for the common span
 	keysBuf [1]schemas.KV
+	enc     []byte // End encodes here, then copies into the queue
 }
 
 // spanNode is the context a span lives in.
@@ -135,10 +136,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	if !s.sc.Sampled {
 		return n, s
 	}
-	r := a.spans.get()
-	if r == nil {
-		r = newSpanRecord()
-	}
+	r := a.records.Get().(*spanRecord)
 	s.rec, s.gen = r, r.state.Load()>>1
 	cb := a.clock.Load()
 	r.clock, r.since = cb, time.Since(cb.mono)
@@ -178,14 +176,10 @@ func newSpanRecord() *spanRecord {
 	return r
 }
 
-// reset readies an ended record for its next span; stale handles see the new generation. The
-// writer resets what it encoded; End and Discard reset what the writer never sees.
+// reset readies an ended record for its next span; stale handles see the new generation.
 func (r *spanRecord) reset() {
 	r.state.Store((r.state.Load()>>1 + 1) << 1)
-	clear(r.rec.Tags)
-	clear(r.rec.BusinessKeys)
-	clear(r.rec.Events)
-	r.rec = schemas.Span{Tags: r.rec.Tags[:0], BusinessKeys: r.rec.BusinessKeys[:0], Events: r.rec.Events[:0]}
+	r.rec.Reset()
 }
 
 // Ids are random bits: their byte order does not matter, so the native order is used.
@@ -290,7 +284,16 @@ func (s *Span) End() {
 		return // ended concurrently: only one End may hand the record over
 	}
 	r.DurationNano = int64(time.Since(sr.clock.mono) - sr.since)
-	s.a.enqueue(sr)
+	// Domain, service, host and version are the writer's to fill in: they are the same in
+	// every span, so the queue does not carry them.
+	sr.enc = schemas.AppendSpan(sr.enc[:0], r)
+	switch s.a.spans.push(sr.enc) {
+	case queueFull:
+		s.a.dropQueue.Add(1)
+	case queueClosed:
+		s.a.dropClosed.Add(1)
+	}
+	s.a.recycle(sr)
 }
 
 // Discard ends the span without recording it: for instrumentation that learns the call it
@@ -300,15 +303,16 @@ func (s *Span) Discard() {
 	if s.live() == nil || !s.rec.state.CompareAndSwap(s.gen<<1, s.gen<<1|1) {
 		return
 	}
-	s.rec.reset()
-	s.a.spans.release(s.rec)
+	s.a.recycle(s.rec)
 }
 
-func (a *Agent) enqueue(r *spanRecord) {
-	switch a.spans.push(r) {
-	case queueFull:
-		a.dropQueue.Add(1)
-	case queueClosed:
-		a.dropClosed.Add(1)
+// maxPooledEnc keeps a record that once encoded a huge span from pinning its buffer.
+const maxPooledEnc = 4 << 10
+
+func (a *Agent) recycle(r *spanRecord) {
+	r.reset()
+	if cap(r.enc) > maxPooledEnc {
+		r.enc = nil
 	}
+	a.records.Put(r)
 }

@@ -9,24 +9,23 @@ import (
 	"github.com/mercury-apm/mercury/schemas"
 )
 
-// writer is the agent's one background goroutine for records: it masks, encodes and appends
-// to the spool, flushes blocks on a timer, and writes heartbeats.
+// writer is the agent's one background goroutine for records: it masks what End queued and
+// appends it to the spool, flushes blocks on a timer, and writes heartbeats.
 type writer struct {
 	a       *Agent
 	spans   *spool.Writer
 	events  *spool.Writer
-	batch   []*spanRecord
-	taken   uint64 // spans taken off the queue so far
+	batch   []byte       // encoded spans taken off the queue
+	span    schemas.Span // the one being rewritten; its strings point into batch
+	taken   uint64       // spans taken off the queue so far
 	waiting []flushRequest
 	lastErr time.Time
 }
 
-// recycleChunk is how many encoded span records the writer hands back to the hot path at once.
-const recycleChunk = 256
-
 func (a *Agent) writeLoop() {
 	defer a.wg.Done()
-	w := &writer{a: a, spans: a.spool.Writer(spool.StreamSpans), events: a.spool.Writer(spool.StreamEvents)}
+	w := &writer{a: a, spans: a.spool.Writer(spool.StreamSpans), events: a.spool.Writer(spool.StreamEvents),
+		batch: a.spans.newBuffer()}
 	flush := time.NewTicker(a.cfg.FlushInterval)
 	defer flush.Stop()
 	beat := time.NewTicker(a.cfg.HeartbeatInterval)
@@ -66,19 +65,12 @@ func (a *Agent) writeLoop() {
 // drain writes everything queued, then answers the flush requests it has caught up with.
 func (w *writer) drain() {
 	for {
-		if w.batch = w.a.spans.take(w.batch); len(w.batch) == 0 {
+		var n int
+		if w.batch, n = w.a.spans.take(w.batch); n == 0 {
 			break
 		}
-		// Records go back in chunks, not after the whole batch: the hot path would otherwise
-		// allocate a second queue's worth of them while the writer works through one.
-		for b := w.batch; len(b) > 0; b = b[min(len(b), recycleChunk):] {
-			chunk := b[:min(len(b), recycleChunk)]
-			for _, r := range chunk {
-				w.writeSpan(r)
-			}
-			w.a.spans.release(chunk...)
-		}
-		w.taken += uint64(len(w.batch))
+		w.writeSpans(w.batch, n)
+		w.taken += uint64(n)
 	}
 	kept := w.waiting[:0]
 	for _, f := range w.waiting {
@@ -92,14 +84,24 @@ func (w *writer) drain() {
 	w.waiting = kept
 }
 
-func (w *writer) writeSpan(r *spanRecord) {
-	a := w.a
-	r.rec.Domain, r.rec.Service, r.rec.Host, r.rec.AgentVersion = a.cfg.Domain, a.cfg.Service, a.cfg.Host, Version
-	a.mask.span(&r.rec)
-	a.written.Add(1)
-	lost, err := w.spans.Commit(schemas.AppendSpan(w.spans.Pending(), &r.rec))
-	r.reset()
-	w.report(&a.written, lost, err)
+// writeSpans masks n encoded spans and appends them to the spool with the agent's identity.
+func (w *writer) writeSpans(b []byte, n int) {
+	a, s := w.a, &w.span
+	for i := 0; i < n; i++ {
+		rest, err := schemas.DecodeSpanAliased(b, s)
+		if err != nil { // End encoded these bytes: only a bug gets here
+			a.dropInternal.Add(int64(n - i))
+			a.cfg.Logger.Printf("mercury agent: dropping %d queued spans: %v", n-i, err)
+			break
+		}
+		b = rest
+		s.Domain, s.Service, s.Host, s.AgentVersion = a.cfg.Domain, a.cfg.Service, a.cfg.Host, Version
+		a.mask.span(s)
+		a.written.Add(1)
+		lost, err := w.spans.Commit(schemas.AppendSpan(w.spans.Pending(), s))
+		w.report(&a.written, lost, err)
+	}
+	s.Reset() // nothing may keep pointing into the batch once the queue refills it
 }
 
 func (w *writer) writeEvent(ev *schemas.Event) {

@@ -134,6 +134,15 @@ type Span struct {
 	AgentVersion  string      `avro:"agent_version"`
 }
 
+// Reset zeroes s but keeps its slices' storage for the next span, and drops every string
+// they held (so none outlives a buffer it points into).
+func (s *Span) Reset() {
+	clear(s.Tags)
+	clear(s.BusinessKeys)
+	clear(s.Events)
+	*s = Span{Tags: s.Tags[:0], BusinessKeys: s.BusinessKeys[:0], Events: s.Events[:0]}
+}
+
 // SpanEvent is a timestamped annotation inside a span.
 type SpanEvent struct {
 	TimeUnixNano int64  `avro:"time_unix_nano"`

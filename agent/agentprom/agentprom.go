@@ -46,7 +46,7 @@ func NewCollector(a *agent.Agent, opts ...Option) *Collector {
 		spans:         d("spans_written_total", "Spans the agent appended to its spool."),
 		events:        d("events_written_total", "Events (exceptions, breaker transitions...) appended to the spool."),
 		beats:         d("heartbeats_written_total", "Heartbeats appended to the spool."),
-		dropped:       d("dropped_total", "Records dropped instead of blocking the host, by reason (queue_full: the writer lags; disk_error; closed).", "reason"),
+		dropped:       d("dropped_total", "Records dropped instead of blocking the host, by reason (queue_full: the writer lags; disk_error; closed; internal: an agent bug, logged).", "reason"),
 		deleted:       d("spool_deleted_segments_total", "Spool segments deleted, unshipped, to keep the disk budget."),
 		queue:         d("queue_length", "Spans waiting in memory for the writer."),
 		spoolBytes:    d("spool_bytes", "Bytes the spool holds on disk."),

@@ -38,10 +38,11 @@ func TestCollector(t *testing.T) {
 	reg.MustRegister(c)
 	st := a.Stats()
 	want := fmt.Sprintf(`
-# HELP mercury_agent_dropped_total Records dropped instead of blocking the host, by reason (queue_full: the writer lags; disk_error; closed).
+# HELP mercury_agent_dropped_total Records dropped instead of blocking the host, by reason (queue_full: the writer lags; disk_error; closed; internal: an agent bug, logged).
 # TYPE mercury_agent_dropped_total counter
 mercury_agent_dropped_total{agent="main",reason="closed"} 1
 mercury_agent_dropped_total{agent="main",reason="disk_error"} 0
+mercury_agent_dropped_total{agent="main",reason="internal"} 0
 mercury_agent_dropped_total{agent="main",reason="queue_full"} 0
 # HELP mercury_agent_info Agent version and the version of the dynamic config it runs; always 1.
 # TYPE mercury_agent_info gauge
@@ -64,8 +65,8 @@ mercury_agent_spool_bytes{agent="main"} %d
 		"mercury_agent_spans_written_total", "mercury_agent_spool_bytes"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(c); n != 11 {
-		t.Fatalf("%d metrics, want 11", n)
+	if n := testutil.CollectAndCount(c); n != 12 {
+		t.Fatalf("%d metrics, want 12", n)
 	}
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) != 0 {
 		t.Fatalf("lint: %v %v", problems, err)
