@@ -55,5 +55,10 @@ func TestForAgentReportsInHeartbeats(t *testing.T) {
 			return
 		}
 	}
-	t.Fatal("no heartbeat carried the shipper's figures")
+	select {
+	case err := <-done:
+		t.Fatalf("no heartbeat carried the shipper's figures; the shipper stopped: %v", err)
+	default:
+	}
+	t.Fatalf("no heartbeat carried the shipper's figures; shipper %+v, agent %+v, reader %+v", s.Stats(), a.Stats(), r.Stats())
 }
