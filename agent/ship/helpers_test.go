@@ -43,6 +43,13 @@ func (w *spoolWriter) path(seq uint64) string {
 
 // rotate seals the current segment and starts the next one.
 func (w *spoolWriter) rotate() {
+	w.create()
+	w.header()
+}
+
+// create seals the current segment and creates the next one, still empty: the moment between
+// the agent's open and its first write.
+func (w *spoolWriter) create() {
 	if w.f != nil {
 		w.f.Close()
 	}
@@ -52,8 +59,9 @@ func (w *spoolWriter) rotate() {
 		w.t.Fatal(err)
 	}
 	w.f = f
-	w.write(schemas.AppendOCFHeader(nil, w.schema, w.sync))
 }
+
+func (w *spoolWriter) header() { w.write(schemas.AppendOCFHeader(nil, w.schema, w.sync)) }
 
 func (w *spoolWriter) write(b []byte) {
 	if _, err := w.f.Write(b); err != nil {

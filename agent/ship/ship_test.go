@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -414,6 +415,40 @@ func TestActiveSegmentTornTailIsWaitedFor(t *testing.T) {
 	w.block(third)
 	add(ids3)
 	c := newSpanConsumer(t, b.Addr(), "test-torn-active")
+	c.readUntil(20*time.Second, want)
+	if st := sh.s.Stats(); st.SkippedSegments != 0 {
+		t.Fatalf("skipped %d segments", st.SkippedSegments)
+	}
+}
+
+// A segment the shipper lists while it is still empty (created, header not yet written) and
+// opens after the header landed is read, not skipped as shorter than its header. This race
+// once stopped the heartbeats stream: the agent writes its first heartbeat as the shipper
+// starts.
+func TestSegmentListedBeforeItsHeaderIsRead(t *testing.T) {
+	spoolDir := t.TempDir()
+	b := startBroker(t, "", "")
+	defer b.Close()
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	defer w.close()
+	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: time.Millisecond, Logger: quietLog()})
+	gen := newSpanGen(17)
+	want := map[schemas.SpanID]bool{}
+	// Each new segment stays empty while the caught-up shipper polls it; the header lands at
+	// a random moment, sometimes between the shipper's listing and its open.
+	r := rand.New(rand.NewPCG(17, 1))
+	for range 150 {
+		w.create()
+		time.Sleep(time.Duration(r.IntN(1500)) * time.Microsecond)
+		w.header()
+		bodies, ids := gen.bodies(1)
+		w.block(bodies)
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	w.rotate() // seal the last one
+	c := newSpanConsumer(t, b.Addr(), "test-empty-listed")
 	c.readUntil(20*time.Second, want)
 	if st := sh.s.Stats(); st.SkippedSegments != 0 {
 		t.Fatalf("skipped %d segments", st.SkippedSegments)

@@ -435,9 +435,15 @@ func (st *stream) openNext() (bool, error) {
 	if seg.Seq == st.pos.Seq && st.pos.Off > 0 {
 		off = st.pos.Off
 	}
-	if off > seg.Size {
+	// The file as opened, not as listed: the listing may have seen it before its header.
+	size, err := r.Size()
+	if err != nil {
 		r.Close()
-		st.skipSegment(seg, fmt.Errorf("%w: cursor %d beyond size %d", schemas.ErrCorrupt, off, seg.Size), "segment shorter than the cursor", sealed)
+		return false, err
+	}
+	if off > size {
+		r.Close()
+		st.skipSegment(seg, fmt.Errorf("%w: cursor %d beyond size %d", schemas.ErrCorrupt, off, size), "segment shorter than the cursor", sealed)
 		return true, nil
 	}
 	if err := r.SeekTo(off); err != nil {

@@ -46,6 +46,15 @@ func OpenSegment(path string) (*SegmentReader, error) {
 // Schema is the segment's writer schema.
 func (r *SegmentReader) Schema() *schemas.Schema { return r.hdr.Schema }
 
+// Size is the file's size now (a listing's size may predate the writer's last writes).
+func (r *SegmentReader) Size() (int64, error) {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
 // DataStart is the offset of the first block.
 func (r *SegmentReader) DataStart() int64 { return r.hdr.Len }
 
