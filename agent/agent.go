@@ -176,7 +176,7 @@ func New(cfg Config) (*Agent, error) {
 		events: make(chan schemas.Event, max(cfg.QueueSize/8, 64)), flushes: make(chan flushRequest),
 	}
 	a.records.New = func() any { return newSpanRecord() }
-	a.clock.Store(newClockBase())
+	a.clock.Store(newClockBase(nil))
 	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
 	a.wg.Add(1)
 	go a.writeLoop()

@@ -41,7 +41,7 @@ func (a *Agent) writeLoop() {
 		case ev := <-a.events:
 			w.writeEvent(&ev)
 		case <-flush.C:
-			a.clock.Store(newClockBase())
+			a.clock.Store(newClockBase(a.clock.Load()))
 			w.drain()
 			w.flush()
 		case <-beat.C:

@@ -62,7 +62,9 @@ func BenchmarkHotPathNoWriter(b *testing.B) {
 	cfg.defaults()
 	a := &Agent{cfg: cfg, spans: newSpanQueue(1 << 16), stop: make(chan struct{}), started: time.Now()}
 	a.records.New = func() any { return newSpanRecord() }
-	a.clock.Store(newClockBase())
+	cb := newClockBase(nil)
+	time.Sleep(5 * time.Millisecond) // measure the counter's rate, as the writer would have
+	a.clock.Store(newClockBase(cb))
 	a.runtime.Store(&runtimeConfig{sampleRate: 1, version: "local"})
 	ctx := context.Background()
 	var batch []byte
