@@ -1,6 +1,9 @@
 package agent
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // spanQueue is the bounded hand-off from the hot path to the writer. End encodes its span and
 // appends the bytes here under a mutex (a channel send costs several times more under
@@ -27,6 +30,10 @@ type spanQueue struct {
 	closed   bool   // set by shutdown: later pushes are refused, so none can be stranded
 	pushed   uint64 // spans ever accepted; Flush waits for the writer to pass a value of it
 	wake     chan struct{}
+	// refusing is what push last answered instead of pushed (0 while it accepts), readable
+	// without the mutex: End checks it before encoding, so a span an overloaded queue would
+	// refuse costs nothing more than counting it.
+	refusing atomic.Int32
 }
 
 // queueBytesPerSpan bounds the queue's bytes at QueueSize times this: a span with its tags
@@ -56,12 +63,13 @@ const (
 func (q *spanQueue) push(span []byte) int {
 	q.mu.Lock()
 	if q.closed || q.n >= q.max || len(q.buf)+len(span) > q.maxBytes {
-		closed := q.closed
-		q.mu.Unlock()
-		if closed {
-			return queueClosed
+		res := int32(queueFull)
+		if q.closed {
+			res = queueClosed
 		}
-		return queueFull
+		q.refusing.Store(res)
+		q.mu.Unlock()
+		return int(res)
 	}
 	q.buf = append(q.buf, span...)
 	q.n++
@@ -81,6 +89,7 @@ func (q *spanQueue) push(span []byte) int {
 func (q *spanQueue) shutdown() {
 	q.mu.Lock()
 	q.closed = true
+	q.refusing.Store(queueClosed)
 	q.mu.Unlock()
 }
 
@@ -89,6 +98,9 @@ func (q *spanQueue) take(spare []byte) ([]byte, int) {
 	q.mu.Lock()
 	b, n := q.buf, q.n
 	q.buf, q.n = spare[:0], 0
+	if !q.closed {
+		q.refusing.Store(pushed)
+	}
 	q.mu.Unlock()
 	return b, n
 }

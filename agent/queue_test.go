@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// The queue is bounded by spans and by bytes, refuses everything once shut down, and take
-// hands over exactly what was pushed.
+// The queue is bounded by spans and by bytes, refuses everything once shut down, tells End
+// when it would refuse, and take hands over exactly what was pushed.
 func TestQueueBoundsSpansAndBytes(t *testing.T) {
 	q := newSpanQueue(2)
 	one, two := []byte("first"), []byte("second")
@@ -18,8 +18,14 @@ func TestQueueBoundsSpansAndBytes(t *testing.T) {
 			t.Fatalf("push %d = %d, want %d", i, got, c.want)
 		}
 	}
+	if q.refusing.Load() != queueFull {
+		t.Fatal("a full queue does not tell End to skip encoding")
+	}
 	spare := make([]byte, 0, 64)
 	b, n := q.take(spare)
+	if q.refusing.Load() != pushed {
+		t.Fatal("an emptied queue still refuses")
+	}
 	if n != 2 || !bytes.Equal(b, []byte("firstsecond")) {
 		t.Fatalf("took %d spans %q", n, b)
 	}
@@ -38,5 +44,8 @@ func TestQueueBoundsSpansAndBytes(t *testing.T) {
 	q.shutdown()
 	if got := q.push(one); got != queueClosed {
 		t.Fatalf("push after shutdown = %d, want closed", got)
+	}
+	if q.take(nil); q.refusing.Load() != queueClosed {
+		t.Fatal("a shut-down queue accepts again after the writer's last take")
 	}
 }

@@ -348,10 +348,14 @@ func (s *Span) End() {
 		return // ended concurrently: only one End may hand the record over
 	}
 	r.DurationNano = max(0, sr.clock.nanos(sr.clock.read()-sr.since))
-	// Domain, service, host and version are the writer's to fill in: they are the same in
-	// every span, so the queue does not carry them.
-	sr.enc = schemas.AppendSpan(sr.enc[:0], r)
-	switch s.a.spans.push(sr.enc) {
+	res := int(s.a.spans.refusing.Load())
+	if res == pushed {
+		// Domain, service, host and version are the writer's to fill in: they are the same
+		// in every span, so the queue does not carry them.
+		sr.enc = schemas.AppendSpan(sr.enc[:0], r)
+		res = s.a.spans.push(sr.enc)
+	}
+	switch res {
 	case queueFull:
 		s.a.dropQueue.Add(1)
 	case queueClosed:
