@@ -12,9 +12,9 @@ import (
 // Bytes, not records, cross to the writer's core. On two cores every cache line written on one
 // and read on the other costs a round trip between them (100-450 ns on the VMs measured). A
 // record handed over by pointer made that trip twice, there and back when reused, for each of
-// its half a dozen lines plus the strings it points to; an encoded span is ~150 contiguous
-// bytes that only ever travel one way, which the prefetchers stream. Records thus never leave
-// the goroutine's P (sync.Pool), and the queue holds no pointers for the GC to scan.
+// its half a dozen lines plus the strings it points to; an encoded span is ~130 contiguous
+// bytes that only ever travel one way. Records thus never leave the goroutine's P
+// (sync.Pool), and the queue holds no pointers for the GC to scan.
 //
 // The writer is woken only when wakeAt spans wait, and otherwise drains the queue on its flush
 // tick: waking a parked goroutine costs the caller about half a microsecond (more than the
