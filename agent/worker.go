@@ -87,6 +87,8 @@ func (w *writer) drain() {
 // writeSpans masks n encoded spans and appends them to the spool with the agent's identity.
 func (w *writer) writeSpans(b []byte, n int) {
 	a, s := w.a, &w.span
+	committed := 0
+	defer func() { a.written.Add(int64(committed)) }() // once per batch: fewer locked adds
 	for i := 0; i < n; i++ {
 		rest, err := schemas.DecodeSpanAliased(b, s)
 		if err != nil { // End encoded these bytes: only a bug gets here
@@ -97,7 +99,7 @@ func (w *writer) writeSpans(b []byte, n int) {
 		b = rest
 		s.Domain, s.Service, s.Host, s.AgentVersion = a.cfg.Domain, a.cfg.Service, a.cfg.Host, Version
 		a.mask.span(s)
-		a.written.Add(1)
+		committed++
 		lost, err := w.spans.Commit(schemas.AppendSpan(w.spans.Pending(), s))
 		w.report(&a.written, lost, err)
 	}
