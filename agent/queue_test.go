@@ -2,6 +2,10 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -47,5 +51,51 @@ func TestQueueBoundsSpansAndBytes(t *testing.T) {
 	}
 	if q.take(nil); q.refusing.Load() != queueClosed {
 		t.Fatal("a shut-down queue accepts again after the writer's last take")
+	}
+}
+
+// logLines records what the agent logs.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+// Bytes in the queue that do not decode (only a bug in End could put them there) are dropped
+// under their own reason and logged; the writer goes on with the next batch.
+func TestUndecodableQueueBytesAreCountedNotWritten(t *testing.T) {
+	log := &logLines{}
+	a, err := New(Config{Service: "s", SpoolDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	for range 3 {
+		if a.spans.push([]byte{0xff, 0xff}) != pushed { // a varint that never ends
+			t.Fatal("push refused")
+		}
+	}
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, s := a.StartSpan(context.Background(), "after")
+	s.End()
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Stats()
+	if st.Dropped[DropInternal] != 3 || st.SpansWritten != 1 {
+		t.Fatalf("dropped %v, written %d; want 3 internal drops and the next span written", st.Dropped, st.SpansWritten)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	// One line per batch: a flush tick may have split the three.
+	if len(log.lines) == 0 || !strings.Contains(log.lines[0], "queued spans") {
+		t.Fatalf("logged %q", log.lines)
 	}
 }
