@@ -200,13 +200,15 @@ func newClockBase(prev *clockBase) *clockBase {
 	}
 	cb.wall = cb.mono.UnixNano()
 	if prev != nil && prev.tsc != 0 && cb.tsc > prev.tsc {
-		if d := cb.mono.Sub(prev.mono); d >= time.Millisecond {
-			// Plausible clocks only: 10 MHz to 100 GHz.
+		// Measure over at least a millisecond, and only when the bracket pins this base to
+		// within a thousandth of the interval; else keep the last rate.
+		cb.nsPerTick = prev.nsPerTick
+		if d := cb.mono.Sub(prev.mono); d >= time.Millisecond && best*1000 < cb.tsc-prev.tsc {
+			// Plausible clocks only (10 MHz to 100 GHz); else the monotonic clock.
+			cb.nsPerTick = 0
 			if p := float64(d) / float64(cb.tsc-prev.tsc); p >= 0.01 && p <= 100 {
 				cb.nsPerTick = p
 			}
-		} else {
-			cb.nsPerTick = prev.nsPerTick
 		}
 	}
 	return cb
