@@ -96,6 +96,20 @@ type spanGen struct {
 
 func newSpanGen(seed uint64) *spanGen { return &spanGen{r: rand.New(rand.NewPCG(seed, 1))} }
 
+// block writes a block of n new spans with w and returns their ids.
+func (g *spanGen) block(w *spoolWriter, n int) []schemas.SpanID {
+	bodies, ids := g.bodies(n)
+	w.block(bodies)
+	return ids
+}
+
+// expect adds ids to the set a consumer must read.
+func expect(want map[schemas.SpanID]bool, ids []schemas.SpanID) {
+	for _, id := range ids {
+		want[id] = true
+	}
+}
+
 func (g *spanGen) bodies(n int) ([][]byte, []schemas.SpanID) {
 	out := make([][]byte, n)
 	ids := make([]schemas.SpanID, n)

@@ -239,11 +239,7 @@ func TestCorruptSegmentsAreSkipped(t *testing.T) {
 	want := map[schemas.SpanID]bool{}
 	good := func() {
 		w.rotate()
-		bodies, ids := gen.bodies(50)
-		w.block(bodies)
-		for _, id := range ids {
-			want[id] = true
-		}
+		expect(want, gen.block(w, 50))
 	}
 	raw := func(content []byte) {
 		w.close()
@@ -295,12 +291,8 @@ func TestVanishedSegmentIsSkipped(t *testing.T) {
 	want := map[schemas.SpanID]bool{} // segments 3 and 4
 	for seq := 1; seq <= 4; seq++ {
 		w.rotate()
-		bodies, ids := gen.bodies(20)
-		w.block(bodies)
-		for _, id := range ids {
-			if seq >= 3 {
-				want[id] = true
-			}
+		if ids := gen.block(w, 20); seq >= 3 {
+			expect(want, ids)
 		}
 	}
 	// A previous run shipped segment 1 and part of segment 2; then the agent's disk budget
@@ -346,12 +338,8 @@ func TestSegmentDeletedWhileBehind(t *testing.T) {
 	want := map[schemas.SpanID]bool{}
 	for seq := 1; seq <= 6; seq++ {
 		w.rotate()
-		bodies, ids := gen.bodies(20)
-		w.block(bodies)
-		for _, id := range ids {
-			if seq != 3 && seq != 4 {
-				want[id] = true
-			}
+		if ids := gen.block(w, 20); seq != 3 && seq != 4 {
+			expect(want, ids)
 		}
 	}
 	w.close()
@@ -384,14 +372,7 @@ func TestActiveSegmentTornTailIsWaitedFor(t *testing.T) {
 	defer w.close()
 	gen := newSpanGen(13)
 	want := map[schemas.SpanID]bool{}
-	add := func(ids []schemas.SpanID) {
-		for _, id := range ids {
-			want[id] = true
-		}
-	}
-	first, ids := gen.bodies(30)
-	w.block(first)
-	add(ids)
+	expect(want, gen.block(w, 30))
 	second, ids2 := gen.bodies(30)
 	var data []byte
 	for _, body := range second {
@@ -409,11 +390,9 @@ func TestActiveSegmentTornTailIsWaitedFor(t *testing.T) {
 		t.Fatalf("torn active tail: %+v", st)
 	}
 	w.write(blk[len(blk)/2:])
-	add(ids2)
+	expect(want, ids2)
 	w.rotate() // seal it with a new segment holding one more block
-	third, ids3 := gen.bodies(10)
-	w.block(third)
-	add(ids3)
+	expect(want, gen.block(w, 10))
 	c := newSpanConsumer(t, b.Addr(), "test-torn-active")
 	c.readUntil(20*time.Second, want)
 	if st := sh.s.Stats(); st.SkippedSegments != 0 {
@@ -441,11 +420,7 @@ func TestSegmentListedBeforeItsHeaderIsRead(t *testing.T) {
 		w.create()
 		time.Sleep(time.Duration(r.IntN(1500)) * time.Microsecond)
 		w.header()
-		bodies, ids := gen.bodies(1)
-		w.block(bodies)
-		for _, id := range ids {
-			want[id] = true
-		}
+		expect(want, gen.block(w, 1))
 	}
 	w.rotate() // seal the last one
 	c := newSpanConsumer(t, b.Addr(), "test-empty-listed")
