@@ -170,6 +170,18 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	a := newAgent(cfg, sp, m)
+	a.wg.Add(1)
+	go a.writeLoop()
+	if cfg.ConfigURL != "" || cfg.ConfigFile != "" {
+		a.wg.Add(1)
+		go a.pollConfig()
+	}
+	return a, nil
+}
+
+// newAgent builds an agent with defaulted cfg, and starts no goroutine.
+func newAgent(cfg Config, sp *spool.Spool, m *masker) *Agent {
 	a := &Agent{
 		cfg: cfg, spool: sp, mask: m, started: time.Now(), stop: make(chan struct{}),
 		spans:  newSpanQueue(cfg.QueueSize),
@@ -178,13 +190,7 @@ func New(cfg Config) (*Agent, error) {
 	a.records.New = func() any { return newSpanRecord() }
 	a.clock.Store(newClockBase(nil))
 	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
-	a.wg.Add(1)
-	go a.writeLoop()
-	if cfg.ConfigURL != "" || cfg.ConfigFile != "" {
-		a.wg.Add(1)
-		go a.pollConfig()
-	}
-	return a, nil
+	return a
 }
 
 // Close stops recording, drains the queue to disk and closes the spool, giving up when ctx
