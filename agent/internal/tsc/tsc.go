@@ -12,7 +12,7 @@ import (
 // Usable reports whether Read returns an invariant counter: one that ticks at a constant rate
 // through frequency changes and idle states (Linux: constant_tsc and nonstop_tsc), that this
 // process may read without a fault (PR_GET_TSC); on Linux on amd64 only.
-func Usable() bool { return usable }
+func Usable() bool { return usable() }
 
 func readCPUInfo() []byte {
 	b, _ := os.ReadFile("/proc/cpuinfo")

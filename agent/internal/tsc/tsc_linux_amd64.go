@@ -1,6 +1,7 @@
 package tsc
 
 import (
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -8,7 +9,9 @@ import (
 // Read returns the time-stamp counter. Call it only when Usable.
 func Read() uint64
 
-var usable = invariant(readCPUInfo()) && rdtscAllowed()
+// usable is decided on first use, not at init: a program that links the agent without
+// starting it reads no /proc file.
+var usable = sync.OnceValue(func() bool { return invariant(readCPUInfo()) && rdtscAllowed() })
 
 // rdtscAllowed asks the kernel whether RDTSC would fault in this process (a sandbox can make
 // it raise SIGSEGV, which would kill the host).

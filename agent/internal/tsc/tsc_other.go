@@ -5,4 +5,4 @@ package tsc
 // Read returns 0: no counter is read here.
 func Read() uint64 { return 0 }
 
-const usable = false
+func usable() bool { return false }
