@@ -319,6 +319,21 @@ func TestDiscardRecordsNothing(t *testing.T) {
 	}
 }
 
+// Kinds and statuses outside the schema would make the Avro record unreadable: they are
+// ignored, and the span is written with the last valid ones.
+func TestInvalidKindAndStatusAreIgnored(t *testing.T) {
+	a := agenttest.New(t, agent.Config{})
+	_, s := a.Start(context.Background(), "odd", schemas.SpanKind(200), agent.CategoryCustom)
+	s.SetStatus(schemas.StatusOK, 200)
+	s.SetKind(schemas.SpanKind(9))
+	s.SetStatus(schemas.Status(7), 500)
+	s.End()
+	spans, _, _ := records(t, a)
+	if len(spans) != 1 || spans[0].Kind != agent.KindInternal || spans[0].Status != schemas.StatusOK || spans[0].StatusCode != 200 {
+		t.Fatalf("spans: %+v", spans)
+	}
+}
+
 func TestStartTimeAndDuration(t *testing.T) {
 	a := agenttest.New(t, agent.Config{FlushInterval: time.Millisecond})
 	before := time.Now().UnixNano()

@@ -76,7 +76,7 @@ func TestUndecodableQueueBytesAreCountedNotWritten(t *testing.T) {
 	}
 	defer a.Close(context.Background())
 	for range 3 {
-		if a.spans.push([]byte{0xff, 0xff}) != pushed { // a varint that never ends
+		if a.spans.push([]byte{0xff, 0xff}) != pushed { // shorter than a header
 			t.Fatal("push refused")
 		}
 	}

@@ -146,6 +146,9 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	if ok {
 		r.rec.ParentSpanID = parent.SpanID
 	}
+	if !kind.Valid() {
+		kind = KindInternal
+	}
 	r.rec.Operation, r.rec.Kind = op, kind
 	r.rec.StartUnixNano = cb.wall + cb.nanos(r.since)
 	r.rec.SampleRate, r.rec.Dyed = s.sc.SampleRate, s.sc.Dyed
@@ -291,9 +294,9 @@ func (s *Span) SetOperation(op string) {
 	}
 }
 
-// SetKind sets the span kind.
+// SetKind sets the span kind; a value outside the schema's kinds is ignored.
 func (s *Span) SetKind(k schemas.SpanKind) {
-	if r := s.live(); r != nil {
+	if r := s.live(); r != nil && k.Valid() {
 		r.Kind = k
 	}
 }
@@ -319,9 +322,10 @@ func (s *Span) SetBusinessKey(k, v string) {
 	}
 }
 
-// SetStatus sets the outcome and a protocol status code (HTTP status, SQL error code...).
+// SetStatus sets the outcome and a protocol status code (HTTP status, SQL error code...); a
+// status outside the schema's is ignored, code and all.
 func (s *Span) SetStatus(st schemas.Status, code int) {
-	if r := s.live(); r != nil {
+	if r := s.live(); r != nil && st.Valid() {
 		r.Status, r.StatusCode = st, int32(code)
 	}
 }
@@ -355,7 +359,7 @@ func (s *Span) End() {
 	if res == pushed {
 		// Domain, service, host and version are the writer's to fill in: they are the same
 		// in every span, so the queue does not carry them.
-		sr.enc = schemas.AppendSpan(sr.enc[:0], r)
+		sr.enc = appendQueued(sr.enc[:0], r)
 		res = s.a.spans.push(sr.enc)
 	}
 	switch res {

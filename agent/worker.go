@@ -90,7 +90,7 @@ func (w *writer) writeSpans(b []byte, n int) {
 	committed := 0
 	defer func() { a.written.Add(int64(committed)) }() // once per batch: fewer locked adds
 	for i := 0; i < n; i++ {
-		rest, err := schemas.DecodeSpanAliased(b, s)
+		rest, err := decodeQueued(b, s)
 		if err != nil { // End encoded these bytes: only a bug gets here
 			a.dropInternal.Add(int64(n - i))
 			a.cfg.Logger.Printf("mercury agent: dropping %d queued spans: %v", n-i, err)

@@ -14,6 +14,16 @@ import (
 // BenchmarkWriter is the background half on one goroutine: decode what End queued, mask,
 // encode and append each span to real spool files (flushed in 64 KiB blocks, rotated at
 // 16 MiB), taking 64 spans at a time like the writer does. spans/s = 1e9 / ns/op.
+// benchSpan is the span every agent benchmark records, as End queues it.
+func benchSpan() schemas.Span {
+	return schemas.Span{
+		TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Operation: "GET /order/{id}", Kind: schemas.KindServer,
+		StartUnixNano: 1700000000000000000, DurationNano: 1234567, Status: schemas.StatusOK, StatusCode: 200, SampleRate: 1,
+		Tags:         []schemas.KV{{Key: "http.method", Value: "GET"}, {Key: "http.status_code", Value: "200"}},
+		BusinessKeys: []schemas.KV{{Key: "order_id", Value: "1234567890"}},
+	}
+}
+
 func BenchmarkWriter(b *testing.B) {
 	a, err := New(Config{Service: "bench", Domain: "shop", SpoolDir: b.TempDir()})
 	if err != nil {
@@ -26,16 +36,11 @@ func BenchmarkWriter(b *testing.B) {
 	}
 	defer sp.Close()
 	w := &writer{a: a, spans: sp.Writer(spool.StreamSpans), events: sp.Writer(spool.StreamEvents)}
-	span := schemas.Span{
-		TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Operation: "GET /order/{id}", Kind: schemas.KindServer,
-		StartUnixNano: 1700000000000000000, DurationNano: 1234567, Status: schemas.StatusOK, StatusCode: 200, SampleRate: 1,
-		Tags:         []schemas.KV{{Key: "http.method", Value: "GET"}, {Key: "http.status_code", Value: "200"}},
-		BusinessKeys: []schemas.KV{{Key: "order_id", Value: "1234567890"}},
-	}
+	span := benchSpan()
 	const batchSpans = 64
 	var batch []byte
 	for range batchSpans {
-		batch = schemas.AppendSpan(batch, &span)
+		batch = appendQueued(batch, &span)
 	}
 	runtime.GC()
 	b.ReportAllocs()
@@ -77,6 +82,37 @@ func BenchmarkHotPathNoWriter(b *testing.B) {
 			b.StopTimer()
 			batch, _ = a.spans.take(batch)
 			b.StartTimer()
+		}
+	}
+}
+
+// BenchmarkQueueEncode is End's encoding of the queue format, next to Avro's for the same span.
+func BenchmarkQueueEncode(b *testing.B) {
+	s := benchSpan()
+	buf := make([]byte, 0, 512)
+	for _, c := range []struct {
+		name string
+		enc  func([]byte, *schemas.Span) []byte
+	}{{"queue", appendQueued}, {"avro", schemas.AppendSpan}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = c.enc(buf[:0], &s)
+			}
+			b.ReportMetric(float64(len(buf)), "bytes/span")
+		})
+	}
+}
+
+// BenchmarkQueueDecode is the writer's decoding of the queue format.
+func BenchmarkQueueDecode(b *testing.B) {
+	s := benchSpan()
+	body := appendQueued(nil, &s)
+	var out schemas.Span
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeQueued(body, &out); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

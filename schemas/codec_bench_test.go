@@ -51,16 +51,3 @@ func BenchmarkDecodeSpan(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkDecodeSpanAliased is the agent writer's decode: no string copies.
-func BenchmarkDecodeSpanAliased(b *testing.B) {
-	s := benchSpan()
-	body := schemas.AppendSpan(nil, &s)
-	var out schemas.Span
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := schemas.DecodeSpanAliased(body, &out); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

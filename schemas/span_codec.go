@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"unsafe"
 )
 
 // The schema-specific Span codec. goavro's map-based API costs about 2 µs and 21 allocations
@@ -83,14 +82,6 @@ func DecodeSpan(b []byte, s *Span) ([]byte, error) {
 	return d.span(s)
 }
 
-// DecodeSpanAliased is DecodeSpan without copying strings: they point into b, so s is valid only
-// while b is unchanged. The agent's writer uses it on encoded spans it owns and re-encodes
-// before it lets go of them.
-func DecodeSpanAliased(b []byte, s *Span) ([]byte, error) {
-	d := decoder{b: b, alias: true}
-	return d.span(s)
-}
-
 func (d *decoder) span(s *Span) ([]byte, error) {
 	b := d.b
 	d.fixed(s.TraceID[:])
@@ -129,9 +120,8 @@ func (d *decoder) span(s *Span) ([]byte, error) {
 }
 
 type decoder struct {
-	b     []byte
-	err   error
-	alias bool // strings point into b instead of being copied
+	b   []byte
+	err error
 }
 
 func (d *decoder) fail(what string) {
@@ -184,14 +174,7 @@ func (d *decoder) string() string {
 		d.fail("string length out of range")
 		return ""
 	}
-	var s string
-	switch {
-	case n == 0:
-	case d.alias:
-		s = unsafe.String(&d.b[0], n)
-	default:
-		s = string(d.b[:n])
-	}
+	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
 }

@@ -57,6 +57,13 @@ const (
 
 var spanKindSymbols = []string{"INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"}
 
+// Valid reports whether k is one of the schema's symbols: an Avro enum index out of range makes
+// the whole record unreadable.
+func (k SpanKind) Valid() bool { return int(k) < len(spanKindSymbols) }
+
+// Valid reports whether s is one of the schema's symbols.
+func (s Status) Valid() bool { return int(s) < len(statusSymbols) }
+
 func (k SpanKind) String() string  { return symbol(spanKindSymbols, uint8(k)) }
 func (SpanKind) symbols() []string { return spanKindSymbols }
 func (k *SpanKind) setIndex(i int) { *k = SpanKind(i) }
