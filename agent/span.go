@@ -129,12 +129,13 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 		if a.cfg.OverrideDomainSampling && parent.OriginDomain != "" && parent.OriginDomain != a.cfg.Domain {
 			a.decide(&s.sc, rt.sampleRate)
 		}
+		s.sc.SpanID = newSpanID()
 	} else {
 		s.sc.TraceID = newTraceID()
+		s.sc.SpanID = rootSpanID(s.sc.TraceID)
 		a.decide(&s.sc, rt.sampleRate)
 		s.sc.Dyed = ctx.Value(dyeKey{}) != nil
 	}
-	s.sc.SpanID = newSpanID()
 	if !s.sc.Sampled {
 		return n, s
 	}
@@ -259,6 +260,15 @@ func newTraceID() (t schemas.TraceID) {
 		binary.LittleEndian.PutUint64(t[8:], rand.Uint64())
 	}
 	return t
+}
+
+// rootSpanID is the trace id's second half, as Zipkin and Jaeger do: it is as random as a
+// fresh id, and a root span then costs one draw fewer.
+func rootSpanID(t schemas.TraceID) (s schemas.SpanID) {
+	if copy(s[:], t[8:]); s.IsZero() {
+		return newSpanID()
+	}
+	return s
 }
 
 func newSpanID() (s schemas.SpanID) {
