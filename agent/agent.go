@@ -37,7 +37,10 @@ type Config struct {
 
 	SpoolDir      string // default ./mercury-spool
 	SpoolMaxBytes int64  // disk budget (default 1 GiB)
-	QueueSize     int    // spans held in memory for the writer (default 8192), encoded, 512 bytes each on average at most
+	// QueueSize is how many spans wait in memory for the writer (default 8192), encoded,
+	// 512 bytes each on average at most. Its two buffers take 2 × (512 × QueueSize + min(4 MiB,
+	// 512 × QueueSize)) bytes, 16 MiB by default, resident as spans reach them.
+	QueueSize int
 
 	// SampleRate is the fraction of root traces recorded: 0 means 1 (everything). Downstream
 	// services follow the root's decision, whatever their own rate.

@@ -25,8 +25,7 @@ func TestQueueBoundsSpansAndBytes(t *testing.T) {
 	if q.refusing.Load() != queueFull {
 		t.Fatal("a full queue does not tell End to skip encoding")
 	}
-	spare := make([]byte, 0, 64)
-	b, n := q.take(spare)
+	b, n := q.take()
 	if q.refusing.Load() != pushed {
 		t.Fatal("an emptied queue still refuses")
 	}
@@ -42,15 +41,47 @@ func TestQueueBoundsSpansAndBytes(t *testing.T) {
 	if got := q.push(one); got != pushed {
 		t.Fatalf("push after take = %d", got)
 	}
-	if b, _ := q.take(nil); &b[:1][0] != &spare[:1][0] {
-		t.Fatal("take did not reuse the spare buffer")
-	}
 	q.shutdown()
 	if got := q.push(one); got != queueClosed {
 		t.Fatalf("push after shutdown = %d, want closed", got)
 	}
-	if q.take(nil); q.refusing.Load() != queueClosed {
+	if q.take(); q.refusing.Load() != queueClosed {
 		t.Fatal("a shut-down queue accepts again after the writer's last take")
+	}
+}
+
+// Batches alternate between two buffers, each starting on the cache line after the last one
+// taken from that buffer and wrapping once a cycle has gone by, always with room for a full
+// queue; the bytes come out as they went in.
+func TestQueueBatchesMoveThroughTheirBuffer(t *testing.T) {
+	q := newSpanQueue(2)
+	size := len(q.filling.mem)
+	cycle := size - q.maxBytes
+	var prev [2]int // each buffer's last batch, as the room left after its start
+	wraps := 0
+	for i := range 6 * cycle / 64 { // three cycles of each buffer
+		span := []byte(fmt.Sprintf("span %d", i))
+		if q.push(span) != pushed {
+			t.Fatalf("push %d refused", i)
+		}
+		b, n := q.take()
+		if n != 1 || !bytes.Equal(b, span) || cap(b) < q.maxBytes {
+			t.Fatalf("take %d: %d spans %q, room %d", i, n, b, cap(b))
+		}
+		if p := &prev[i%2]; *p != 0 {
+			switch {
+			case cap(b) == size: // wrapped to the start
+				wraps++
+			case cap(b) != *p-64:
+				t.Fatalf("take %d starts %d bytes after the last one in its buffer, want 64", i, *p-cap(b))
+			}
+			*p = cap(b)
+		} else {
+			*p = cap(b)
+		}
+	}
+	if wraps < 4 {
+		t.Fatalf("%d wraps in three cycles of each buffer", wraps)
 	}
 }
 

@@ -15,7 +15,6 @@ type writer struct {
 	a       *Agent
 	spans   *spool.Writer
 	events  *spool.Writer
-	batch   []byte       // encoded spans taken off the queue
 	span    schemas.Span // the one being rewritten; its strings point into batch
 	taken   uint64       // spans taken off the queue so far
 	waiting []flushRequest
@@ -24,8 +23,7 @@ type writer struct {
 
 func (a *Agent) writeLoop() {
 	defer a.wg.Done()
-	w := &writer{a: a, spans: a.spool.Writer(spool.StreamSpans), events: a.spool.Writer(spool.StreamEvents),
-		batch: a.spans.newBuffer()}
+	w := &writer{a: a, spans: a.spool.Writer(spool.StreamSpans), events: a.spool.Writer(spool.StreamEvents)}
 	flush := time.NewTicker(a.cfg.FlushInterval)
 	defer flush.Stop()
 	beat := time.NewTicker(a.cfg.HeartbeatInterval)
@@ -65,11 +63,11 @@ func (a *Agent) writeLoop() {
 // drain writes everything queued, then answers the flush requests it has caught up with.
 func (w *writer) drain() {
 	for {
-		var n int
-		if w.batch, n = w.a.spans.take(w.batch); n == 0 {
+		batch, n := w.a.spans.take()
+		if n == 0 {
 			break
 		}
-		w.writeSpans(w.batch, n)
+		w.writeSpans(batch, n)
 		w.taken += uint64(n)
 	}
 	kept := w.waiting[:0]
