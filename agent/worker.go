@@ -15,7 +15,7 @@ type writer struct {
 	a       *Agent
 	spans   *spool.Writer
 	events  *spool.Writer
-	span    schemas.Span // the one being rewritten; its strings point into batch
+	span    schemas.Span // the one being rewritten; its strings point into the batch taken
 	taken   uint64       // spans taken off the queue so far
 	waiting []flushRequest
 	lastErr time.Time

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"testing"
 
 	"github.com/linkedin/goavro/v2"
@@ -19,29 +17,6 @@ import (
 )
 
 func spanCodec() *goavro.Codec { return schemas.Current(schemas.NameSpan).Codec }
-
-// maps compare as sets: Go (and so goavro) map order is random.
-func normalize(s schemas.Span) schemas.Span {
-	sortKV := func(kvs []schemas.KV) []schemas.KV {
-		if len(kvs) == 0 {
-			return nil
-		}
-		out := append([]schemas.KV(nil), kvs...)
-		sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-		return out
-	}
-	s.BusinessKeys, s.Tags = sortKV(s.BusinessKeys), sortKV(s.Tags)
-	if len(s.Events) == 0 {
-		s.Events = nil
-	}
-	for i := range s.Events {
-		s.Events[i].Attributes = sortKV(s.Events[i].Attributes)
-	}
-	if math.IsNaN(s.SampleRate) {
-		s.SampleRate = -1
-	}
-	return s
-}
 
 func mapsAtMostOne(s *schemas.Span) bool {
 	if len(s.BusinessKeys) > 1 || len(s.Tags) > 1 {
@@ -75,7 +50,7 @@ func checkAgainstGoavro(t *testing.T, s schemas.Span) {
 	if rest, err := schemas.DecodeSpan(ref, &got); err != nil || len(rest) != 0 {
 		t.Fatalf("fast decode of goavro bytes: %v (rest %d)", err, len(rest))
 	}
-	if !reflect.DeepEqual(normalize(got), normalize(s)) {
+	if !reflect.DeepEqual(schemastest.Normalize(got), schemastest.Normalize(s)) {
 		t.Fatalf("fast decode of goavro bytes:\n got %+v\nwant %+v", got, s)
 	}
 	n, rest, err := spanCodec().NativeFromBinary(fast)
@@ -86,7 +61,7 @@ func checkAgainstGoavro(t *testing.T, s schemas.Span) {
 	if err := schemas.FromNative(n, &back); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(normalize(back), normalize(s)) {
+	if !reflect.DeepEqual(schemastest.Normalize(back), schemastest.Normalize(s)) {
 		t.Fatalf("goavro decode of fast bytes:\n got %+v\nwant %+v", back, s)
 	}
 }
@@ -155,7 +130,7 @@ func TestSingleObjectRoundTrip(t *testing.T) {
 			t.Fatalf("%T: %v", rc.in, err)
 		}
 		if sp, ok := rc.out.(*schemas.Span); ok {
-			if !reflect.DeepEqual(normalize(*sp), normalize(span)) {
+			if !reflect.DeepEqual(schemastest.Normalize(*sp), schemastest.Normalize(span)) {
 				t.Fatalf("span round trip:\n got %+v\nwant %+v", *sp, span)
 			}
 			continue

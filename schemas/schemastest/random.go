@@ -4,6 +4,7 @@ package schemastest
 import (
 	"math"
 	"math/rand/v2"
+	"sort"
 	"strings"
 
 	"github.com/mercury-apm/mercury/schemas"
@@ -83,4 +84,30 @@ func EdgeSpans() []schemas.Span {
 		large.BusinessKeys = append(large.BusinessKeys, schemas.KV{Key: strings.Repeat("k", i%7) + string(rune(0x4e00+i)), Value: ""})
 	}
 	return []schemas.Span{{}, max, min, unicode, large}
+}
+
+// Normalize makes spans that carry the same data compare equal with reflect.DeepEqual: maps
+// as sets (Go, and so goavro, orders maps at random), nil and empty slices alike, NaN rates
+// equal. s's slices are copied, not sorted in place.
+func Normalize(s schemas.Span) schemas.Span {
+	sortKV := func(kvs []schemas.KV) []schemas.KV {
+		if len(kvs) == 0 {
+			return nil
+		}
+		out := append([]schemas.KV(nil), kvs...)
+		sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+		return out
+	}
+	s.BusinessKeys, s.Tags = sortKV(s.BusinessKeys), sortKV(s.Tags)
+	if len(s.Events) == 0 {
+		s.Events = nil
+	}
+	s.Events = append([]schemas.SpanEvent(nil), s.Events...)
+	for i := range s.Events {
+		s.Events[i].Attributes = sortKV(s.Events[i].Attributes)
+	}
+	if math.IsNaN(s.SampleRate) {
+		s.SampleRate = -1
+	}
+	return s
 }
