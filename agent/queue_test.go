@@ -68,17 +68,14 @@ func TestQueueBatchesMoveThroughTheirBuffer(t *testing.T) {
 		if n != 1 || !bytes.Equal(b, span) || cap(b) < q.maxBytes {
 			t.Fatalf("take %d: %d spans %q, room %d", i, n, b, cap(b))
 		}
-		if p := &prev[i%2]; *p != 0 {
-			switch {
-			case cap(b) == size: // wrapped to the start
-				wraps++
-			case cap(b) != *p-64:
-				t.Fatalf("take %d starts %d bytes after the last one in its buffer, want 64", i, *p-cap(b))
-			}
-			*p = cap(b)
-		} else {
-			*p = cap(b)
+		switch p := &prev[i%2]; {
+		case *p == 0: // the buffer's first batch
+		case cap(b) == size: // wrapped to the start
+			wraps++
+		case cap(b) != *p-64:
+			t.Fatalf("take %d starts %d bytes after the last one in its buffer, want 64", i, *p-cap(b))
 		}
+		prev[i%2] = cap(b)
 	}
 	if wraps < 4 {
 		t.Fatalf("%d wraps in three cycles of each buffer", wraps)
