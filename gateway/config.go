@@ -16,10 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/upstream"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // Config is the gateway configuration: the YAML document plus injection

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/degrade"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 func TestRateLimitedRequestsFailOver(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 func route1(name, prefix string, tier int, local ...string) RouteConfig {

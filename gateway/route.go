@@ -16,12 +16,12 @@ import (
 
 	"github.com/mercury-apm/mercury/gateway/bbr"
 	"github.com/mercury-apm/mercury/gateway/breaker"
-	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/ratelimit"
 	"github.com/mercury-apm/mercury/gateway/retry"
 	"github.com/mercury-apm/mercury/gateway/timeout"
 	"github.com/mercury-apm/mercury/gateway/upstream"
+	"github.com/mercury-apm/mercury/internal/clock"
 	"github.com/mercury-apm/mercury/internal/httpstatus"
 )
 

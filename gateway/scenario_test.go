@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // (a) The local region returns 500s: requests fail over to the remote region

@@ -16,10 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/internal/token"
-	"github.com/mercury-apm/mercury/gateway/window"
+	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/window"
 )
 
 // ErrLimited is returned by Allow when the request is shed.

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/cpu"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // warm feeds one second of traffic: 10 completions of 20 ms per 100 ms

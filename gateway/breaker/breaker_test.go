@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 type transitions []string

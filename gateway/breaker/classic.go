@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
 	"github.com/mercury-apm/mercury/gateway/internal/token"
-	"github.com/mercury-apm/mercury/gateway/window"
+	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/window"
 )
 
 // ClassicConfig configures a closed/open/half-open breaker.

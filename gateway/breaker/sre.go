@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
-	"github.com/mercury-apm/mercury/gateway/window"
+	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/window"
 )
 
 // SREConfig configures adaptive throttling (Google SRE book, "Handling

@@ -22,7 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // Source reports smoothed CPU usage in [0, 1] of the capacity available to

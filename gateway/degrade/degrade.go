@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
-	"github.com/mercury-apm/mercury/gateway/window"
+	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/window"
 )
 
 // ErrDegraded is returned by Allow while the switch is on.

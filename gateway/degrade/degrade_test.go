@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 var errUpstream = errors.New("upstream 500")

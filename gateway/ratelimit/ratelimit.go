@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
-	"github.com/mercury-apm/mercury/gateway/window"
+	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/window"
 )
 
 // ErrLimited is returned by Allow when the window is full.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 func TestSlidingWindowBucketEdges(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // ErrExhausted is returned by Acquire when this round's window is used up.

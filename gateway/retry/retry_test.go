@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/gateway/clock"
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // round plays one probe round: local requests, then probes until the window

@@ -1,4 +1,4 @@
-// Package clock is the time source every gateway primitive takes, so tests
+// Package clock is the time source every resilience primitive and window takes, so tests
 // drive windows and timeouts with a fake clock instead of sleeping.
 package clock
 
