@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble"
 
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
@@ -39,10 +40,10 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 	pending := slices.Clone(ids)
 	slices.SortFunc(pending, func(a, b tracestore.TraceID) int { return slices.Compare(a[:], b[:]) })
 	pending = slices.Compact(pending)
-	err := s.read(func() error {
+	err := closed(s.days.Read(func(v pebbledb.View) error {
 		for _, ks := range []string{"", shadowPfx} {
 			foundIn := map[tracestore.TraceID]int64{}
-			for _, d := range s.sortedDays() {
+			for _, d := range v.Newest() {
 				// Spans start within a day of each other, so a trace found in day f is not
 				// older than day f-1.
 				live := pending[:0:0]
@@ -57,7 +58,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if err := probeDay(s.days[d], ks, live, func(id tracestore.TraceID, sp schemas.Span) {
+				if err := probeDay(v.DB(d), ks, live, func(id tracestore.TraceID, sp schemas.Span) {
 					if _, ok := foundIn[id]; !ok {
 						foundIn[id] = d
 					}
@@ -75,7 +76,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 			pending = rest
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: get traces: %w", err)
 	}
@@ -124,14 +125,14 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	firstDay, lastDay := tracestore.DayOf(q.StartNano()).Unix(), tracestore.DayOf(q.EndNano()).Unix()
 	var out []tracestore.TraceRef
 	seen := map[tracestore.TraceID]bool{}
-	err := s.read(func() error {
-		for _, d := range s.sortedDays() {
+	err := closed(s.days.Read(func(v pebbledb.View) error {
+		for _, d := range v.Newest() {
 			if d < firstDay || d > lastDay {
 				continue
 			}
 			var day []tracestore.TraceRef
 			for _, ks := range keyspaces {
-				hits, err := scanDay(ctx, s.days[d], ks, &q, limit-len(out), seen)
+				hits, err := scanDay(ctx, v.DB(d), ks, &q, limit-len(out), seen)
 				if err != nil {
 					return err
 				}
@@ -152,7 +153,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 			}
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: search: %w", err)
 	}
