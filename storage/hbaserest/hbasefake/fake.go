@@ -68,6 +68,13 @@ func (s *Server) Fail(method, op string, status, times int) {
 	s.faults = append(s.faults, &fault{method: method, op: op, status: status, times: times})
 }
 
+// Heal drops the faults not used up yet: the server answers normally again.
+func (s *Server) Heal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // Calls returns how many requests of method and op reached the server (failed ones included).
 func (s *Server) Calls(method, op string) int {
 	s.mu.Lock()
