@@ -74,7 +74,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("query: metrics: %w", err)
 	}
 	undecodable := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mercury_query_undecodable_rows_total",
-		Help: "Stored spans skipped because they did not decode."}, func() float64 { return float64(tracestore.UndecodableRows.Load()) })
+		Help: "Stored spans skipped because they did not decode."}, func() float64 { return float64(cfg.Traces.Undecodable()) })
 	if err := cfg.Register(undecodable); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}

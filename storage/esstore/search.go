@@ -190,10 +190,11 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 			}
 			raw, err := base64.StdEncoding.DecodeString(src.Span)
 			var sp schemas.Span
-			if err != nil || !tracestore.DecodeRow(raw, &sp) {
-				if err != nil {
-					tracestore.UndecodableRows.Add(1)
-				}
+			if err != nil {
+				s.Skip()
+				continue
+			}
+			if !s.DecodeRow(raw, &sp) {
 				continue
 			}
 			out[sp.TraceID] = append(out[sp.TraceID], sp)

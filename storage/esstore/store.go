@@ -69,6 +69,7 @@ type Config struct {
 
 // Store implements tracestore.Index, Rows, Retention and SpanWriter.
 type Store struct {
+	tracestore.RowDecoder
 	cfg    Config
 	client *elasticsearch.Client
 	own    *http.Transport // closed by Close when we created it

@@ -53,6 +53,7 @@ type Config struct {
 
 // Store implements tracestore.Rows over the HBase REST gateway.
 type Store struct {
+	tracestore.RowDecoder
 	cfg Config
 	c   *hbaserest.Client
 }
@@ -138,7 +139,7 @@ func (s *Store) GetTrace(ctx context.Context, id tracestore.TraceID) ([]schemas.
 		if code == http.StatusNotFound {
 			continue
 		}
-		m, err := decodeCellSet(body)
+		m, err := s.decodeCellSet(body)
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +170,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 			if code == http.StatusNotFound {
 				continue // none of the rows exist
 			}
-			m, err := decodeCellSet(body)
+			m, err := s.decodeCellSet(body)
 			if err != nil {
 				return nil, err
 			}
@@ -201,15 +202,15 @@ func dedup(ids []tracestore.TraceID) []tracestore.TraceID {
 }
 
 // decodeCellSet turns a cell set of trace rows into spans by trace id.
-func decodeCellSet(body []byte) (map[tracestore.TraceID][]schemas.Span, error) {
+func (s *Store) decodeCellSet(body []byte) (map[tracestore.TraceID][]schemas.Span, error) {
 	var cs hbaserest.CellSet
 	if err := json.Unmarshal(body, &cs); err != nil {
 		return nil, retry.Permanent(fmt.Errorf("hbasestore: cell set: %w", err))
 	}
-	return decodeRows(cs.Row)
+	return s.decodeRows(cs.Row)
 }
 
-func decodeRows(rows []hbaserest.Row) (map[tracestore.TraceID][]schemas.Span, error) {
+func (s *Store) decodeRows(rows []hbaserest.Row) (map[tracestore.TraceID][]schemas.Span, error) {
 	out := make(map[tracestore.TraceID][]schemas.Span, len(rows))
 	for _, r := range rows {
 		id, err := schemas.ParseTraceID(string(r.Key))
@@ -221,7 +222,7 @@ func decodeRows(rows []hbaserest.Row) (map[tracestore.TraceID][]schemas.Span, er
 				continue
 			}
 			var sp schemas.Span
-			if tracestore.DecodeRow(c.Value, &sp) {
+			if s.DecodeRow(c.Value, &sp) {
 				out[id] = append(out[id], sp)
 			}
 		}
@@ -275,7 +276,7 @@ func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tr
 			return retry.Permanent(fmt.Errorf("hbasestore: scanner page: %w", err))
 		}
 		for _, r := range cs.Row {
-			one, err := decodeRows([]hbaserest.Row{r})
+			one, err := s.decodeRows([]hbaserest.Row{r})
 			if err != nil {
 				return err
 			}

@@ -58,7 +58,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if err := probeDay(v.DB(d), ks, live, func(id tracestore.TraceID, sp schemas.Span) {
+				if err := s.probeDay(v.DB(d), ks, live, func(id tracestore.TraceID, sp schemas.Span) {
 					if _, ok := foundIn[id]; !ok {
 						foundIn[id] = d
 					}
@@ -84,7 +84,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 }
 
 // probeDay reads the rows of sorted ids in one day and keyspace with one iterator.
-func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(tracestore.TraceID, schemas.Span)) error {
+func (s *Store) probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(tracestore.TraceID, schemas.Span)) error {
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return err
@@ -94,7 +94,7 @@ func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(trac
 		key = rowPrefix(key[:0], ks, id)
 		for ok := it.SeekPrefixGE(key); ok; ok = it.Next() {
 			var sp schemas.Span
-			if tracestore.DecodeRow(it.Value(), &sp) {
+			if s.DecodeRow(it.Value(), &sp) {
 				emit(id, sp)
 			}
 		}

@@ -39,6 +39,7 @@ type Options struct {
 // Store implements tracestore.Index, Rows, Retention and SpanWriter over day databases.
 type Store struct {
 	days *pebbledb.Days
+	tracestore.RowDecoder
 }
 
 // Open opens (creating if needed) a store under dir and every day database found there.

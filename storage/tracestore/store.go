@@ -18,6 +18,19 @@ type Store struct {
 	Rows  Rows
 }
 
+// Undecodable is the number of stored spans the backends' readers skipped (see RowDecoder).
+func (s *Store) Undecodable() int64 {
+	type counter interface{ Undecodable() int64 }
+	var n int64
+	if c, ok := s.Rows.(counter); ok {
+		n += c.Undecodable()
+	}
+	if c, ok := s.Index.(counter); ok && any(s.Index) != any(s.Rows) {
+		n += c.Undecodable()
+	}
+	return n
+}
+
 // New returns a Store over idx and rows.
 func New(idx Index, rows Rows) *Store { return &Store{Index: idx, Rows: rows} }
 
