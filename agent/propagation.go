@@ -119,6 +119,9 @@ func appendTraceparent(b []byte, sc SpanContext) []byte {
 // to back in one line with bare commas between them (as Mercury and OpenTelemetry write them):
 // those are a substring of that line, otherwise they are joined once.
 func applyTracestate(sc *SpanContext, lines ...string) {
+	if len(lines) == 0 {
+		return // before zeroing kept
+	}
 	var kept [maxStateMembers - 1]string
 	n, own := 0, false
 	// While contiguous, the kept members are lines[runLine][runStart:runEnd].
@@ -169,19 +172,27 @@ func applyTracestate(sc *SpanContext, lines ...string) {
 	}
 }
 
-// applyOwnMember reads Mercury's fields. Values out of range or unknown fields are ignored,
-// never trusted.
+// applyOwnMember reads Mercury's fields, each a letter, ':' and a value, separated by ';'.
+// Values out of range and unknown fields are ignored, never trusted.
 func applyOwnMember(sc *SpanContext, v string) {
-	for f := range strings.SplitSeq(v, ";") {
-		name, val, _ := strings.Cut(f, ":")
-		switch name {
-		case "r":
+	for v != "" {
+		f := v
+		if i := strings.IndexByte(v, ';'); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		if len(f) < 2 || f[1] != ':' {
+			continue
+		}
+		switch val := f[2:]; f[0] {
+		case 'r':
 			if r, err := strconv.ParseFloat(val, 64); err == nil && r > 0 && r <= 1 {
 				sc.SampleRate = r
 			}
-		case "d":
+		case 'd':
 			sc.Dyed = val == "1"
-		case "o":
+		case 'o':
 			if ValidName(val) {
 				sc.OriginDomain = val
 			}
