@@ -126,7 +126,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	parent, ok := SpanContextFrom(ctx)
 	if ok {
 		s.sc = parent
-		if a.cfg.OverrideDomainSampling && parent.OriginDomain != "" && parent.OriginDomain != a.cfg.Domain {
+		if a.cfg.OverrideDomainSampling && parent.OriginDomain != "" && parent.OriginDomain != a.origin {
 			a.decide(&s.sc, rt.sampleRate)
 		}
 		s.sc.SpanID = newSpanID()
@@ -158,7 +158,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 
 // decide takes the sampling decision for a trace entering here.
 func (a *Agent) decide(sc *SpanContext, rate float64) {
-	sc.SampleRate, sc.OriginDomain = rate, a.cfg.Domain
+	sc.SampleRate, sc.OriginDomain = rate, a.origin
 	sc.Sampled = rate >= 1 || rand.Float64() < rate
 }
 
