@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -246,3 +247,57 @@ func hasAll(db *pebble.DB, prefixes [][]byte, tail []byte, buf *[]byte) (bool, e
 }
 
 func timeOf(unixNano int64) time.Time { return time.Unix(0, unixNano).UTC() }
+
+// Services lists the services of the production i/svc/ entries of every day.
+func (s *Store) Services(ctx context.Context) ([]string, error) {
+	return s.names(ctx, []byte(idxSvc))
+}
+
+// Operations lists the operations of the production i/op/<service>/ entries of every day.
+func (s *Store) Operations(ctx context.Context, service string) ([]string, error) {
+	return s.names(ctx, svcPrefix(nil, "", idxOp, service))
+}
+
+// names collects the distinct names that follow prefix in index keys (prefix/<name>/<tail>)
+// over every day, sorted, at most MaxNames. Each day costs one seek per name: after reading a
+// name the iterator jumps past all of its entries.
+func (s *Store) names(ctx context.Context, prefix []byte) ([]string, error) {
+	set := map[string]struct{}{}
+	err := closed(s.days.Read(func(v pebbledb.View) error {
+		for _, d := range v.Newest() {
+			if len(set) >= tracestore.MaxNames {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := distinctNames(v.DB(d), prefix, set); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: names: %w", err)
+	}
+	out := slices.Sorted(maps.Keys(set))
+	return out[:min(len(out), tracestore.MaxNames)], nil
+}
+
+func distinctNames(db *pebble.DB, prefix []byte, set map[string]struct{}) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok && len(set) < tracestore.MaxNames; {
+		key := it.Key()
+		end := len(key) - tailLen - 1 // the '/' between the name and the tail
+		if end < len(prefix) || key[end] != '/' {
+			ok = it.Next()
+			continue
+		}
+		set[unescape(key[len(prefix):end])] = struct{}{}
+		ok = it.SeekGE(prefixEnd(key[:end+1]))
+	}
+	return it.Close()
+}
