@@ -25,7 +25,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := start(ctx, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1, Telemetry: daemon.Telemetry{Logger: log}})
+	s, err := start(ctx, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Demo: true, DemoEvery: -1, Telemetry: daemon.Telemetry{Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	// Restart on the same data: the traces are still there.
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	s2, err := start(ctx2, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Telemetry: daemon.Telemetry{Logger: log}})
+	s2, err := start(ctx2, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Telemetry: daemon.Telemetry{Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestOneMetricsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Demo (in-process shippers) and an extra spool (a suite shipper) register the same
 	// metric names side by side.
-	s, err := start(ctx, allinone.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1,
+	s, err := start(ctx, allinone.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Demo: true, DemoEvery: -1,
 		Spools: []string{t.TempDir()}, Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"ship":      {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
 	"collector": {runCollector, "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
 	"query":     {runQuery, "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
+	"otlp":      {runOTLP, "otlp [--http ADDR] [--grpc ADDR]           OTLP/HTTP and OTLP/gRPC trace ingest → mercury.spans"},
 	"gateway":   {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
 	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
