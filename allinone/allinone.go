@@ -82,6 +82,8 @@ type Pipeline struct {
 	url        string
 	otlpHTTP   *daemon.Listener
 	otlpGRPC   net.Listener
+	otlpURL    string // OTLP/HTTP base URL
+	otlpAddr   string // OTLP/gRPC address
 	demo       *demo.Demo
 	components []daemon.Component
 }
@@ -124,11 +126,13 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		if p.otlpHTTP, err = daemon.Listen(cfg.OTLPHTTPAddr); err != nil {
 			return nil, fmt.Errorf("OTLP/HTTP: %w", err)
 		}
+		p.otlpURL = p.otlpHTTP.URL()
 	}
 	if cfg.OTLPGRPCAddr != "off" {
 		if p.otlpGRPC, err = net.Listen("tcp", cfg.OTLPGRPCAddr); err != nil {
 			return nil, fmt.Errorf("OTLP/gRPC: %w", err)
 		}
+		p.otlpAddr = p.otlpGRPC.Addr().String()
 	}
 	if p.otlpHTTP != nil || p.otlpGRPC != nil {
 		in, err := otlp.New(otlp.Config{Telemetry: cfg.Telemetry, Bus: bc, HTTP: p.otlpHTTP, GRPC: p.otlpGRPC})
@@ -164,20 +168,10 @@ type otlpOnly struct{ *otlp.Ingest }
 func (otlpOnly) Routes(*http.ServeMux) {}
 
 // OTLPHTTPURL is the OTLP/HTTP base URL ("" when disabled): exporters post to /v1/traces.
-func (p *Pipeline) OTLPHTTPURL() string {
-	if p.otlpHTTP == nil {
-		return ""
-	}
-	return p.otlpHTTP.URL()
-}
+func (p *Pipeline) OTLPHTTPURL() string { return p.otlpURL }
 
 // OTLPGRPCAddr is the OTLP/gRPC address ("" when disabled).
-func (p *Pipeline) OTLPGRPCAddr() string {
-	if p.otlpGRPC == nil {
-		return ""
-	}
-	return p.otlpGRPC.Addr().String()
-}
+func (p *Pipeline) OTLPGRPCAddr() string { return p.otlpAddr }
 
 // QueryURL is the base URL of the API and UI.
 func (p *Pipeline) QueryURL() string { return p.url }
