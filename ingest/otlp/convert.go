@@ -158,7 +158,11 @@ func (b *batch) addExceptions(s *schemas.Span) error {
 		if ev.Name != "exception" {
 			continue
 		}
-		rec := schemas.Event{TimeUnixNano: ev.TimeUnixNano, Domain: s.Domain, Service: s.Service, Host: s.Host,
+		at := ev.TimeUnixNano
+		if at == 0 { // an event without a time happened within the span
+			at = s.StartUnixNano + s.DurationNano
+		}
+		rec := schemas.Event{TimeUnixNano: at, Domain: s.Domain, Service: s.Service, Host: s.Host,
 			Type: schemas.EventException, Operation: s.Operation, TraceID: s.TraceID, SpanID: s.SpanID, Dyed: s.Dyed,
 			AgentVersion: s.AgentVersion}
 		for _, kv := range ev.Attributes {
