@@ -73,4 +73,3 @@ func BenchmarkHTTPExportBroker(b *testing.B) {
 	defer func() { cancel(); <-done }()
 	benchHTTP(b, in, 512)
 }
-
