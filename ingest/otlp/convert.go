@@ -128,13 +128,12 @@ func (m *mapping) add(req *coltrace.ExportTraceServiceRequest, b *batch) error {
 					b.reject(1, err.Error())
 					continue
 				}
-				n, a := len(b.msgs), len(b.arena)
 				ks := len(b.arena)
 				b.arena = hex.AppendEncode(b.arena, s.TraceID[:])
 				vs := len(b.arena)
 				b.arena = schemas.AppendSpan(schemas.AppendSingleHeader(b.arena, spanFingerprint), s)
 				if size := len(b.arena) - vs; size > MaxMessageBytes {
-					b.arena = b.arena[:a]
+					b.arena = b.arena[:ks]
 					b.reject(1, fmt.Sprintf("span %s: %d bytes encoded, at most %d", s.SpanID, size, MaxMessageBytes))
 					continue
 				}
@@ -142,7 +141,6 @@ func (m *mapping) add(req *coltrace.ExportTraceServiceRequest, b *batch) error {
 				b.msgs = append(b.msgs, kafka.Message{Topic: bus.TopicSpans, Key: b.arena[ks:vs:vs], Value: b.arena[vs:len(b.arena):len(b.arena)]})
 				b.spans++
 				if err := b.addExceptions(s); err != nil {
-					b.msgs, b.arena, b.spans = b.msgs[:n], b.arena[:a], b.spans-1
 					return err
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -469,5 +470,38 @@ func TestRunHTTPListener(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil || resp.StatusCode != 200 || len(w.spans(t)) != 2 {
 		t.Fatalf("Run %v, status %d, %d spans", err, resp.StatusCode, len(w.spans(t)))
+	}
+}
+
+// Spans over the limits are rejected one by one; their neighbours are kept.
+func TestOversizedSpans(t *testing.T) {
+	w := &recorder{}
+	in := newIngest(t, otlp.Config{Writer: w})
+	req := request()
+	spans := req.ResourceSpans[0].ScopeSpans[0].Spans
+	huge := proto.Clone(spans[1]).(*tracepb.Span)
+	huge.Attributes = append(huge.Attributes, strAttr("blob", strings.Repeat("x", otlp.MaxMessageBytes)))
+	crowded := proto.Clone(spans[1]).(*tracepb.Span)
+	for i := 0; i <= otlp.MaxAttributes; i++ {
+		crowded.Attributes = append(crowded.Attributes, intAttr("a"+strconv.Itoa(i), int64(i)))
+	}
+	req.ResourceSpans[0].ScopeSpans[0].Spans = []*tracepb.Span{huge, spans[0], crowded}
+	rec := post(t, in.HTTPHandler(), otlp.ContentTypeProtobuf, "", mustProto(t, req))
+	var resp coltrace.ExportTraceServiceResponse
+	if err := proto.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if ps := resp.GetPartialSuccess(); rec.Code != 200 || ps.GetRejectedSpans() != 2 || !strings.Contains(ps.GetErrorMessage(), "bytes encoded, at most") {
+		t.Fatalf("%d %v", rec.Code, ps)
+	}
+	if got := w.spans(t); len(got) != 1 || got[0].Operation != "POST /checkout" {
+		t.Fatalf("kept %d spans", len(got))
+	}
+	req.ResourceSpans[0].ScopeSpans[0].Spans = []*tracepb.Span{crowded}
+	resp.Reset()
+	rec = post(t, in.HTTPHandler(), otlp.ContentTypeProtobuf, "", mustProto(t, req))
+	proto.Unmarshal(rec.Body.Bytes(), &resp)
+	if ps := resp.GetPartialSuccess(); ps.GetRejectedSpans() != 1 || !strings.Contains(ps.GetErrorMessage(), "attributes (at most 1000)") {
+		t.Fatalf("crowded span: %v", ps)
 	}
 }
