@@ -122,6 +122,9 @@ func ParseSearch(v url.Values, now time.Time) (Search, error) {
 	q.Service, q.Operation = p.String("service"), p.String("operation")
 	tags := map[string]string{}
 	for _, t := range p.Strings("tags") {
+		if t == "" { // forms send the empty field
+			continue
+		}
 		var m map[string]string
 		if err := json.Unmarshal([]byte(t), &m); err != nil {
 			p.Bad("tags %q: want a JSON object of strings, such as {\"order_id\":\"42\"}", t)

@@ -178,6 +178,7 @@ func TestSearchByTags(t *testing.T) {
 	}{
 		{url.Values{"service": {"api"}}, []string{"2", "1"}},
 		{url.Values{"service": {"api"}, "limit": {"1"}}, []string{"2"}},
+		{url.Values{"service": {"api"}, "tags": {""}, "minDuration": {""}, "maxDuration": {""}, "lookback": {"custom"}}, []string{"2", "1"}},
 		{url.Values{"service": {"order"}, "operation": {"create"}, "tag": {"order_id:43"}}, []string{"2"}},
 		{url.Values{"service": {"api"}, "tags": {`{"error":"true"}`}}, nil},
 		{url.Values{"service": {"pay/ment"}, "tags": {`{"error":"true"}`}}, []string{"2", "1"}},
