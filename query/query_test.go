@@ -285,3 +285,79 @@ func TestHostileSpanRenders(t *testing.T) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestWaterfallOffsetsAreExact: offsets come as integers relative to the trace start, exact to
+// the nanosecond, so a 3 ms trace draws children inside their parents.
+func TestWaterfallOffsetsAreExact(t *testing.T) {
+	s, store := newTestServer(t)
+	at := time.Now().Truncate(time.Millisecond).Add(123456789 * time.Nanosecond % time.Millisecond)
+	spans := chain("31337", at)
+	spans[1].StartUnixNano = at.UnixNano() + 1_234_567 // 1.234567 ms after the root
+	spans[1].DurationNano = 1_765_433
+	spans[2].StartUnixNano = at.UnixNano() + 1_234_568
+	spans[2].DurationNano = 1_765_432 // ends exactly with its parent
+	if err := store.WriteSpans(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+	rec := do(t, s, "GET", "/api/v1/traces/"+spans[0].TraceID.String(), "", nil)
+	var tr traces.Trace
+	if err := json.Unmarshal(rec.Body.Bytes(), &tr); err != nil || rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	order := tr.Roots[0].Children[0]
+	payment := order.Children[0]
+	if tr.Roots[0].OffsetNano != 0 || order.OffsetNano != 1_234_567 || payment.OffsetNano != 1_234_568 {
+		t.Fatalf("offsets %d %d %d", tr.Roots[0].OffsetNano, order.OffsetNano, payment.OffsetNano)
+	}
+	if payment.OffsetNano+payment.DurationNano > order.OffsetNano+order.DurationNano {
+		t.Fatal("child ends after its parent")
+	}
+}
+
+// TestDefaultLookback: a search naming no start looks back DefaultLookback; an explicit
+// lookback or start reaches further.
+func TestDefaultLookback(t *testing.T) {
+	s, store := newTestServer(t)
+	old := time.Now().Add(-traces.DefaultLookback - time.Hour)
+	if err := store.WriteSpans(context.Background(), chain("5150", old)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(target string) int {
+		rec := do(t, s, "GET", target, "", nil)
+		var res traces.SearchResult
+		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || rec.Code != 200 {
+			t.Fatalf("%s: %d %s", target, rec.Code, rec.Body)
+		}
+		return len(res.Traces)
+	}
+	if n := count("/api/v1/traces?bk=order_id:5150"); n != 0 {
+		t.Fatalf("default lookback found %d traces older than it", n)
+	}
+	if n := count("/api/v1/traces?bk=order_id:5150&lookback=48h"); n != 1 {
+		t.Fatalf("lookback=48h found %d", n)
+	}
+	if n := count("/api/v1/traces?bk=order_id:5150&start=" + url.QueryEscape(old.Add(-time.Minute).Format(time.RFC3339))); n != 1 {
+		t.Fatalf("explicit start found %d", n)
+	}
+}
+
+// TestAgentsLiveness: an agent whose heartbeats stopped is listed but not live, and the
+// versions per domain count live agents only.
+func TestAgentsLiveness(t *testing.T) {
+	s, _ := newTestServer(t)
+	now := time.Now()
+	hb := func(host string, at time.Time) *schemas.Heartbeat {
+		return &schemas.Heartbeat{TimeUnixNano: at.UnixNano(), Domain: "shop", Service: "order", Host: host, PID: 1, AgentVersion: "0.1.0"}
+	}
+	s.Registry().Observe(hb("alive", now.Add(-2*time.Second)))
+	s.Registry().Observe(hb("dead", now.Add(-5*time.Minute)))
+	rec := do(t, s, "GET", "/api/v1/agents", "", nil)
+	var v agents.View
+	json.Unmarshal(rec.Body.Bytes(), &v)
+	if len(v.Agents) != 2 || !v.Agents[0].Live || v.Agents[1].Live || v.Versions["shop"]["0.1.0"] != 1 {
+		t.Fatalf("agents: %s", rec.Body)
+	}
+	if rec := do(t, s, "GET", "/api/v1/agents?limit=-1", "", nil); rec.Code != 400 {
+		t.Fatalf("unknown parameter: %d", rec.Code)
+	}
+}

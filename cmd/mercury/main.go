@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -35,13 +36,13 @@ var commands = map[string]command{
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
+		usage(os.Stdout) // asked for: not an error
+		return
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "mercury: unknown command %q\n\n", os.Args[1])
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,12 +54,12 @@ func main() {
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: mercury COMMAND [flags]\n\ncommands:")
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: mercury COMMAND [flags]\n\ncommands:")
 	for _, n := range slices.Sorted(maps.Keys(commands)) {
-		fmt.Fprintf(os.Stderr, "  %s\n", commands[n].usage)
+		fmt.Fprintf(w, "  %s\n", commands[n].usage)
 	}
-	fmt.Fprintln(os.Stderr, "\nRun 'mercury COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w, "\nFlags may stand before or after the arguments. Run 'mercury COMMAND -h' for a command's flags.")
 }
 
 func runVersion(context.Context, []string) error {

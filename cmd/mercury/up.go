@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,12 +42,13 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	dataDir, _ := filepath.Abs(cfg.DataDir)
 	fmt.Printf(`
-Mercury is up (data directory %s).
+Mercury is up (data under %s).
   web UI and API   %s
   Kafka broker     %s   (topics mercury.*)
   admin token      %s
-`, cfg.DataDir, p.QueryURL(), p.KafkaAddr(), cfg.AdminToken)
+`, dataDir, p.QueryURL(), p.KafkaAddr(), cfg.AdminToken)
 	if d := p.Demo(); d != nil {
 		next := d.NextOrderID()
 		fmt.Printf(`  demo             api → order → payment at %s, one order every %s (ids from %d)

@@ -35,15 +35,15 @@ func (a *Room) list(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	if err := p.Err(); err != nil {
 		return nil, http.StatusBadRequest, err
 	}
+	now := time.Now()
+	if a.Now != nil {
+		now = a.Now()
+	}
 	var since time.Time
 	if lookback > 0 {
-		now := time.Now
-		if a.Now != nil {
-			now = a.Now
-		}
-		since = now().Add(-lookback)
+		since = now.Add(-lookback)
 	}
-	return a.Registry.View(since), http.StatusOK, nil
+	return a.Registry.View(since, now), http.StatusOK, nil
 }
 
 func (a *Room) getConfig(w http.ResponseWriter, r *http.Request) (any, int, error) {
