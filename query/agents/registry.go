@@ -32,6 +32,10 @@ const DefaultHeartbeat = 10 * time.Second
 
 // Registry keeps the latest heartbeat per agent process, fed from mercury.heartbeats.
 type Registry struct {
+	// OnDomain, when set, hears every heartbeat's domain and time (the domain registry
+	// records first sightings).
+	OnDomain func(domain string, at time.Time)
+
 	mu  sync.RWMutex
 	all map[agentKey]*Agent
 	max int
@@ -52,6 +56,9 @@ func NewRegistry(max int) *Registry {
 func (r *Registry) Observe(hb *schemas.Heartbeat) {
 	k := agentKey{hb.Service, hb.Host, hb.PID}
 	seen := time.Unix(0, hb.TimeUnixNano).UTC()
+	if r.OnDomain != nil {
+		r.OnDomain(hb.Domain, seen)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, ok := r.all[k]
