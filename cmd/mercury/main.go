@@ -21,16 +21,17 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"up":        {runUp, "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
-	"broker":    {runBroker, "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
-	"ship":      {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
-	"collector": {runCollector, "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
-	"query":     {runQuery, "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
+	"up":        {daemonCommand("up", upFlags), "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
+	"broker":    {daemonCommand("broker", brokerFlags), "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
+	"ship":      {daemonCommand("ship", shipFlags), "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
+	"collector": {daemonCommand("collector", collectorFlags), "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
+	"query":     {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
 	"gateway":   {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
 	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
 	"dlq":       {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
 	"spool":     {runSpool, "spool cat DIR                              print spool records as JSON lines"},
+	"config":    {runConfig, "config check FILE | config defaults        check a configuration file; print every key with its default"},
 	"version":   {runVersion, "version                                    print the version"},
 }
 
@@ -51,6 +52,28 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mercury %s: %v\n", os.Args[1], err)
 		stop()
 		os.Exit(1)
+	}
+}
+
+// daemonCommand is a daemon's subcommand: flags declares its flags on a set and returns
+// what runs it once they are parsed, so the same declaration serves the command line, the
+// configuration file (--config-file, applied under the command line) and `mercury config`.
+func daemonCommand(name string, flags func(fs *flag.FlagSet) func(context.Context) error) func(context.Context, []string) error {
+	newSet := func() (*flag.FlagSet, func(context.Context) error) {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		registerConfigFlag(fs)
+		return fs, flags(fs)
+	}
+	flagSets[name] = func() *flag.FlagSet { fs, _ := newSet(); return fs }
+	return func(ctx context.Context, args []string) error {
+		fs, run := newSet()
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if err := withConfigFile(fs); err != nil {
+			return err
+		}
+		return run(ctx)
 	}
 }
 
