@@ -44,11 +44,14 @@ type running struct {
 	stop func() error
 }
 
-func startShipper(t testing.TB, cfg Config) running {
+func startShipper(t testing.TB, cfg Config, setup ...func(*Shipper)) running {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -61,6 +64,24 @@ func startShipper(t testing.TB, cfg Config) running {
 	}
 	t.Cleanup(func() { stop() })
 	return running{s, stop}
+}
+
+// holdCursorAt freezes each stream's committer once it has committed n records or more, as
+// if the process hung there: the reader and sender go on until their buffers fill, nothing
+// more is committed. reached is closed when the first stream stops.
+func holdCursorAt(n int64) (hold func(*Shipper), reached <-chan struct{}) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return func(s *Shipper) {
+		for _, st := range s.streams {
+			st.afterCommit = func(ctx context.Context, committed int64) {
+				if committed >= n {
+					once.Do(func() { close(ch) })
+					<-ctx.Done()
+				}
+			}
+		}
+	}, ch
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -166,16 +187,24 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 		Logger: quietLog(),
 	}
 
-	// (a) a shipper is killed mid-stream and a new one resumes from the cursor.
+	// (a) a shipper is killed mid-stream and a new one resumes from the cursor. Its cursor is
+	// held at the first batch that reaches 600 records, and it is killed once later batches are
+	// in flight: the kill point is the test's, not a race with the shipper's speed.
 	write(40, 60)
-	s1 := startShipper(t, cfg)
-	waitFor(t, 20*time.Second, "first shipper to ship some", func() bool { return s1.s.Stats().Records >= 600 })
+	hold, held := holdCursorAt(600)
+	s1 := startShipper(t, cfg, hold)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("first shipper committed only %d records", s1.s.Stats().Records)
+	}
+	waitFor(t, 20*time.Second, "a batch in flight behind the held cursor", func() bool { return s1.s.streams[0].inflight.Load() > 0 })
 	if err := s1.stop(); err != nil {
 		t.Fatal(err)
 	}
 	st1 := s1.s.Stats()
-	if st1.Records >= int64(len(want)) {
-		t.Fatalf("first shipper finished everything (%d records) before the kill", st1.Records)
+	if st1.Records < 600 || st1.Records >= int64(len(want)) {
+		t.Fatalf("first shipper committed %d of %d records; the hold is at 600", st1.Records, len(want))
 	}
 	t.Logf("killed the first shipper after %d of %d records (possible duplicates %d)", st1.Records, len(want), st1.PossibleDuplicates)
 	write(20, 60)
@@ -184,6 +213,9 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 		st := s2.s.Stats()
 		return st.Records > 0 && st.LagRecords == 0 && st.LagBytes == 0
 	})
+	if d := s2.s.Stats().PossibleDuplicates; d == 0 {
+		t.Fatal("the second shipper counted no possible duplicates for the batches in flight at the kill")
+	}
 
 	// (b) the broker goes away for a while; the spool keeps growing; the broker restarts on
 	// the same data directory and the shipper catches up from disk.

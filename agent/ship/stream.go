@@ -64,6 +64,12 @@ type stream struct {
 
 	seen map[uint64]bool // segments listed at or after the read position and not opened yet
 
+	// afterCommit, set by tests before Run, is called by the committer after each durable
+	// cursor advance with the records committed so far. Blocking in it holds the cursor where
+	// it is while the reader and sender go on, so a test can kill the shipper mid-stream at a
+	// point it chooses instead of racing it.
+	afterCommit func(ctx context.Context, committed int64)
+
 	scan     map[uint64]*scanState
 	lastScan time.Time // under mu
 
@@ -139,7 +145,7 @@ func (st *stream) run(ctx context.Context) error {
 		close(acked)
 	}()
 	go func() {
-		commitErr <- st.commitLoop(acked, free)
+		commitErr <- st.commitLoop(ctx, acked, free)
 		cancel() // a failed cursor write stops the reader and the sender too
 	}()
 	readErr := st.readLoop(ctx, full, free)
@@ -248,7 +254,7 @@ func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *ba
 // commitLoop makes the cursor durable past each acknowledged batch, in order, off the sender's
 // path: the fsync (milliseconds) overlaps the next sends instead of delaying them. It drains
 // acked even after a failure so the sender never blocks on it.
-func (st *stream) commitLoop(acked <-chan *batch, free chan<- *batch) error {
+func (st *stream) commitLoop(ctx context.Context, acked <-chan *batch, free chan<- *batch) error {
 	var failed error
 	for b := range acked {
 		if failed != nil {
@@ -257,6 +263,9 @@ func (st *stream) commitLoop(acked <-chan *batch, free chan<- *batch) error {
 		if err := st.commit(b); err != nil {
 			failed = err
 			continue
+		}
+		if st.afterCommit != nil {
+			st.afterCommit(ctx, st.records.Load())
 		}
 		free <- b
 		st.updateLag(false)
