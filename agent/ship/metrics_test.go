@@ -62,6 +62,9 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 		`mercury_shipper_records_total{stream="spans"} 400`,
 		`mercury_shipper_lag_records{stream="spans"} 0`,
 		`mercury_shipper_skipped_segments_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_blocks_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_bytes_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_records_total{stream="spans"} 0`,
 		`mercury_shipper_segments{stream="spans"} 1`,
 		`mercury_shipper_bytes_total{stream="spans"} `,
 		`mercury_shipper_send_errors_total{stream="spans"} 0`,
@@ -71,7 +74,7 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
-	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, `"shipper_records":400`) {
+	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, `"shipper_records":400`) || !strings.Contains(body, `"shipper_skipped_blocks":0`) {
 		t.Errorf("/healthz %d %s", code, body)
 	}
 	if sh.s.Stats().Bytes != size {

@@ -3,11 +3,14 @@ package ship
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -466,5 +469,161 @@ func TestSegmentListedBeforeItsHeaderIsRead(t *testing.T) {
 	c.readUntil(20*time.Second, want)
 	if st := sh.s.Stats(); st.SkippedSegments != 0 {
 		t.Fatalf("skipped %d segments", st.SkippedSegments)
+	}
+}
+
+// TestDamagedBlocksAreSteppedOver: a large sealed segment damaged in a block header, in the
+// data, in a sync marker, across a block boundary and in its last block, then an active
+// segment damaged in the middle and ending in a block still being written. Everything outside
+// the damaged blocks arrives exactly once, the counters say what was lost, the unfinished
+// block is waited for, and a shipper restarted after the resync neither re-ships nor loses.
+func TestDamagedBlocksAreSteppedOver(t *testing.T) {
+	spoolDir := t.TempDir()
+	b := startBroker(t, "", "")
+	defer b.Close()
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	defer w.close()
+	gen := newSpanGen(19)
+	type written struct {
+		path     string
+		off, end int64
+		ids      []schemas.SpanID
+	}
+	size := func() int64 {
+		fi, err := w.f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	var blocks []written
+	add := func(n int) {
+		off := size()
+		ids := gen.block(w, n)
+		blocks = append(blocks, written{w.path(w.seq), off, size(), ids})
+	}
+	w.rotate()
+	for range 200 {
+		add(100) // 20,000 spans in one segment
+	}
+	w.rotate()
+	for range 20 {
+		add(100)
+	}
+	second, ids := gen.bodies(100) // the agent is in the middle of writing this one
+	var data []byte
+	for _, body := range second {
+		data = append(data, body...)
+	}
+	tail := schemas.AppendOCFBlock(nil, len(second), data, w.sync)
+	tornAt := size()
+	w.write(tail[:len(tail)/2])
+
+	// Overwrite with fill, or flip the bits when fill is 0.
+	damage := func(blk int, at, n int64, fill byte) {
+		f, err := os.OpenFile(blocks[blk].path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, at); err != nil {
+			t.Fatal(err)
+		}
+		for i := range buf {
+			if fill == 0 {
+				buf[i] ^= 0xff
+			} else {
+				buf[i] = fill
+			}
+		}
+		if _, err := f.WriteAt(buf, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mid := func(i int) int64 { return (blocks[i].off + blocks[i].end) / 2 }
+	damage(10, blocks[10].off, 12, 0xff)      // block header
+	damage(50, mid(50), 100, 0)               // data
+	damage(90, blocks[90].end-12, 6, 0)       // sync marker
+	damage(130, blocks[130].end-40, 50, 0xff) // across into block 131's header
+	damage(199, mid(199), 100, 0)             // last block of the sealed segment
+	damage(205, mid(205), 100, 0)             // middle of the active segment
+	lost := map[int]bool{10: true, 50: true, 90: true, 130: true, 131: true, 199: true, 205: true}
+	var wantSkipped StreamStats
+	want := map[schemas.SpanID]bool{}
+	for i, blk := range blocks {
+		if !lost[i] {
+			expect(want, blk.ids)
+			continue
+		}
+		wantSkipped.SkippedBlocks++
+		wantSkipped.SkippedBytes += blk.end - blk.off
+		if i != 10 && i != 131 { // their headers are destroyed
+			wantSkipped.SkippedRecords += int64(len(blk.ids))
+		}
+	}
+	skipped := func(s *Shipper) StreamStats {
+		st := s.Stats().StreamStats
+		return StreamStats{SkippedSegments: st.SkippedSegments, SkippedBlocks: st.SkippedBlocks, SkippedBytes: st.SkippedBytes, SkippedRecords: st.SkippedRecords}
+	}
+
+	cfg := Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: 5 * time.Millisecond, Logger: quietLog()}
+	sh := startShipper(t, cfg)
+	c := newSpanConsumer(t, b.Addr(), "test-damaged")
+	c.readUntil(30*time.Second, want)
+	waitFor(t, 10*time.Second, "all but the damaged blocks committed", func() bool { return sh.s.Stats().Records == int64(len(want)) })
+	// The unfinished block is polled a few more times, and neither shipped nor counted.
+	polls := sh.s.streams[0].polls.Load()
+	waitFor(t, 10*time.Second, "5 more poll rounds", func() bool { return sh.s.streams[0].polls.Load() >= polls+5 })
+	if got := skipped(sh.s); got != wantSkipped {
+		t.Fatalf("skip counters %+v, want %+v", got, wantSkipped)
+	}
+	if st := sh.s.Stats(); st.Records != int64(len(want)) || st.SendErrors != 0 {
+		t.Fatalf("first shipper: %+v", st)
+	}
+	rec := httptest.NewRecorder()
+	sh.s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range []string{
+		fmt.Sprintf(`mercury_shipper_skipped_blocks_total{stream="spans"} %d`, wantSkipped.SkippedBlocks),
+		fmt.Sprintf(`mercury_shipper_skipped_bytes_total{stream="spans"} %d`, wantSkipped.SkippedBytes),
+		fmt.Sprintf(`mercury_shipper_skipped_records_total{stream="spans"} %d`, wantSkipped.SkippedRecords),
+		`mercury_shipper_skipped_segments_total{stream="spans"} 0`,
+	} {
+		if !strings.Contains(rec.Body.String(), line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if err := sh.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := loadCursor(filepath.Join(spoolDir, ".ship"), StreamSpans)
+	if err != nil || cur != (cursor{Seq: w.seq, Off: tornAt}) {
+		t.Fatalf("cursor %+v (%v), want the unfinished block's start %d in segment %d", cur, err, tornAt, w.seq)
+	}
+	if _, err := os.Stat(blocks[0].path); !os.IsNotExist(err) {
+		t.Fatalf("the shipped sealed segment is still there: %v", err)
+	}
+
+	// The writer completes the block and goes on; a new shipper starts at the cursor.
+	w.write(tail[len(tail)/2:])
+	expect(want, ids)
+	w.rotate()
+	expect(want, gen.block(w, 100))
+	sh2 := startShipper(t, cfg)
+	c.readUntil(30*time.Second, want)
+	waitFor(t, 10*time.Second, "the second shipper's 200 records", func() bool { return sh2.s.Stats().Records == 200 })
+	if got := skipped(sh2.s); got != (StreamStats{}) {
+		t.Fatalf("the restarted shipper stepped over damage again: %+v", got)
+	}
+	for id, n := range c.seen {
+		if !want[id] {
+			t.Fatalf("span %x from a damaged block arrived", id)
+		}
+		if n != 1 {
+			t.Fatalf("span %x arrived %d times", id, n)
+		}
+	}
+	if len(c.seen) != len(want) {
+		t.Fatalf("got %d spans, want %d", len(c.seen), len(want))
 	}
 }

@@ -143,10 +143,7 @@ func (r *SegmentReader) read() (Block, error) {
 		r.buf = blk.Data[:0]
 	}
 	if err == nil {
-		r.recs, err = schemas.SplitRecords(r.hdr.Schema, blk.Data, blk.Count, r.recs[:0])
-		if err != nil {
-			err = fmt.Errorf("%w: records: %w", schemas.ErrCorrupt, err)
-		}
+		r.recs, err = schemas.SplitRecords(r.hdr.Schema, blk.Data, blk.Count, r.recs[:0]) // errors wrap ErrCorrupt
 	}
 	if err != nil {
 		if n > 0 {
