@@ -236,8 +236,9 @@ func (r *SegmentReader) stepOver(from, end int64, d Damage, cause, err error) (B
 }
 
 // countLost counts the blocks in [from, end), a stretch ending with a sync marker: one, or
-// more where destroyed markers merged blocks whose headers still say where they end. Records
-// are counted only from such readable headers.
+// more where a destroyed marker merged blocks and the first one's header says where it ends
+// (believed only if at least the first half of its data splits into the records it declares).
+// Records are counted only from such headers.
 func (r *SegmentReader) countLost(from, end int64, d *Damage) {
 	const minBlock = 2 + 16 // two one-byte varints and the marker
 	for {
@@ -247,12 +248,39 @@ func (r *SegmentReader) countLost(from, end int64, d *Damage) {
 			d.Records += count
 			return
 		}
-		if !ok || claimed <= from || claimed > end-minBlock {
+		if !ok || claimed <= from || claimed > end-minBlock || !r.splits(from, claimed, count) {
 			return // the rest of the stretch counts as one block of unknown records
 		}
 		d.Records += count
 		from = claimed
 	}
+}
+
+// splits reports whether the data of the block [from, end) holds the count records its header
+// declares, at least up to damage in its second half.
+func (r *SegmentReader) splits(from, end, count int64) bool {
+	var hdr [2 * binary.MaxVarintLen64]byte
+	n, _ := r.f.ReadAt(hdr[:], from)
+	_, size, hl, _ := schemas.OCFBlockHeader(hdr[:n])
+	if int64(cap(r.buf)) < size {
+		r.buf = make([]byte, size)
+	}
+	data := r.buf[:size]
+	if _, err := r.f.ReadAt(data, from+int64(hl)); err != nil || r.hdr.Codec != "null" {
+		return false
+	}
+	var err error
+	r.recs, err = schemas.SplitRecords(r.hdr.Schema, data, count, r.recs[:0])
+	if err == nil {
+		return true
+	}
+	// Damage at the end of the block stops the split there; a header that is itself garbage
+	// points into the middle of records, where a split fails at once.
+	var parsed int64
+	for _, rec := range r.recs {
+		parsed += int64(len(rec))
+	}
+	return 2*parsed >= size && 2*int64(len(r.recs)) >= count
 }
 
 // claimedEnd is where the block at off ends if its header is right, and its record count.
