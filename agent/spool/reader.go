@@ -170,9 +170,9 @@ func (r *SegmentReader) resync(from int64, cause error) (Block, error) {
 	if err != nil {
 		return Block{}, err
 	}
-	if count, end, ok := r.claimedEnd(from); ok && end <= size {
-		if good, err := r.resumesAt(end, size); err != nil || good {
-			return r.stepOver(from, end, Damage{Blocks: 1, Records: count}, cause, err)
+	if h, ok := r.blockHeader(from); ok && h.end() <= size {
+		if good, err := r.resumesAt(h.end(), size); err != nil || good {
+			return r.stepOver(from, h.end(), Damage{Blocks: 1, Records: h.count}, cause, err)
 		}
 	}
 	var d Damage
@@ -243,34 +243,31 @@ func (r *SegmentReader) countLost(from, end int64, d *Damage) {
 	const minBlock = 2 + 16 // two one-byte varints and the marker
 	for {
 		d.Blocks++
-		count, claimed, ok := r.claimedEnd(from)
-		if ok && claimed == end {
-			d.Records += count
+		h, ok := r.blockHeader(from)
+		if ok && h.end() == end {
+			d.Records += h.count
 			return
 		}
-		if !ok || claimed <= from || claimed > end-minBlock || !r.splits(from, claimed, count) {
+		if !ok || h.end() > end-minBlock || !r.splits(h) {
 			return // the rest of the stretch counts as one block of unknown records
 		}
-		d.Records += count
-		from = claimed
+		d.Records += h.count
+		from = h.end()
 	}
 }
 
-// splits reports whether the data of the block [from, end) holds the count records its header
-// declares, at least up to damage in its second half.
-func (r *SegmentReader) splits(from, end, count int64) bool {
-	var hdr [2 * binary.MaxVarintLen64]byte
-	n, _ := r.f.ReadAt(hdr[:], from)
-	_, size, hl, _ := schemas.OCFBlockHeader(hdr[:n])
-	if int64(cap(r.buf)) < size {
-		r.buf = make([]byte, size)
+// splits reports whether the block's data holds the records its header declares, at least up
+// to damage in its second half.
+func (r *SegmentReader) splits(h blockHeader) bool {
+	if int64(cap(r.buf)) < h.size {
+		r.buf = make([]byte, h.size)
 	}
-	data := r.buf[:size]
-	if _, err := r.f.ReadAt(data, from+int64(hl)); err != nil || r.hdr.Codec != "null" {
+	data := r.buf[:h.size]
+	if _, err := r.f.ReadAt(data, h.data); err != nil || r.hdr.Codec != "null" {
 		return false
 	}
 	var err error
-	r.recs, err = schemas.SplitRecords(r.hdr.Schema, data, count, r.recs[:0])
+	r.recs, err = schemas.SplitRecords(r.hdr.Schema, data, h.count, r.recs[:0])
 	if err == nil {
 		return true
 	}
@@ -280,15 +277,23 @@ func (r *SegmentReader) splits(from, end, count int64) bool {
 	for _, rec := range r.recs {
 		parsed += int64(len(rec))
 	}
-	return 2*parsed >= size && 2*int64(len(r.recs)) >= count
+	return 2*parsed >= h.size && 2*int64(len(r.recs)) >= h.count
 }
 
-// claimedEnd is where the block at off ends if its header is right, and its record count.
-func (r *SegmentReader) claimedEnd(off int64) (count, end int64, ok bool) {
-	var hdr [2 * binary.MaxVarintLen64]byte
-	n, _ := r.f.ReadAt(hdr[:], off)
-	count, size, hl, ok := schemas.OCFBlockHeader(hdr[:n])
-	return count, off + int64(hl) + size + int64(len(r.hdr.Sync)), ok
+// blockHeader is a block's header as read, which damage may have rewritten.
+type blockHeader struct {
+	count, size int64
+	data        int64 // offset of the block's data
+}
+
+// end is where the block ends if its header is right.
+func (h blockHeader) end() int64 { return h.data + h.size + 16 }
+
+func (r *SegmentReader) blockHeader(off int64) (blockHeader, bool) {
+	var b [2 * binary.MaxVarintLen64]byte
+	n, _ := r.f.ReadAt(b[:], off)
+	count, size, hl, ok := schemas.OCFBlockHeader(b[:n])
+	return blockHeader{count: count, size: size, data: off + int64(hl)}, ok
 }
 
 // findSync returns the offset of the first sync marker that starts at or after off and ends by
@@ -324,8 +329,8 @@ func (r *SegmentReader) SkipTail(cause error) (Block, error) {
 		return Block{Offset: r.off, End: r.off}, err
 	}
 	d := Damage{Blocks: 1}
-	if count, end, ok := r.claimedEnd(r.off); ok && end > size {
-		d.Records = count
+	if h, ok := r.blockHeader(r.off); ok && h.end() > size {
+		d.Records = h.count
 	}
 	return r.stepOver(r.off, size, d, cause, nil)
 }
