@@ -85,3 +85,10 @@ func TestTraceNotFoundSaysSoOnce(t *testing.T) {
 		t.Errorf("status %d: %q", code, out)
 	}
 }
+
+func TestSpoolCatOfNothing(t *testing.T) {
+	out, code := mercury(t, "spool", "cat", "/nonexistent/spool")
+	if code != 1 || !strings.Contains(out, "no such file or directory") {
+		t.Errorf("missing directory: status %d\n%s", code, out)
+	}
+}

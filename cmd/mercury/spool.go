@@ -31,6 +31,11 @@ func runSpool(_ context.Context, args []string) error {
 	if *stream != "all" {
 		streams = []string{*stream}
 	}
+	if fi, err := os.Stat(fs.Arg(0)); err != nil {
+		return fmt.Errorf("spool %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("spool %s: not a directory (want the agent's spool root, holding spans/, events/, heartbeats/)", fs.Arg(0))
+	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	return catSpool(out, fs.Arg(0), streams, os.Stderr)
