@@ -193,7 +193,7 @@ func newAgent(cfg Config, sp *spool.Spool, m *masker) *Agent {
 	}
 	a.records.New = func() any { return newSpanRecord() }
 	a.clock.Store(newClockBase(nil))
-	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
+	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, overrideDomain: cfg.OverrideDomainSampling, version: "local"})
 	return a
 }
 

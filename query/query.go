@@ -39,6 +39,8 @@ type Config struct {
 	AgentConfigPath string
 	// Rooms are mounted beside the built-in ones (traces, agents, Jaeger's API).
 	Rooms []Room
+	// Alerts tells the domain registry each domain's alert strategy and what fires there.
+	Alerts agents.AlertState
 }
 
 // Validate fills the defaults and checks what is required.
@@ -69,7 +71,9 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, mux: http.NewServeMux(), agents: &agents.Room{Registry: agents.NewRegistry(10000), Configs: configs}}
+	registry := agents.NewRegistry(10000)
+	registry.OnDomain = configs.SeenDomain
+	s := &Service{cfg: cfg, mux: http.NewServeMux(), agents: &agents.Room{Registry: registry, Configs: configs, Alerts: cfg.Alerts}}
 	rt, err := api.NewRouter(s.mux, cfg.Registry, cfg.Logger, cfg.AdminToken)
 	if err != nil {
 		return nil, fmt.Errorf("query: metrics: %w", err)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -21,8 +22,12 @@ import (
 	"github.com/mercury-apm/mercury/internal/retry"
 )
 
-// ErrClosed: the databases were closed.
-var ErrClosed = errors.New("pebbledb: closed")
+var (
+	// ErrClosed: the databases were closed.
+	ErrClosed = errors.New("pebbledb: closed")
+	// ErrLocked: another process (or another Open in this one) holds the directory.
+	ErrLocked = errors.New("locked by another process: an embedded store has one user")
+)
 
 const dayLayout = "2006-01-02"
 
@@ -44,6 +49,7 @@ type Days struct {
 	dir   string
 	opts  Options
 	cache *pebble.Cache
+	lock  *os.File // flock'ed for the whole life of the set
 
 	// mu guards days: readers hold it shared for their whole run, DropBefore and Close hold
 	// it exclusively, so a database is never closed under a reader.
@@ -66,7 +72,17 @@ func Open(dir string, opts Options) (*Days, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pebbledb: %w", err)
 	}
-	d := &Days{dir: dir, opts: opts, cache: pebble.NewCache(opts.CacheBytes), days: map[int64]*pebble.DB{}}
+	// Each day database has its own lock, but days open lazily: without a lock of the whole
+	// directory two processes could share a store until they both touch the same day.
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("pebbledb: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("pebbledb: %s: %w (%w)", dir, ErrLocked, err)
+	}
+	d := &Days{dir: dir, opts: opts, cache: pebble.NewCache(opts.CacheBytes), lock: lock, days: map[int64]*pebble.DB{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		d.cache.Unref()
@@ -143,6 +159,7 @@ func (d *Days) Close() error {
 		delete(d.days, day)
 	}
 	d.cache.Unref()
+	errs = append(errs, d.lock.Close()) // releases the flock
 	return errors.Join(errs...)
 }
 
