@@ -106,7 +106,8 @@ type Search struct {
 
 // ParseSearch reads Jaeger's search parameters: service, operation, tags (a JSON object) and
 // tag (key:value, repeated), start and end in Unix microseconds, lookback (1h, 2d, or
-// "custom": start and end say it), minDuration and maxDuration (Go durations), limit, and
+// "custom": start and end say it; without start, the search looks back that far from end or
+// now, by default traces.DefaultLookback), minDuration and maxDuration (Go durations), limit, and
 // traceID (repeated; the other conditions are then ignored, as Jaeger does).
 func ParseSearch(v url.Values, now time.Time) (Search, error) {
 	p := api.NewParams(v, "service", "operation", "tags", "tag", "start", "end", "lookback", "minDuration", "maxDuration", "limit", "traceID")
@@ -152,8 +153,15 @@ func ParseSearch(v url.Values, now time.Time) (Search, error) {
 		q.BusinessKeys = append(q.BusinessKeys, schemas.KV{Key: k, Value: tags[k]})
 	}
 	q.Start, q.End = micros(p, "start"), micros(p, "end")
-	if d := lookback(p); d > 0 && q.Start.IsZero() {
-		q.Start = now.Add(-d)
+	if d := lookback(p); q.Start.IsZero() {
+		if d == 0 {
+			d = traces.DefaultLookback // as Mercury's own search
+		}
+		end := now
+		if !q.End.IsZero() {
+			end = q.End
+		}
+		q.Start = end.Add(-d)
 	}
 	q.MinDuration, q.MaxDuration = p.Duration("minDuration", false), p.Duration("maxDuration", false)
 	q.Limit = p.Int("limit", DefaultLimit, 0, tracestore.MaxLimit)

@@ -186,6 +186,8 @@ func TestSearchByTags(t *testing.T) {
 		{url.Values{"service": {"api"}, "minDuration": {"51ms"}}, nil},
 		{url.Values{"service": {"api"}, "start": {us(at.Add(time.Second))}, "end": {us(at.Add(time.Hour))}}, []string{"2"}},
 		{url.Values{"service": {"api"}, "start": {us(at)}, "end": {us(at)}}, []string{"1"}},
+		// lookback counts back from end when start is missing.
+		{url.Values{"service": {"api"}, "end": {us(at.Add(30 * time.Second))}, "lookback": {"1m"}}, []string{"1"}},
 		{url.Values{"traceID": {"9090909090909" + "02", "ff"}}, []string{"2"}},
 	}
 	for _, c := range cases {
@@ -201,8 +203,9 @@ func TestSearchByTags(t *testing.T) {
 
 func TestLookbackIsRelativeToNow(t *testing.T) {
 	srv, _ := newServer(t)
-	// The fixture started two hours ago: a 1h lookback finds nothing, 1d finds both traces.
-	for lb, want := range map[string]int{"1h": 0, "1d": 2, "3h": 2} {
+	// The fixture started two hours ago: a 1h lookback finds nothing, 1d finds both traces, and
+	// so does the default (24h, as Mercury's own search).
+	for lb, want := range map[string]int{"1h": 0, "1d": 2, "3h": 2, "": 2, "custom": 2} {
 		var trs []jaeger.Trace
 		if code, _ := get(t, srv, "/api/traces?service=api&lookback="+lb, &trs); code != 200 || len(trs) != want {
 			t.Errorf("lookback %s: %d, %d traces, want %d", lb, code, len(trs), want)
