@@ -124,13 +124,13 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	p.components = []daemon.Component{col, q, retention}
 	if cfg.OTLPHTTPAddr != "off" {
 		if p.otlpHTTP, err = daemon.Listen(cfg.OTLPHTTPAddr); err != nil {
-			return nil, fmt.Errorf("OTLP/HTTP: %w", err)
+			return nil, fmt.Errorf("OTLP/HTTP ingest (another collector on the port? move or turn it off): %w", err)
 		}
 		p.otlpURL = p.otlpHTTP.URL()
 	}
 	if cfg.OTLPGRPCAddr != "off" {
 		if p.otlpGRPC, err = net.Listen("tcp", cfg.OTLPGRPCAddr); err != nil {
-			return nil, fmt.Errorf("OTLP/gRPC: %w", err)
+			return nil, fmt.Errorf("OTLP/gRPC ingest (another collector on the port? move or turn it off): %w", err)
 		}
 		p.otlpAddr = p.otlpGRPC.Addr().String()
 	}
