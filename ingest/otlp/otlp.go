@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/clock"
 	"github.com/mercury-apm/mercury/internal/daemon"
 )
 
@@ -62,7 +63,13 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Writer is where records go; nil: a bus writer (tests and benchmarks replace it).
 	Writer Writer
+	Clock  clock.Clock // nil: the process clock
 }
+
+// NotReadyFor is how long Ready reports a failed produce: long enough for a load balancer
+// to steer exporters elsewhere, short enough that an idle daemon, whose next produce would
+// be the only thing to clear the failure, takes traffic again.
+const NotReadyFor = 30 * time.Second
 
 // Writer produces messages synchronously: nil once the bus acknowledged all of them.
 type Writer interface {
@@ -104,6 +111,7 @@ func (c *Config) Validate() error {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	c.Clock = clock.Or(c.Clock)
 	c.Telemetry.Defaults()
 	return nil
 }
@@ -118,8 +126,9 @@ type Ingest struct {
 	batches sync.Pool
 	m       metrics
 
-	mu      sync.Mutex
-	lastErr error // the last produce failure, for Ready
+	mu       sync.Mutex
+	lastErr  error // the last produce's failure, for Ready
+	failedAt int64 // when, on cfg.Clock
 }
 
 var _ daemon.Component = (*Ingest)(nil)
@@ -169,11 +178,11 @@ func New(cfg Config) (*Ingest, error) {
 // Routes mounts OTLP/HTTP on the daemon's listener (`mercury otlp` serves it there).
 func (in *Ingest) Routes(mux *http.ServeMux) { mux.Handle("POST /v1/traces", in.HTTPHandler()) }
 
-// Ready is nil unless the last produce failed.
+// Ready is nil unless the last produce failed, less than NotReadyFor ago.
 func (in *Ingest) Ready() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.lastErr != nil {
+	if in.lastErr != nil && in.cfg.Clock.Now()-in.failedAt < int64(NotReadyFor) {
 		return fmt.Errorf("otlp: bus failing: %w", in.lastErr)
 	}
 	return nil
@@ -236,7 +245,7 @@ func (in *Ingest) export(ctx context.Context, req *coltrace.ExportTraceServiceRe
 		err := in.w.WriteMessages(wctx, b.msgs...)
 		cancel()
 		in.mu.Lock()
-		in.lastErr = err
+		in.lastErr, in.failedAt = err, in.cfg.Clock.Now()
 		in.mu.Unlock()
 		if err != nil {
 			reuse = false

@@ -30,6 +30,7 @@ import (
 
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/ingest/otlp"
+	"github.com/mercury-apm/mercury/internal/clock"
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/schemas"
 )
@@ -400,7 +401,8 @@ func closedAddr(t *testing.T) string {
 }
 
 func TestBusDown(t *testing.T) {
-	in := newIngest(t, otlp.Config{Bus: bus.Config{Brokers: []string{closedAddr(t)}, DialTimeout: time.Second}, WriteTimeout: 3 * time.Second})
+	clk := clock.NewFake(time.Hour)
+	in := newIngest(t, otlp.Config{Bus: bus.Config{Brokers: []string{closedAddr(t)}, DialTimeout: time.Second}, WriteTimeout: 3 * time.Second, Clock: clk})
 	rec := post(t, in.HTTPHandler(), otlp.ContentTypeProtobuf, "", mustProto(t, request()))
 	checkStatus(t, "bus down", rec, 503, "retry later")
 	if rec.Header().Get("Retry-After") == "" {
@@ -408,6 +410,11 @@ func TestBusDown(t *testing.T) {
 	}
 	if err := in.Ready(); err == nil || !strings.Contains(err.Error(), "bus failing") {
 		t.Errorf("Ready = %v", err)
+	}
+	// An idle daemon takes traffic again after a while: nothing else would clear the failure.
+	clk.Advance(otlp.NotReadyFor)
+	if err := in.Ready(); err != nil {
+		t.Errorf("Ready %s after the failure = %v", otlp.NotReadyFor, err)
 	}
 	_, err := in.Export(context.Background(), request())
 	if status.Code(err) != codes.Unavailable {
