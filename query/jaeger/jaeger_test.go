@@ -234,7 +234,7 @@ func TestBadSearches(t *testing.T) {
 	srv, _ := newServer(t)
 	cases := map[string]string{
 		"service=api&pretty=1":                      `unknown parameter "pretty"`,
-		"":                                          "name a business key or a service",
+		"":                                          "name a business key, a service, an error type or an event",
 		"service=api&tags=order_id%3D1":             `tags "order_id=1": want a JSON object of strings`,
 		`service=api&tags={"n":1}`:                  "want a JSON object of strings",
 		"service=api&tag=order_id":                  `tag "order_id": want key:value`,

@@ -39,6 +39,12 @@ func SearchBody(q *tracestore.Query) M {
 	if q.Operation != "" {
 		filters = append(filters, M{"term": M{"operation": q.Operation}})
 	}
+	if q.ErrorType != "" {
+		filters = append(filters, M{"term": M{"error_type": q.ErrorType}})
+	}
+	if q.Event != "" {
+		filters = append(filters, M{"term": M{"events": q.Event}})
+	}
 	if !q.Start.IsZero() || !q.End.IsZero() {
 		r := M{}
 		if !q.Start.IsZero() {

@@ -14,6 +14,8 @@ import (
 //	i/op/<service>/<operation>/<ts>/<trace_id>/<span_id> → entry value
 //	i/svc/<service>/<ts>/<trace_id>/<span_id>            → entry value
 //	i/err/<service>/<ts>/<trace_id>/<span_id>            → entry value
+//	i/exc/<error_type>/<ts>/<trace_id>/<span_id>         → entry value
+//	i/ev/<event name>/<ts>/<trace_id>/<span_id>          → entry value (once per name and span)
 //
 // Dyed spans use the same layout behind the shadow prefix "x/".
 //
@@ -40,6 +42,8 @@ const (
 	idxOp      = "i/op/"
 	idxSvc     = "i/svc/"
 	idxErr     = "i/err/"
+	idxExc     = "i/exc/"
+	idxEv      = "i/ev/"
 	escapeByte = 0x00
 )
 

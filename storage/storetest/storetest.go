@@ -71,13 +71,24 @@ func Queries(f *Fixture) map[string]tracestore.Query {
 		"dotted key":              {BusinessKeys: []schemas.KV{k("k.with.dots", "*:*")}},
 		"unicode key":             {BusinessKeys: []schemas.KV{k("订单号", "单")}},
 		"value prefix":            {BusinessKeys: []schemas.KV{{Key: "order", Value: "A"}}},
+		"error type":              {ErrorType: f.ErrorType},
+		"error type dyed include": {ErrorType: f.ErrorType, Dyed: tracestore.DyedInclude},
+		"error type and service":  {ErrorType: f.ErrorType, Service: f.Order},
+		"error type other svc":    {ErrorType: f.ErrorType, Service: f.DB},
+		"error type min duration": {ErrorType: f.ErrorType, MinDuration: 2 * time.Second},
+		"unknown error type":      {ErrorType: "*nobody.Error-" + f.Tag},
+		"event":                   {Event: f.Retry},
+		"event and bk":            {Event: f.CacheMiss, BusinessKeys: []schemas.KV{k("order", "A")}},
+		"event and other bk":      {Event: f.CacheMiss, BusinessKeys: []schemas.KV{k("order", "B")}},
+		"event and error type":    {Event: f.Retry, ErrorType: f.ErrorType},
 	}
 }
 
 // nonEmpty are queries the oracle must answer with hits, so the suite cannot pass vacuously.
 var nonEmpty = []string{"bk", "bk dyed only", "bk and bk same span", "bk and service", "bk cross day",
 	"service", "service errors", "service window", "service exact start", "injection stored", "separators stored",
-	"separator prefix forged", "dotted key", "unicode key", "bk and operation", "bk min duration"}
+	"separator prefix forged", "dotted key", "unicode key", "bk and operation", "bk min duration",
+	"error type", "error type dyed include", "error type and service", "event", "event and bk", "event and error type"}
 
 // RunIndex checks an Index against the oracle.
 func RunIndex(t *testing.T, newIndex IndexFactory) {

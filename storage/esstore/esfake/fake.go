@@ -573,7 +573,13 @@ func clause(kind, field string, arg json.RawMessage) (func(map[string]any) bool,
 		if m, ok := v.(map[string]any); ok {
 			return nil, fmt.Errorf("esfake: term with options %v", m)
 		}
-		return func(src map[string]any) bool { return key(lookup(src, field)) == key(v) }, nil
+		return func(src map[string]any) bool {
+			got := lookup(src, field)
+			if list, ok := got.([]any); ok { // an array field: a term matches any element
+				return slices.ContainsFunc(list, func(e any) bool { return key(e) == key(v) })
+			}
+			return key(got) == key(v)
+		}, nil
 	case "terms":
 		var vs []any
 		if err := dec(&vs); err != nil {
