@@ -155,6 +155,9 @@ type BreakerConfig struct {
 type DegradeConfig struct {
 	Fallback degrade.Fallback    `yaml:"fallback"`
 	Auto     *degrade.AutoConfig `yaml:"auto"`
+	// CacheBytes bounds the response bodies the cache fallback keeps for
+	// the route (default 8 MiB; one response at most 256 KiB).
+	CacheBytes int64 `yaml:"cache_bytes"`
 }
 
 // RouteRetry says whether the route may fail over to the remote region.

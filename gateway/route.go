@@ -37,9 +37,6 @@ const (
 	shedDegrade   = "degrade"
 )
 
-// maxCachedBody caps the response kept for the cache fallback.
-const maxCachedBody = 256 << 10
-
 // route is one configured route with its middleware chain.
 type route struct {
 	g    *Gateway
@@ -123,7 +120,7 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	if rc.enabled(MWDegrade) {
-		if r.degrade, err = degrade.New(degrade.Config{Fallback: rc.Degrade.Fallback, Auto: rc.Degrade.Auto, Clock: clk,
+		if r.degrade, err = degrade.New(degrade.Config{Fallback: rc.Degrade.Fallback, Auto: rc.Degrade.Auto, Clock: clk, CacheBytes: rc.Degrade.CacheBytes,
 			OnChange: func(on bool, reason string) {
 				r.event(EventDegrade, slog.Bool("on", on), slog.String("reason", reason))
 			}}); err != nil {
@@ -279,7 +276,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 		if err != nil {
 			st.shedBy = shedDegrade
 			r.m.fallbacks.Inc()
-			r.degrade.WriteFallback(sw)
+			r.degrade.WriteFallback(sw, req)
 			return
 		}
 		defer func() { done(breaker.Failure(sw.Code(), st.err)) }()
@@ -387,10 +384,13 @@ func dyeOf(h http.Header) string {
 	return ""
 }
 
-// remember keeps the last good GET response for the cache fallback.
+// remember keeps good GET responses for the cache fallback, per method, URL
+// and Vary (see degrade.Cache for what is never kept).
+// It keys by the client's request, not the rewritten one sent upstream.
 func (r *route) remember(resp *http.Response) error {
-	if resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
-		resp.ContentLength < 0 || resp.ContentLength > maxCachedBody || r.degrade.FallbackKind() != degrade.Cache {
+	in := &stateOf(resp.Request.Context()).req
+	if resp.ContentLength < 0 || resp.ContentLength > degrade.MaxCachedBody || r.degrade.FallbackKind() != degrade.Cache ||
+		!degrade.Storable(in, resp.StatusCode, resp.Header) {
 		return nil
 	}
 	b, err := io.ReadAll(resp.Body)
@@ -399,7 +399,7 @@ func (r *route) remember(resp *http.Response) error {
 		return err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
-	r.degrade.Remember(&degrade.Response{Status: resp.StatusCode, Header: resp.Header.Clone(), Body: b})
+	r.degrade.Cache().Put(in, resp.StatusCode, resp.Header, b)
 	return nil
 }
 

@@ -28,7 +28,7 @@ type Kind string
 // Fallback kinds.
 const (
 	Static Kind = "static" // a configured body
-	Cache  Kind = "cache"  // the last good response, else an error
+	Cache  Kind = "cache"  // the kept response for this request, else an error
 	Error  Kind = "error"  // an error status
 )
 
@@ -90,16 +90,11 @@ type Config struct {
 	// OnChange is called on every change of the effective state, with the
 	// reason: "manual", "auto", "recovered" or "manual-off".
 	OnChange func(on bool, reason string)
+	// CacheBytes bounds the bodies the cache fallback keeps (default 8 MiB).
+	CacheBytes int64
 }
 
 type bucket struct{ requests, errors, timeouts int64 }
-
-// Response is a remembered good response for the cache fallback.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
 
 // Switch is safe for concurrent use. Allow is a single atomic load while the
 // switch is off and no automatic rule is configured.
@@ -109,7 +104,7 @@ type Switch struct {
 	onChange func(bool, string)
 	done     func(error)
 	on       atomic.Bool // effective state, read on the hot path
-	lastGood atomic.Pointer[Response]
+	cache    *ResponseCache
 
 	mu         sync.Mutex
 	manual     bool
@@ -125,7 +120,11 @@ func New(c Config) (*Switch, error) {
 	if err := c.Fallback.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Switch{clock: clock.Or(c.Clock), onChange: c.OnChange, fallback: c.Fallback, checkedSec: -1}
+	if c.CacheBytes < 0 {
+		return nil, errors.New("degrade: cache bytes must be ≥ 0")
+	}
+	s := &Switch{clock: clock.Or(c.Clock), onChange: c.OnChange, fallback: c.Fallback, checkedSec: -1,
+		cache: NewResponseCache(c.CacheBytes)}
 	if a := c.Auto; a != nil {
 		ac := *a
 		if ac.For == 0 {
@@ -294,11 +293,13 @@ func (s *Switch) FallbackKind() Kind {
 	return s.fallback.Kind
 }
 
-// Remember stores r as the last good response for the cache fallback.
-func (s *Switch) Remember(r *Response) { s.lastGood.Store(r) }
+// Cache is the switch's response cache for the cache fallback.
+func (s *Switch) Cache() *ResponseCache { return s.cache }
 
-// WriteFallback answers a degraded request.
-func (s *Switch) WriteFallback(w http.ResponseWriter) {
+// WriteFallback answers req with the fallback. The cache fallback answers
+// only from a response kept for the same method, URL and Vary headers, and
+// only GET and HEAD; anything else gets 503.
+func (s *Switch) WriteFallback(w http.ResponseWriter, req *http.Request) {
 	s.mu.Lock()
 	fb := s.fallback
 	s.mu.Unlock()
@@ -312,13 +313,15 @@ func (s *Switch) WriteFallback(w http.ResponseWriter) {
 		_, _ = w.Write([]byte(fb.Body))
 		return
 	case Cache:
-		if r := s.lastGood.Load(); r != nil {
+		if r := s.cache.Get(req); r != nil {
 			for k, v := range r.Header {
 				h[k] = v
 			}
 			h.Set("X-Mercury-Degraded", "cache")
 			w.WriteHeader(r.Status)
-			_, _ = w.Write(r.Body)
+			if req.Method != http.MethodHead {
+				_, _ = w.Write(r.Body)
+			}
 			return
 		}
 		fb.Status = http.StatusServiceUnavailable

@@ -32,22 +32,23 @@ func TestManualWithFallbacks(t *testing.T) {
 	if _, err := s.Allow(); !errors.Is(err, ErrDegraded) {
 		t.Fatalf("err = %v", err)
 	}
+	get := httptest.NewRequest("GET", "/a", nil)
 	rec := httptest.NewRecorder()
-	s.WriteFallback(rec)
+	s.WriteFallback(rec, get)
 	if rec.Code != 200 || rec.Body.String() != "{}" || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("static fallback: %d %q %v", rec.Code, rec.Body, rec.Header())
 	}
 	// Cache fallback without a remembered response is an error…
 	s.Apply(Setting{On: true, Fallback: &Fallback{Kind: Cache}})
 	rec = httptest.NewRecorder()
-	s.WriteFallback(rec)
+	s.WriteFallback(rec, get)
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("empty cache: %d", rec.Code)
 	}
 	// …and with one, that response.
-	s.Remember(&Response{Status: 200, Header: http.Header{"Etag": {"x"}}, Body: []byte("good")})
+	s.Cache().Put(get, 200, http.Header{"Etag": {"x"}}, []byte("good"))
 	rec = httptest.NewRecorder()
-	s.WriteFallback(rec)
+	s.WriteFallback(rec, get)
 	if rec.Code != 200 || rec.Body.String() != "good" || rec.Header().Get("Etag") != "x" {
 		t.Fatalf("cache fallback: %d %q", rec.Code, rec.Body)
 	}
