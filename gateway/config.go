@@ -90,6 +90,12 @@ type RouteConfig struct {
 	Remote *UpstreamConfig `yaml:"remote"`
 
 	Timeout TimeoutConfig `yaml:"timeout"`
+	// Budget is the request's total time, every try together (local,
+	// failover): each try gets its own timeout capped by what is left, and
+	// the upstream learns what is left from the X-Mercury-Budget-Ms header.
+	// A caller's smaller header wins. Default: the longest single try (the
+	// local timeout or timeout.tmax, or the remote timeout).
+	Budget time.Duration `yaml:"budget"`
 	// Middlewares lists the enabled middlewares, any of: tier, bbr, degrade,
 	// ratelimit, breaker, dynamic_timeout, retry. Empty means all whose
 	// settings are present (tier, bbr, degrade and breaker need none). The
@@ -256,6 +262,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: local.instances is required", where)
 		case rc.Remote != nil && len(rc.Remote.Instances) == 0:
 			return fmt.Errorf("%s: remote.instances is required when remote is set", where)
+		case rc.Budget < 0 || rc.Local.Timeout < 0 || rc.Remote != nil && rc.Remote.Timeout < 0:
+			return fmt.Errorf("%s: budget and timeouts must not be negative", where)
 		}
 		for _, mw := range rc.Middlewares {
 			if !slices.Contains(allMiddlewares, mw) {

@@ -22,6 +22,7 @@ import (
 	"github.com/mercury-apm/mercury/gateway/timeout"
 	"github.com/mercury-apm/mercury/gateway/upstream"
 	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/deadline"
 	"github.com/mercury-apm/mercury/internal/httpstatus"
 )
 
@@ -47,6 +48,7 @@ type route struct {
 	local, remote *upstream.Pool
 	localTimeout  time.Duration
 	remoteTimeout time.Duration
+	budget        time.Duration // all tries of one request together
 
 	// Each is nil (tierOn false) when its middleware is off.
 	tierOn  bool
@@ -154,6 +156,10 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 			return nil, wrap(err)
 		}
 	}
+	r.budget = rc.Budget
+	if r.budget == 0 {
+		r.budget = max(r.localTimeout, rc.Timeout.Tmax, r.remoteTimeout)
+	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
 		Transport:    (*routeTransport)(r),
@@ -200,6 +206,8 @@ type reqState struct {
 	retried    bool
 	failedOver bool
 	err        error
+	deadline   time.Time // end of the request's budget
+	spent      bool      // the caller sent a budget of 0
 	fwd        [3]string // X-Forwarded-For, -Host, -Proto
 	local      attemptState
 }
@@ -226,6 +234,11 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
 	st.sw.ResponseWriter = w
 	sw := &st.sw
+	st.deadline = start.Add(r.budget)
+	if d, ok := deadline.FromHeader(req.Header); ok && d < r.budget {
+		st.deadline = start.Add(d) // the caller has less time left than the route allows
+		st.spent = d == 0
+	}
 	r.m.inFlight.Inc()
 	panicked := true
 	defer func() {
@@ -254,6 +267,11 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 // tell a normal return (any of the early ones) from a panic.
 func (r *route) chain(st *reqState, req *http.Request) {
 	sw := &st.sw
+	if st.spent {
+		st.err = errBudgetSpent // the caller has given up already: do no work for it
+		http.Error(sw, http.StatusText(http.StatusGatewayTimeout), http.StatusGatewayTimeout)
+		return
+	}
 	if r.tierOn {
 		done, err := r.g.tiers.Allow(r.cfg.Tier)
 		if err != nil {

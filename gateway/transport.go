@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mercury-apm/mercury/gateway/breaker"
 	"github.com/mercury-apm/mercury/gateway/upstream"
+	"github.com/mercury-apm/mercury/internal/deadline"
 )
 
 // routeTransport is the route's RoundTripper: the local attempt behind rate
@@ -39,27 +41,35 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.m.failover(result)
 		return resp, err
 	}
+	now := time.Now()
+	if st.deadline.Sub(now) < minTry {
+		r.m.failover("no_budget")
+		return resp, err
+	}
 	release, werr := r.window.Acquire()
 	if werr != nil {
 		r.m.failover("window_exhausted")
 		return resp, err
 	}
+	// The replay gets its own header map: the local attempt's transport may
+	// still hold the old one, and attempt writes the budget header.
+	body := req.Body
 	if req.GetBody != nil {
-		body, berr := req.GetBody()
-		if berr != nil {
+		var berr error
+		if body, berr = req.GetBody(); berr != nil {
 			release(berr)
 			return resp, err
 		}
-		req = req.Clone(req.Context())
-		req.Body = body
 	}
+	req = req.Clone(req.Context())
+	req.Body = body
 	if resp != nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
 		resp.Body.Close()
 	}
 	st.retried = !refused
 	st.failedOver = true
-	resp, err = r.attempt(req, r.remote, time.Now().Add(r.remoteTimeout), new(attemptState))
+	resp, err = r.attempt(req, r.remote, now, st.tryDeadline(now, r.remoteTimeout), new(attemptState))
 	if !errors.Is(err, upstream.ErrNoHealthy) {
 		st.upstream = UpstreamRemote
 	}
@@ -122,7 +132,7 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 		d = r.dyn.Timeout()
 	}
 	start := time.Now() // one reading for the deadline and the EMA's latency
-	resp, err := r.attempt(req, r.local, start.Add(d), &st.local)
+	resp, err := r.attempt(req, r.local, start, st.tryDeadline(start, d), &st.local)
 	if r.dyn != nil {
 		r.dyn.Observe(time.Since(start)) // headers in, or the attempt failed
 	}
@@ -135,26 +145,46 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 	return resp, err
 }
 
-// attemptState is the storage of one attempt: the outgoing request, its URL
-// and the body wrapper. The local attempt's lives in the reqState.
-type attemptState struct {
-	req  http.Request
-	url  url.URL
-	body releaseBody
+// minTry is the least budget worth starting another try with.
+const minTry = time.Millisecond
+
+// errBudgetSpent answers a request whose caller had no time left.
+var errBudgetSpent = fmt.Errorf("gateway: request budget spent: %w", context.DeadlineExceeded)
+
+// tryDeadline is when a try starting at now with its own timeout d must end:
+// never after the request's budget.
+func (st *reqState) tryDeadline(now time.Time, d time.Duration) time.Time {
+	if t := now.Add(d); t.Before(st.deadline) {
+		return t
+	}
+	return st.deadline
 }
 
-// attempt sends req to one instance of pool by deadline. The deadline covers
-// the body too, so the context is cancelled when the body is closed.
-func (r *route) attempt(req *http.Request, pool *upstream.Pool, deadline time.Time, a *attemptState) (*http.Response, error) {
+// attemptState is the storage of one attempt: the outgoing request, its URL,
+// the budget header value and the body wrapper. The local attempt's lives in
+// the reqState.
+type attemptState struct {
+	req    http.Request
+	url    url.URL
+	budget [1]string
+	body   releaseBody
+}
+
+// attempt sends req to one instance of pool by deadline and tells the
+// instance the time it has left. The deadline covers the body too, so the
+// context is cancelled when the body is closed.
+func (r *route) attempt(req *http.Request, pool *upstream.Pool, now, end time.Time, a *attemptState) (*http.Response, error) {
 	in, err := pool.Pick()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithDeadline(req.Context(), deadline)
+	ctx, cancel := context.WithDeadline(req.Context(), end)
 	out := withContext(&a.req, req, ctx)
 	a.url = *req.URL
 	a.url.Scheme, a.url.Host = in.URL.Scheme, in.URL.Host
 	out.URL, out.Host = &a.url, ""
+	a.budget[0] = deadline.Format(end.Sub(now))
+	out.Header[deadline.Header] = a.budget[:1:1] // a header map of this try's own (see RoundTrip)
 	resp, err := r.g.transport.RoundTrip(out)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
