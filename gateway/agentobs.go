@@ -113,6 +113,7 @@ var eventTypes = map[EventKind]string{
 	EventDegrade:        schemas.EventDegrade,
 	EventRetryWindow:    schemas.EventRetryWindow,
 	EventUpstreamHealth: schemas.EventUpstreamHealth,
+	EventOutlier:        schemas.EventUpstreamHealth,
 	EventPanic:          schemas.EventException,
 }
 

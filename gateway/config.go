@@ -115,6 +115,9 @@ type UpstreamConfig struct {
 	Instances   []string             `yaml:"instances"`
 	Balance     upstream.Balance     `yaml:"balance"`
 	HealthCheck upstream.HealthCheck `yaml:"health_check"`
+	// Outlier enables passive outlier ejection of instances (see package
+	// upstream); absent leaves it off.
+	Outlier *upstream.Outlier `yaml:"outlier"`
 	// Timeout is the fixed timeout for this region; for the local region
 	// the dynamic timeout replaces it when enabled. Default 5s.
 	Timeout time.Duration `yaml:"timeout"`
@@ -166,16 +169,64 @@ type DegradeConfig struct {
 	CacheBytes int64 `yaml:"cache_bytes"`
 }
 
-// RouteRetry says whether the route may fail over to the remote region.
+// RouteRetry is the route's retry policy: what is worth another try, where,
+// and how much retrying the route may do at once.
 type RouteRetry struct {
 	Disabled      bool `yaml:"disabled"`
 	NonIdempotent bool `yaml:"non_idempotent"` // also replay POST/PATCH
+	// OnStatus lists the upstream statuses worth another try; default 500,
+	// 502, 503, 504. 501 and 505 answer the same everywhere and may not be
+	// listed; 408, 429 and other 5xx may.
+	OnStatus []int `yaml:"on_status"`
+	// OnErrors lists the failures worth another try: connect (connection
+	// errors, no healthy instance), timeout, refused (the local rate limit
+	// or breaker). Default all three.
+	OnErrors []string `yaml:"on_errors"`
+	// NoLocalRetry turns off the retry on another local instance that runs
+	// before any failover.
+	NoLocalRetry bool `yaml:"no_local_retry"`
+	// TimeoutRateBound: a timed-out try is retried locally only while the
+	// route's local timeout rate (last 10 s) is below it; above, timeouts
+	// go straight to the remote region. Default 0.1.
+	TimeoutRateBound float64 `yaml:"timeout_rate_bound"`
+	// BudgetPercent and BudgetMinConcurrent are the retry budget: retries
+	// in progress at most BudgetPercent of the route's active requests, or
+	// BudgetMinConcurrent, whichever is more. Default 20 % and 3.
+	BudgetPercent       float64 `yaml:"budget_percent"`
+	BudgetMinConcurrent int64   `yaml:"budget_min_concurrent"`
 }
+
+// Failure kinds for RouteRetry.OnErrors.
+const (
+	RetryOnConnect = "connect"
+	RetryOnTimeout = "timeout"
+	RetryOnRefused = "refused"
+)
 
 // PlanConfig is a named degradation plan.
 type PlanConfig struct {
 	Name   string                     `yaml:"name"`
 	Routes map[string]degrade.Setting `yaml:"routes"`
+}
+
+func (rr *RouteRetry) validate() error {
+	for _, code := range rr.OnStatus {
+		switch {
+		case code == http.StatusNotImplemented || code == http.StatusHTTPVersionNotSupported:
+			return fmt.Errorf("on_status %d: the same request fails the same way everywhere, never retried", code)
+		case code != http.StatusRequestTimeout && code != http.StatusTooManyRequests && (code < 500 || code > 599):
+			return fmt.Errorf("on_status %d: only 408, 429 and 5xx may be retried", code)
+		}
+	}
+	for _, kind := range rr.OnErrors {
+		if kind != RetryOnConnect && kind != RetryOnTimeout && kind != RetryOnRefused {
+			return fmt.Errorf("on_errors %q: want connect, timeout or refused", kind)
+		}
+	}
+	if rr.TimeoutRateBound < 0 || rr.TimeoutRateBound > 1 {
+		return errors.New("timeout_rate_bound must be in [0,1]")
+	}
+	return nil
 }
 
 // Middleware names.
@@ -228,7 +279,7 @@ func (rc *RouteConfig) enabled(mw string) bool {
 	case MWDynamicTimeout:
 		return rc.Timeout.Thwm > 0
 	case MWRetry:
-		return rc.Remote != nil && !rc.Retry.Disabled
+		return !rc.Retry.Disabled
 	}
 	return true
 }
@@ -276,8 +327,8 @@ func (c *Config) Validate() error {
 		if rc.enabled(MWDynamicTimeout) && rc.Timeout.Thwm == 0 {
 			return fmt.Errorf("%s: middleware dynamic_timeout needs timeout.thwm and timeout.tmax", where)
 		}
-		if rc.enabled(MWRetry) && rc.Remote == nil {
-			return fmt.Errorf("%s: middleware retry needs a remote section", where)
+		if err := rc.Retry.validate(); err != nil {
+			return fmt.Errorf("%s: retry: %w", where, err)
 		}
 		names[rc.Name] = true
 		prefixes[rc.Prefix] = rc.Name

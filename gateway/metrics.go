@@ -17,6 +17,7 @@ type metrics struct {
 	inFlight  *prometheus.GaugeVec
 	shed      *prometheus.CounterVec
 	failovers *prometheus.CounterVec
+	retries   *prometheus.CounterVec
 	fallbacks *prometheus.CounterVec
 	panics    prometheus.Counter
 }
@@ -40,7 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "mercury_gateway_shed_total", Help: "Requests refused locally, by route and middleware.",
 		}, []string{"route", "by"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mercury_gateway_failovers_total", Help: "Cross-region failovers by route and result (ok, failed, window_exhausted, not_allowed).",
+			Name: "mercury_gateway_failovers_total", Help: "Cross-region failovers by route and result (ok, failed, or why none was made).",
+		}, []string{"route", "result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mercury_gateway_local_retries_total", Help: "Retries on another local instance by route and result (ok, failed, or why none was made).",
 		}, []string{"route", "result"}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mercury_gateway_degraded_responses_total", Help: "Requests answered by a degradation fallback.",
@@ -49,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "mercury_gateway_panics_total", Help: "Panics recovered while serving.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.shed, m.failovers, m.fallbacks, m.panics,
+	reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.shed, m.failovers, m.retries, m.fallbacks, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -95,6 +99,10 @@ func (rm *routeMetrics) shedBy(by string) { rm.m.shed.WithLabelValues(rm.route, 
 
 func (rm *routeMetrics) failover(result string) {
 	rm.m.failovers.WithLabelValues(rm.route, result).Inc()
+}
+
+func (rm *routeMetrics) localRetry(result string) {
+	rm.m.retries.WithLabelValues(rm.route, result).Inc()
 }
 
 // gauges registers scrape-time gauges for one route.

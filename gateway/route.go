@@ -57,10 +57,13 @@ type route struct {
 	limiter *ratelimit.Limiter
 	breaker breaker.Breaker
 	dyn     *timeout.EMA
-	window  *retry.Window
+	window  *retry.Window // cross-region failover; nil without a remote region
+	retry   retryPolicy
 
 	bbrEdge, limitEdge edge
 	proxy              *httputil.ReverseProxy
+	active             atomic.Int64 // requests being served
+
 }
 
 // edge turns per-request rejections into start/stop transitions, so a
@@ -98,22 +101,27 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 	r := &route{g: g, cfg: rc, info: RouteInfo{Name: rc.Name, Service: rc.Service, Tier: rc.Tier, Region: g.cfg.Region}}
 	wrap := func(err error) error { return fmt.Errorf("gateway: route %q: %w", rc.Name, err) }
 	var err error
-	health := func(instance string, healthy bool) {
-		r.event(EventUpstreamHealth, slog.String("instance", instance), slog.Bool("healthy", healthy))
+	clk := g.clock
+	pool := func(uc *UpstreamConfig) (*upstream.Pool, error) {
+		return upstream.New(upstream.Config{Instances: uc.Instances, Balance: uc.Balance, Health: uc.HealthCheck,
+			Client: g.healthClient, Outlier: uc.Outlier, Clock: clk,
+			OnHealth: func(instance string, healthy bool) {
+				r.event(EventUpstreamHealth, slog.String("instance", instance), slog.Bool("healthy", healthy))
+			},
+			OnEject: func(instance string, ejected bool, reason string) {
+				r.event(EventOutlier, slog.String("instance", instance), slog.Bool("ejected", ejected), slog.String("reason", reason))
+			}})
 	}
-	if r.local, err = upstream.New(upstream.Config{Instances: rc.Local.Instances, Balance: rc.Local.Balance,
-		Health: rc.Local.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
+	if r.local, err = pool(&rc.Local); err != nil {
 		return nil, wrap(err)
 	}
 	r.localTimeout = cmpOr(rc.Local.Timeout, 5*time.Second)
 	if rc.Remote != nil {
-		if r.remote, err = upstream.New(upstream.Config{Instances: rc.Remote.Instances, Balance: rc.Remote.Balance,
-			Health: rc.Remote.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
+		if r.remote, err = pool(rc.Remote); err != nil {
 			return nil, wrap(err)
 		}
 		r.remoteTimeout = cmpOr(rc.Remote.Timeout, 5*time.Second)
 	}
-	clk := g.clock
 	r.tierOn = rc.enabled(MWTier)
 	if rc.enabled(MWBBR) {
 		if r.bbr, err = bbr.New(bbr.Config{Window: rc.BBR.Window, Buckets: rc.BBR.Buckets,
@@ -149,6 +157,11 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	if rc.enabled(MWRetry) {
+		if r.retry, err = newRetryPolicy(rc, clk); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWRetry) && r.remote != nil {
 		if r.window, err = retry.New(retry.Config{Round: g.cfg.Retry.Round, SuccessThreshold: g.cfg.Retry.SuccessThreshold, Clock: clk,
 			OnChange: func(from, to int64) {
 				r.event(EventRetryWindow, slog.Int64("from", from), slog.Int64("to", to))
@@ -205,11 +218,14 @@ type reqState struct {
 	upstream   string
 	retried    bool
 	failedOver bool
-	err        error
-	deadline   time.Time // end of the request's budget
-	spent      bool      // the caller sent a budget of 0
-	fwd        [3]string // X-Forwarded-For, -Host, -Proto
-	local      attemptState
+	// retriedLocally: a second local instance was tried; retrying: the
+	// request holds a slot of the retry budget, released when it ends.
+	retriedLocally, retrying bool
+	err                      error
+	deadline                 time.Time // end of the request's budget
+	spent                    bool      // the caller sent a budget of 0
+	fwd                      [3]string // X-Forwarded-For, -Host, -Proto
+	local                    attemptState
 }
 
 type stateKey struct{}
@@ -240,8 +256,13 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		st.spent = d == 0
 	}
 	r.m.inFlight.Inc()
+	r.active.Add(1)
 	panicked := true
 	defer func() {
+		r.active.Add(-1)
+		if st.retrying {
+			r.retry.budget.Release()
+		}
 		r.m.inFlight.Dec()
 		d := time.Since(start)
 		status := sw.Code()
@@ -256,7 +277,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		}
 		r.m.observe(status, d.Seconds())
 		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
-			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, ShedBy: st.shedBy,
+			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, RetriedLocally: st.retriedLocally, ShedBy: st.shedBy,
 			Degraded: st.shedBy == shedDegrade, Dyed: dyeOf(req.Header) != "", Err: st.err})
 	}()
 	r.chain(st, req)
@@ -300,7 +321,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 		defer func() { done(breaker.Failure(sw.Code(), st.err)) }()
 	}
 	req = withContext(&st.req, req, st)
-	if r.window != nil && r.replayable(req) {
+	if r.retry.on && r.replayable(req) {
 		if err := r.bufferBody(req); err != nil {
 			st.err = err
 			http.Error(sw, "bad request body", http.StatusBadRequest)

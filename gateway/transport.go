@@ -14,10 +14,11 @@ import (
 	"github.com/mercury-apm/mercury/internal/deadline"
 )
 
-// routeTransport is the route's RoundTripper: the local attempt behind rate
-// limit, breaker and dynamic timeout, then at most one failover to the remote
-// region under the retry window. Doing this below httputil.ReverseProxy means
-// nothing reached the client before the failover decision.
+// routeTransport is the route's RoundTripper: the local try behind rate
+// limit, breaker and dynamic timeout, at most one retry on another local
+// instance, then at most one failover to the remote region under the retry
+// window. Doing this below httputil.ReverseProxy means nothing reached the
+// client before a retry decision.
 type routeTransport route
 
 // errRefused wraps a local limiter or breaker refusal so failover can tell it
@@ -30,20 +31,12 @@ func (e errRefused) Unwrap() error { return e.err }
 func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := (*route)(t)
 	st := stateOf(req.Context())
-	resp, err := r.tryLocal(req, st)
-	_, refused := err.(errRefused) // tryLocal returns it unwrapped
-	localFailed := refused || breaker.Failure(status(resp), err) != nil
-	if !localFailed || r.window == nil || errors.Is(err, context.Canceled) {
+	resp, c, err := r.tryLocal(req, st)
+	if c == classDone || r.window == nil {
 		return resp, err
 	}
-	result := r.mayFailover(req)
-	if result != "" {
-		r.m.failover(result)
-		return resp, err
-	}
-	now := time.Now()
-	if st.deadline.Sub(now) < minTry {
-		r.m.failover("no_budget")
+	if why := r.mayRetry(req, st, time.Now()); why != "" {
+		r.m.failover(why)
 		return resp, err
 	}
 	release, werr := r.window.Acquire()
@@ -51,28 +44,24 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.m.failover("window_exhausted")
 		return resp, err
 	}
-	// The replay gets its own header map: the local attempt's transport may
-	// still hold the old one, and attempt writes the budget header.
-	body := req.Body
-	if req.GetBody != nil {
-		var berr error
-		if body, berr = req.GetBody(); berr != nil {
-			release(berr)
-			return resp, err
-		}
+	in, perr := r.remote.Pick()
+	if perr != nil {
+		release(nil) // no probe went out: no evidence about the remote region
+		r.m.failover("no_healthy_remote")
+		return resp, err
 	}
-	req = req.Clone(req.Context())
-	req.Body = body
-	if resp != nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
-		resp.Body.Close()
+	retry, rerr := r.replay(req, resp)
+	if rerr != nil {
+		in.Done()
+		release(nil)
+		return resp, err
 	}
-	st.retried = !refused
+	st.retried = c != classRefused
 	st.failedOver = true
-	resp, err = r.attempt(req, r.remote, now, st.tryDeadline(now, r.remoteTimeout), new(attemptState))
-	if !errors.Is(err, upstream.ErrNoHealthy) {
-		st.upstream = UpstreamRemote
-	}
+	st.upstream = UpstreamRemote
+	now := time.Now()
+	resp, err = r.attempt(retry, in, now, st.tryDeadline(now, r.remoteTimeout), new(attemptState))
+	in.Report(instanceFailed(resp, err))
 	fail := breaker.Failure(status(resp), err)
 	release(fail)
 	if fail != nil {
@@ -83,8 +72,9 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// mayFailover returns "" when a failover may be tried, else why not.
-func (r *route) mayFailover(req *http.Request) string {
+// mayRetry returns "" when another try may go out now, else why not. A yes
+// takes a slot of the retry budget, which the request holds until it ends.
+func (r *route) mayRetry(req *http.Request, st *reqState, now time.Time) string {
 	switch {
 	case !r.g.retries.Enabled(r.cfg.Service):
 		return "switched_off"
@@ -92,8 +82,35 @@ func (r *route) mayFailover(req *http.Request) string {
 		return "not_idempotent"
 	case req.Body != nil && req.Body != http.NoBody && req.GetBody == nil:
 		return "body_too_large"
+	case st.deadline.Sub(now) < minTry:
+		return "no_budget"
+	case st.retrying: // the slot this request already holds covers this try
+	case r.retry.budget.Acquire(r.active.Load()) != nil:
+		return "retry_budget"
+	default:
+		st.retrying = true
 	}
 	return ""
+}
+
+// replay prepares req for another try and drains the failed response. The
+// replay gets its own header map: the previous try's transport may still
+// hold the old one, and attempt writes the budget header.
+func (r *route) replay(req *http.Request, failed *http.Response) (*http.Request, error) {
+	body := req.Body
+	if req.GetBody != nil {
+		var err error
+		if body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	if failed != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(failed.Body, 64<<10)) // reuse the connection
+		failed.Body.Close()
+	}
+	out := req.Clone(req.Context())
+	out.Body = body
+	return out, nil
 }
 
 func status(resp *http.Response) int {
@@ -104,8 +121,9 @@ func status(resp *http.Response) int {
 }
 
 // tryLocal runs the local-side admission (rate limit, breaker) and the
-// local attempt under the dynamic timeout.
-func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error) {
+// local try, and a retry on another local instance when the policy says so.
+// The breaker judges the local side by its last try.
+func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, class, error) {
 	if r.window != nil {
 		r.window.Local()
 	}
@@ -115,7 +133,8 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 		if err != nil {
 			st.shedBy = shedRateLimit
 			r.m.shedBy(shedRateLimit)
-			return nil, errRefused{err}
+			err = errRefused{err}
+			return nil, r.retry.classify(nil, err), err
 		}
 	}
 	var done func(error)
@@ -124,25 +143,77 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, error
 		if done, err = r.breaker.Allow(); err != nil {
 			st.shedBy = shedBreaker
 			r.m.shedBy(shedBreaker)
-			return nil, errRefused{err}
+			err = errRefused{err}
+			return nil, r.retry.classify(nil, err), err
 		}
 	}
+	in, err := r.local.Pick()
+	if err != nil {
+		if done != nil {
+			done(err)
+		}
+		return nil, r.retry.classify(nil, err), err
+	}
+	st.upstream = UpstreamLocal
+	resp, c, err := r.localTry(req, in, &st.local)
+	if r.retry.localRetry(c) {
+		resp, c, err = r.retryLocally(req, st, in, resp, c, err)
+	}
+	if done != nil {
+		done(breaker.Failure(status(resp), err))
+	}
+	return resp, c, err
+}
+
+// retryLocally tries another local instance than the one that failed, when
+// there is one and the retry switches, the body, the budget and the retry
+// budget allow; otherwise the failed try's outcome stands.
+func (r *route) retryLocally(req *http.Request, st *reqState, failed *upstream.Instance,
+	resp *http.Response, c class, err error) (*http.Response, class, error) {
+	if why := r.mayRetry(req, st, time.Now()); why != "" {
+		r.m.localRetry(why)
+		return resp, c, err
+	}
+	in, perr := r.local.PickOther(failed)
+	if perr != nil {
+		r.m.localRetry("no_other_instance")
+		return resp, c, err
+	}
+	retry, rerr := r.replay(req, resp)
+	if rerr != nil {
+		in.Done()
+		return resp, c, err
+	}
+	st.retriedLocally = true
+	resp, c, err = r.localTry(retry, in, new(attemptState))
+	if c == classDone {
+		r.m.localRetry("ok")
+	} else {
+		r.m.localRetry("failed")
+	}
+	return resp, c, err
+}
+
+// localTry is one local try on instance in under the dynamic (or fixed)
+// timeout, capped by the request's budget; it feeds the EMA, the timeout
+// rate and outlier detection.
+func (r *route) localTry(req *http.Request, in *upstream.Instance, a *attemptState) (*http.Response, class, error) {
+	st := stateOf(req.Context())
 	d := r.localTimeout
 	if r.dyn != nil {
 		d = r.dyn.Timeout()
 	}
 	start := time.Now() // one reading for the deadline and the EMA's latency
-	resp, err := r.attempt(req, r.local, start, st.tryDeadline(start, d), &st.local)
+	resp, err := r.attempt(req, in, start, st.tryDeadline(start, d), a)
 	if r.dyn != nil {
-		r.dyn.Observe(time.Since(start)) // headers in, or the attempt failed
+		r.dyn.Observe(time.Since(start)) // headers in, or the try failed
 	}
-	if done != nil {
-		done(breaker.Failure(status(resp), err))
+	in.Report(instanceFailed(resp, err))
+	c := r.retry.classify(resp, err)
+	if r.retry.timeouts != nil {
+		r.retry.timeouts.Observe(c == classTimeout)
 	}
-	if !errors.Is(err, upstream.ErrNoHealthy) {
-		st.upstream = UpstreamLocal
-	}
-	return resp, err
+	return resp, c, err
 }
 
 // minTry is the least budget worth starting another try with.
@@ -160,9 +231,9 @@ func (st *reqState) tryDeadline(now time.Time, d time.Duration) time.Time {
 	return st.deadline
 }
 
-// attemptState is the storage of one attempt: the outgoing request, its URL,
-// the budget header value and the body wrapper. The local attempt's lives in
-// the reqState.
+// attemptState is the storage of one try: the outgoing request, its URL,
+// the budget header value and the body wrapper. The first local try's lives
+// in the reqState.
 type attemptState struct {
 	req    http.Request
 	url    url.URL
@@ -170,21 +241,17 @@ type attemptState struct {
 	body   releaseBody
 }
 
-// attempt sends req to one instance of pool by deadline and tells the
-// instance the time it has left. The deadline covers the body too, so the
-// context is cancelled when the body is closed.
-func (r *route) attempt(req *http.Request, pool *upstream.Pool, now, end time.Time, a *attemptState) (*http.Response, error) {
-	in, err := pool.Pick()
-	if err != nil {
-		return nil, err
-	}
+// attempt sends req to instance in (picked by the caller, released here) by
+// end, and tells the instance the time it has left. The deadline covers the
+// body too, so the context is cancelled when the body is closed.
+func (r *route) attempt(req *http.Request, in *upstream.Instance, now, end time.Time, a *attemptState) (*http.Response, error) {
 	ctx, cancel := context.WithDeadline(req.Context(), end)
 	out := withContext(&a.req, req, ctx)
 	a.url = *req.URL
 	a.url.Scheme, a.url.Host = in.URL.Scheme, in.URL.Host
 	out.URL, out.Host = &a.url, ""
 	a.budget[0] = deadline.Format(end.Sub(now))
-	out.Header[deadline.Header] = a.budget[:1:1] // a header map of this try's own (see RoundTrip)
+	out.Header[deadline.Header] = a.budget[:1:1] // a header map of this try's own (see replay)
 	resp, err := r.g.transport.RoundTrip(out)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
@@ -199,7 +266,7 @@ func (r *route) attempt(req *http.Request, pool *upstream.Pool, now, end time.Ti
 	return resp, nil
 }
 
-// releaseBody frees the attempt's timeout and instance slot on Close.
+// releaseBody frees the try's timeout and instance slot on Close.
 type releaseBody struct {
 	io.ReadCloser
 	cancel context.CancelFunc

@@ -1,0 +1,109 @@
+package retry
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/mercury-apm/mercury/internal/clock"
+)
+
+// ErrBudget is returned by Budget.Acquire when retries already take their
+// share of the active requests.
+var ErrBudget = errors.New("retry: retry budget exhausted")
+
+// Budget is Envoy's retry budget: the retries in progress may be at most
+// Percent of the active requests, or MinConcurrent, whichever is more. It
+// caps retry storms when everything fails at once, beside the adaptive
+// window that caps cross-region probes per round.
+type Budget struct {
+	percent       float64
+	minConcurrent int64
+	retrying      atomic.Int64
+}
+
+// NewBudget returns a budget; percent in (0, 100] (default 20), minimum
+// concurrent retries ≥ 0 (default 3 when both are zero).
+func NewBudget(percent float64, minConcurrent int64) (*Budget, error) {
+	if percent == 0 && minConcurrent == 0 {
+		percent, minConcurrent = 20, 3
+	}
+	if percent < 0 || percent > 100 || minConcurrent < 0 {
+		return nil, errors.New("retry: budget percent must be in [0,100] and min concurrency ≥ 0")
+	}
+	return &Budget{percent: percent, minConcurrent: minConcurrent}, nil
+}
+
+// Acquire takes a retry slot given the route's active requests; Release
+// returns it.
+func (b *Budget) Acquire(active int64) error {
+	limit := max(b.minConcurrent, int64(b.percent*float64(active)/100))
+	if b.retrying.Add(1) > limit {
+		b.retrying.Add(-1)
+		return ErrBudget
+	}
+	return nil
+}
+
+// Release returns a slot taken by Acquire.
+func (b *Budget) Release() { b.retrying.Add(-1) }
+
+// Retrying is the number of retries in progress.
+func (b *Budget) Retrying() int64 { return b.retrying.Load() }
+
+// rateBuckets is the length of a Rate's window in buckets.
+const rateBuckets = 10
+
+// Rate is a lock-free rolling share of "hits" (timeouts) among events over
+// ten buckets. Two events racing at a bucket's rollover may lose one count;
+// a rate that gates retries tolerates that, a mutex on every request would
+// cost more.
+type Rate struct {
+	clock   clock.Clock
+	width   int64
+	buckets [rateBuckets]rateBucket
+}
+
+type rateBucket struct {
+	epoch       atomic.Int64
+	events, hit atomic.Int64
+}
+
+// NewRate returns a rate over window (default 10s), in ten buckets.
+func NewRate(window time.Duration, clk clock.Clock) *Rate {
+	if window <= 0 {
+		window = 10 * time.Second
+	}
+	return &Rate{clock: clock.Or(clk), width: max(1, int64(window)/rateBuckets)}
+}
+
+// Observe counts one event, a hit or not.
+func (r *Rate) Observe(hit bool) {
+	e := r.clock.Now() / r.width
+	b := &r.buckets[e%rateBuckets]
+	if old := b.epoch.Load(); old != e && b.epoch.CompareAndSwap(old, e) {
+		b.events.Store(0)
+		b.hit.Store(0)
+	}
+	b.events.Add(1)
+	if hit {
+		b.hit.Add(1)
+	}
+}
+
+// Value is the share of hits over the window, 0 without events.
+func (r *Rate) Value() float64 {
+	e := r.clock.Now() / r.width
+	var events, hit int64
+	for i := range r.buckets {
+		b := &r.buckets[i]
+		if e-b.epoch.Load() < rateBuckets {
+			events += b.events.Load()
+			hit += b.hit.Load()
+		}
+	}
+	if events == 0 {
+		return 0
+	}
+	return float64(hit) / float64(events)
+}
