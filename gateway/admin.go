@@ -34,6 +34,7 @@ type RouteStatus struct {
 	} `json:"breaker,omitempty"`
 	RetryWindow      *retry.Stats     `json:"retry_window,omitempty"`
 	RetryEnabled     bool             `json:"retry_enabled"`
+	Active           int64            `json:"active"` // requests in flight, what max_concurrent bounds
 	RateLimit        *ratelimit.Stats `json:"ratelimit,omitempty"`
 	BBR              *bbr.Stats       `json:"bbr,omitempty"`
 	Degrade          *degrade.Status  `json:"degrade,omitempty"`
@@ -49,12 +50,13 @@ type InstanceStatus struct {
 	URL      string `json:"url"`
 	Region   string `json:"region"` // "local" or "remote"
 	Healthy  bool   `json:"healthy"`
+	Ejected  bool   `json:"ejected"` // by outlier detection
 	InFlight int64  `json:"in_flight"`
 }
 
 func (r *route) status() RouteStatus {
 	s := RouteStatus{Name: r.cfg.Name, Prefix: r.cfg.Prefix, Service: r.cfg.Service, Tier: r.cfg.Tier,
-		RetryEnabled: r.window != nil && r.g.retries.Enabled(r.cfg.Service)}
+		RetryEnabled: r.retry.on && r.g.retries.Enabled(r.cfg.Service), Active: r.active.Load()}
 	for _, mw := range allMiddlewares {
 		if r.cfg.enabled(mw) {
 			s.Middlewares = append(s.Middlewares, mw)
@@ -104,7 +106,7 @@ func (r *route) status() RouteStatus {
 func (s *RouteStatus) addInstances(region string, pool *upstream.Pool) (healthy int) {
 	for _, in := range pool.Instances() {
 		s.Instances = append(s.Instances, InstanceStatus{URL: in.URL.String(), Region: region,
-			Healthy: in.Healthy(), InFlight: in.InFlight()})
+			Healthy: in.Healthy(), Ejected: in.Ejected(), InFlight: in.InFlight()})
 		if in.Healthy() {
 			healthy++
 		}
@@ -173,6 +175,23 @@ func (g *Gateway) AdminHandler() http.Handler {
 		} else {
 			g.retries.SetService(body.Service, *body.Enabled)
 		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("GET /admin/dye", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"enabled": !g.dyeOff.Load()})
+	})
+	mux.HandleFunc("PUT /admin/dye", g.authorized(func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			Enabled *bool `json:"enabled"`
+		}
+		if !readJSON(w, req, &body) {
+			return
+		}
+		if body.Enabled == nil {
+			httpError(w, http.StatusBadRequest, "want {\"enabled\": bool}")
+			return
+		}
+		g.dyeOff.Store(!*body.Enabled)
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	plan := func(apply bool) http.HandlerFunc {

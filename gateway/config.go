@@ -46,6 +46,9 @@ type Config struct {
 
 	CPU   CPUConfig   `yaml:"cpu"`
 	Retry RetryConfig `yaml:"retry"`
+	// DyeDisabled starts with all dyed (load-test) traffic refused; PUT
+	// /admin/dye turns it on and off at run time.
+	DyeDisabled bool `yaml:"dye_disabled"`
 
 	Routes []RouteConfig `yaml:"routes"`
 	Plans  []PlanConfig  `yaml:"plans"`
@@ -107,6 +110,22 @@ type RouteConfig struct {
 	Breaker   BreakerConfig    `yaml:"breaker"`
 	Degrade   DegradeConfig    `yaml:"degrade"`
 	Retry     RouteRetry       `yaml:"retry"`
+
+	// MaxConcurrent is the route's bulkhead: requests beyond it in flight
+	// at once are refused with 503, so one slow route cannot take the
+	// gateway's connections and goroutines from the others. 0: none.
+	MaxConcurrent int64 `yaml:"max_concurrent"`
+	// Dye isolates load-test traffic (X-Mercury-Dye) on the route.
+	Dye DyeConfig `yaml:"dye"`
+}
+
+// DyeConfig gives dyed traffic its own limiter; it always has its own
+// breaker (same settings as the route's) and its own metrics, so a load test
+// can neither trip the breaker real users depend on nor eat their limit.
+type DyeConfig struct {
+	// RateLimit is dyed traffic's own limit; default the route's
+	// ratelimit settings, with separate counters.
+	RateLimit *RateLimitConfig `yaml:"ratelimit"`
 }
 
 // UpstreamConfig is a set of instances in one region.
@@ -167,6 +186,10 @@ type DegradeConfig struct {
 	// CacheBytes bounds the response bodies the cache fallback keeps for
 	// the route (default 8 MiB; one response at most 256 KiB).
 	CacheBytes int64 `yaml:"cache_bytes"`
+	// OnFailure answers a single failed request (an upstream 5xx or
+	// connection error or timeout, after every retry) with the fallback,
+	// not only while the switch is on.
+	OnFailure bool `yaml:"on_failure"`
 }
 
 // RouteRetry is the route's retry policy: what is worth another try, where,
@@ -315,6 +338,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: remote.instances is required when remote is set", where)
 		case rc.Budget < 0 || rc.Local.Timeout < 0 || rc.Remote != nil && rc.Remote.Timeout < 0:
 			return fmt.Errorf("%s: budget and timeouts must not be negative", where)
+		case rc.MaxConcurrent < 0:
+			return fmt.Errorf("%s: max_concurrent must not be negative", where)
 		}
 		for _, mw := range rc.Middlewares {
 			if !slices.Contains(allMiddlewares, mw) {

@@ -60,6 +60,7 @@ type Gateway struct {
 	plans   map[string]*degrade.Plan
 	handler http.Handler
 
+	dyeOff    atomic.Bool // the switch stopping all dyed traffic
 	draining  atomic.Bool
 	closeOnce sync.Once
 }
@@ -93,6 +94,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.healthClient = &http.Client{Transport: g.healthTransport}
 	g.metrics = newMetrics(g.registry)
 	g.retries.SetGlobal(!cfg.Retry.Disabled)
+	g.dyeOff.Store(cfg.DyeDisabled)
 	for _, s := range cfg.Retry.DisabledServices {
 		g.retries.SetService(s, false)
 	}

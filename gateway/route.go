@@ -36,6 +36,8 @@ const (
 	shedRateLimit = "ratelimit"
 	shedBreaker   = "breaker"
 	shedDegrade   = "degrade"
+	shedBulkhead  = "bulkhead"
+	shedDye       = "dye" // the switch stopping all dyed traffic
 )
 
 // route is one configured route with its middleware chain.
@@ -56,13 +58,16 @@ type route struct {
 	degrade *degrade.Switch
 	limiter *ratelimit.Limiter
 	breaker breaker.Breaker
-	dyn     *timeout.EMA
-	window  *retry.Window // cross-region failover; nil without a remote region
-	retry   retryPolicy
+	// Dyed traffic's own limiter and breaker (nil when the route has none).
+	dyeLimiter *ratelimit.Limiter
+	dyeBreaker breaker.Breaker
+	dyn        *timeout.EMA
+	window     *retry.Window // cross-region failover; nil without a remote region
+	retry      retryPolicy
 
-	bbrEdge, limitEdge edge
-	proxy              *httputil.ReverseProxy
-	active             atomic.Int64 // requests being served
+	bbrEdge, limitEdge, dyeLimitEdge edge
+	proxy                            *httputil.ReverseProxy
+	active                           atomic.Int64 // requests being served
 
 }
 
@@ -138,15 +143,26 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	if rc.enabled(MWRateLimit) {
-		rl := rc.RateLimit
-		if r.limiter, err = ratelimit.New(ratelimit.Config{Limit: rl.Limit, Window: rl.Window, Buckets: rl.Buckets, Clock: clk}); err != nil {
+		limiter := func(rl *RateLimitConfig) (*ratelimit.Limiter, error) {
+			return ratelimit.New(ratelimit.Config{Limit: rl.Limit, Window: rl.Window, Buckets: rl.Buckets, Clock: clk})
+		}
+		if r.limiter, err = limiter(rc.RateLimit); err != nil {
 			return nil, wrap(err)
+		}
+		if r.dyeLimiter, err = limiter(cmpOrNil(rc.Dye.RateLimit, rc.RateLimit)); err != nil {
+			return nil, wrap(fmt.Errorf("dye: %w", err))
 		}
 	}
 	if rc.enabled(MWBreaker) {
-		if r.breaker, err = newBreaker(rc.Breaker, clk, func(from, to breaker.State) {
-			r.event(EventBreaker, slog.String("from", from.String()), slog.String("to", to.String()))
-		}); err != nil {
+		onChange := func(extra ...slog.Attr) breaker.OnStateChange {
+			return func(from, to breaker.State) {
+				r.event(EventBreaker, append([]slog.Attr{slog.String("from", from.String()), slog.String("to", to.String())}, extra...)...)
+			}
+		}
+		if r.breaker, err = newBreaker(rc.Breaker, clk, onChange()); err != nil {
+			return nil, wrap(err)
+		}
+		if r.dyeBreaker, err = newBreaker(rc.Breaker, clk, onChange(slog.Bool("dyed", true))); err != nil {
 			return nil, wrap(err)
 		}
 	}
@@ -181,9 +197,16 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		BufferPool:   g.bufPool,
 	}
 	if r.degrade != nil {
-		r.proxy.ModifyResponse = r.remember
+		r.proxy.ModifyResponse = r.modifyResponse
 	}
 	return r, nil
+}
+
+func cmpOrNil[T any](p, def *T) *T {
+	if p != nil {
+		return p
+	}
+	return def
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -221,6 +244,8 @@ type reqState struct {
 	// retriedLocally: a second local instance was tried; retrying: the
 	// request holds a slot of the retry budget, released when it ends.
 	retriedLocally, retrying bool
+	dyed                     bool // load-test traffic
+	degraded                 bool // answered by the fallback after a failure
 	err                      error
 	deadline                 time.Time // end of the request's budget
 	spent                    bool      // the caller sent a budget of 0
@@ -249,6 +274,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
 	st.sw.ResponseWriter = w
+	st.dyed = dyeOf(req.Header) != ""
 	sw := &st.sw
 	st.deadline = start.Add(r.budget)
 	if d, ok := deadline.FromHeader(req.Header); ok && d < r.budget {
@@ -275,10 +301,10 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		default:
 			status = http.StatusOK // handler wrote nothing: net/http sends 200
 		}
-		r.m.observe(status, d.Seconds())
+		r.m.observe(st.dyed, status, d.Seconds())
 		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
 			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, RetriedLocally: st.retriedLocally, ShedBy: st.shedBy,
-			Degraded: st.shedBy == shedDegrade, Dyed: dyeOf(req.Header) != "", Err: st.err})
+			Degraded: st.degraded || st.shedBy == shedDegrade, Dyed: st.dyed, Err: st.err})
 	}()
 	r.chain(st, req)
 	panicked = false
@@ -291,6 +317,14 @@ func (r *route) chain(st *reqState, req *http.Request) {
 	if st.spent {
 		st.err = errBudgetSpent // the caller has given up already: do no work for it
 		http.Error(sw, http.StatusText(http.StatusGatewayTimeout), http.StatusGatewayTimeout)
+		return
+	}
+	if st.dyed && r.g.dyeOff.Load() {
+		r.refuse(sw, st, shedDye, http.StatusServiceUnavailable)
+		return
+	}
+	if r.cfg.MaxConcurrent > 0 && r.active.Load() > r.cfg.MaxConcurrent { // serve counted this one
+		r.refuse(sw, st, shedBulkhead, http.StatusServiceUnavailable)
 		return
 	}
 	if r.tierOn {
@@ -423,9 +457,26 @@ func dyeOf(h http.Header) string {
 	return ""
 }
 
+// errUpstreamStatus turns a failed upstream response into a proxy error, so
+// the error handler answers it with the route's fallback (degrade.on_failure).
+type errUpstreamStatus struct{ code int }
+
+func (e errUpstreamStatus) Error() string {
+	return fmt.Sprintf("gateway: upstream answered %d", e.code)
+}
+
+// modifyResponse keeps good responses for the cache fallback and, with
+// degrade.on_failure, hands failed ones to the fallback.
+func (r *route) modifyResponse(resp *http.Response) error {
+	if r.cfg.Degrade.OnFailure && breaker.Failure(resp.StatusCode, nil) != nil {
+		return errUpstreamStatus{resp.StatusCode} // ReverseProxy closes the body
+	}
+	return r.remember(resp)
+}
+
 // remember keeps good GET responses for the cache fallback, per method, URL
-// and Vary (see degrade.Cache for what is never kept).
-// It keys by the client's request, not the rewritten one sent upstream.
+// and Vary (see degrade.ResponseCache for what is never kept). It keys by the
+// client's request, not the rewritten one sent upstream.
 func (r *route) remember(resp *http.Response) error {
 	in := &stateOf(resp.Request.Context()).req
 	if resp.ContentLength < 0 || resp.ContentLength > degrade.MaxCachedBody || r.degrade.FallbackKind() != degrade.Cache ||
@@ -446,8 +497,14 @@ func (r *route) remember(resp *http.Response) error {
 // an open breaker or no healthy instance 503, a timeout 504, anything else
 // 502.
 func (r *route) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	if st := stateOf(req.Context()); st != nil {
-		st.err = err
+	st := stateOf(req.Context())
+	st.err = err
+	if r.cfg.Degrade.OnFailure && r.degrade != nil && !isRefusal(err) && !errors.Is(err, context.Canceled) {
+		// A single failed request gets the fallback, switch on or not.
+		st.degraded = true
+		r.m.fallbacks.Inc()
+		r.degrade.WriteFallback(w, &st.req)
+		return
 	}
 	status := http.StatusBadGateway
 	switch {

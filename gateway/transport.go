@@ -127,9 +127,13 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, class
 	if r.window != nil {
 		r.window.Local()
 	}
-	if r.limiter != nil {
-		_, err := r.limiter.Allow()
-		r.limiterEdge(&r.limitEdge, shedRateLimit, err != nil)
+	limiter, brk, edge, name := r.limiter, r.breaker, &r.limitEdge, shedRateLimit
+	if st.dyed { // load tests have their own, so they cannot eat real users' limit or trip their breaker
+		limiter, brk, edge, name = r.dyeLimiter, r.dyeBreaker, &r.dyeLimitEdge, "ratelimit_dyed"
+	}
+	if limiter != nil {
+		_, err := limiter.Allow()
+		r.limiterEdge(edge, name, err != nil)
 		if err != nil {
 			st.shedBy = shedRateLimit
 			r.m.shedBy(shedRateLimit)
@@ -138,9 +142,9 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, class
 		}
 	}
 	var done func(error)
-	if r.breaker != nil {
+	if brk != nil {
 		var err error
-		if done, err = r.breaker.Allow(); err != nil {
+		if done, err = brk.Allow(); err != nil {
 			st.shedBy = shedBreaker
 			r.m.shedBy(shedBreaker)
 			err = errRefused{err}
