@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -177,6 +178,13 @@ func (g *Gateway) AdminHandler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	// Profiles show the code and its memory: only for the admin token.
+	mux.HandleFunc("GET /debug/pprof/", g.authorized(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", g.authorized(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", g.authorized(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", g.authorized(pprof.Symbol))
+	mux.HandleFunc("POST /debug/pprof/symbol", g.authorized(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", g.authorized(pprof.Trace))
 	mux.HandleFunc("GET /admin/dye", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"enabled": !g.dyeOff.Load()})
 	})

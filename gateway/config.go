@@ -35,6 +35,9 @@ type Config struct {
 	// panics are only logged.
 	SentryDSN       string        `yaml:"sentry_dsn"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 15s
+	// RetryAfter is sent as Retry-After with the gateway's own 429 and 503
+	// answers (shed, limited, breaker open, bulkhead, degraded); default 1s.
+	RetryAfter time.Duration `yaml:"retry_after"`
 
 	// MaxInFlight is the gateway-wide capacity tiered shedding measures load
 	// against (in-flight / MaxInFlight); 0 leaves BBR's overload as the only
@@ -338,6 +341,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: remote.instances is required when remote is set", where)
 		case rc.Budget < 0 || rc.Local.Timeout < 0 || rc.Remote != nil && rc.Remote.Timeout < 0:
 			return fmt.Errorf("%s: budget and timeouts must not be negative", where)
+		case c.RetryAfter < 0:
+			return errors.New("gateway: retry_after must not be negative")
 		case rc.MaxConcurrent < 0:
 			return fmt.Errorf("%s: max_concurrent must not be negative", where)
 		}

@@ -60,9 +60,10 @@ type Gateway struct {
 	plans   map[string]*degrade.Plan
 	handler http.Handler
 
-	dyeOff    atomic.Bool // the switch stopping all dyed traffic
-	draining  atomic.Bool
-	closeOnce sync.Once
+	dyeOff     atomic.Bool // the switch stopping all dyed traffic
+	retryAfter []string    // Retry-After value on the gateway's own 429/503
+	draining   atomic.Bool
+	closeOnce  sync.Once
 }
 
 // New validates cfg and builds the gateway. It starts no goroutines; Run (or
@@ -95,6 +96,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.metrics = newMetrics(g.registry)
 	g.retries.SetGlobal(!cfg.Retry.Disabled)
 	g.dyeOff.Store(cfg.DyeDisabled)
+	g.retryAfter = []string{degrade.RetryAfter(cfg.RetryAfter)}
 	for _, s := range cfg.Retry.DisabledServices {
 		g.retries.SetService(s, false)
 	}
@@ -162,6 +164,9 @@ func applyDefaults(c *Config) {
 	}
 	if c.SentryDSN == "" {
 		c.SentryDSN = os.Getenv("SENTRY_DSN")
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second

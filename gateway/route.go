@@ -136,6 +136,7 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 	}
 	if rc.enabled(MWDegrade) {
 		if r.degrade, err = degrade.New(degrade.Config{Fallback: rc.Degrade.Fallback, Auto: rc.Degrade.Auto, Clock: clk, CacheBytes: rc.Degrade.CacheBytes,
+			RetryAfter: g.cfg.RetryAfter,
 			OnChange: func(on bool, reason string) {
 				r.event(EventDegrade, slog.Bool("on", on), slog.String("reason", reason))
 			}}); err != nil {
@@ -368,6 +369,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 func (r *route) refuse(w http.ResponseWriter, st *reqState, by string, status int) {
 	st.shedBy = by
 	r.m.shedBy(by)
+	w.Header()["Retry-After"] = r.g.retryAfter
 	http.Error(w, "overloaded", status)
 }
 
@@ -514,6 +516,9 @@ func (r *route) proxyError(w http.ResponseWriter, req *http.Request, err error) 
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
+	}
+	if status != http.StatusBadGateway && status != http.StatusGatewayTimeout {
+		w.Header()["Retry-After"] = r.g.retryAfter // a refusal: say when to come back
 	}
 	http.Error(w, http.StatusText(status), status)
 }

@@ -92,6 +92,9 @@ type Config struct {
 	OnChange func(on bool, reason string)
 	// CacheBytes bounds the bodies the cache fallback keeps (default 8 MiB).
 	CacheBytes int64
+	// RetryAfter, when set, is sent as Retry-After (whole seconds, at
+	// least 1) with a 429 or 503 fallback.
+	RetryAfter time.Duration
 }
 
 type bucket struct{ requests, errors, timeouts int64 }
@@ -99,12 +102,13 @@ type bucket struct{ requests, errors, timeouts int64 }
 // Switch is safe for concurrent use. Allow is a single atomic load while the
 // switch is off and no automatic rule is configured.
 type Switch struct {
-	clock    clock.Clock
-	auto     *AutoConfig
-	onChange func(bool, string)
-	done     func(error)
-	on       atomic.Bool // effective state, read on the hot path
-	cache    *ResponseCache
+	clock      clock.Clock
+	auto       *AutoConfig
+	onChange   func(bool, string)
+	done       func(error)
+	on         atomic.Bool // effective state, read on the hot path
+	cache      *ResponseCache
+	retryAfter string // header value, "" for none
 
 	mu         sync.Mutex
 	manual     bool
@@ -124,7 +128,7 @@ func New(c Config) (*Switch, error) {
 		return nil, errors.New("degrade: cache bytes must be ≥ 0")
 	}
 	s := &Switch{clock: clock.Or(c.Clock), onChange: c.OnChange, fallback: c.Fallback, checkedSec: -1,
-		cache: NewResponseCache(c.CacheBytes)}
+		cache: NewResponseCache(c.CacheBytes), retryAfter: RetryAfter(c.RetryAfter)}
 	if a := c.Auto; a != nil {
 		ac := *a
 		if ac.For == 0 {
@@ -326,7 +330,19 @@ func (s *Switch) WriteFallback(w http.ResponseWriter, req *http.Request) {
 		}
 		fb.Status = http.StatusServiceUnavailable
 	}
+	if s.retryAfter != "" && (fb.Status == http.StatusServiceUnavailable || fb.Status == http.StatusTooManyRequests) {
+		h.Set("Retry-After", s.retryAfter)
+	}
 	http.Error(w, "degraded", fb.Status)
+}
+
+// RetryAfter renders d as a Retry-After value: whole seconds rounded up, at
+// least 1; "" for d ≤ 0.
+func RetryAfter(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 }
 
 // Plan is a named set of switch settings applied and reverted in one call.
