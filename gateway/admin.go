@@ -129,9 +129,10 @@ func (g *Gateway) AdminHandler() http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, _ *http.Request) {
-		out := make([]RouteStatus, 0, len(g.routes))
-		for _, rc := range g.cfg.Routes {
-			out = append(out, g.byName[rc.Name].status())
+		t := g.table.Load()
+		out := make([]RouteStatus, 0, len(t.order))
+		for _, name := range t.order {
+			out = append(out, t.byName[name].status())
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -153,11 +154,15 @@ func (g *Gateway) AdminHandler() http.Handler {
 		if !readJSON(w, req, &set) {
 			return
 		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
 		if _, err := r.degrade.Apply(set); err != nil {
 			httpError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		writeJSON(w, http.StatusOK, r.degrade.Status())
+		if g.persist(w) {
+			writeJSON(w, http.StatusOK, r.degrade.Status())
+		}
 	}))
 	mux.HandleFunc("PUT /admin/retry", g.authorized(func(w http.ResponseWriter, req *http.Request) {
 		var body struct {
@@ -171,12 +176,16 @@ func (g *Gateway) AdminHandler() http.Handler {
 			httpError(w, http.StatusBadRequest, "want {\"enabled\": bool, \"service\": optional name}")
 			return
 		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
 		if body.Service == "" {
 			g.retries.SetGlobal(*body.Enabled)
 		} else {
 			g.retries.SetService(body.Service, *body.Enabled)
 		}
-		w.WriteHeader(http.StatusNoContent)
+		if g.persist(w) {
+			w.WriteHeader(http.StatusNoContent)
+		}
 	}))
 	// Profiles show the code and its memory: only for the admin token.
 	mux.HandleFunc("GET /debug/pprof/", g.authorized(pprof.Index))
@@ -199,8 +208,12 @@ func (g *Gateway) AdminHandler() http.Handler {
 			httpError(w, http.StatusBadRequest, "want {\"enabled\": bool}")
 			return
 		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
 		g.dyeOff.Store(!*body.Enabled)
-		w.WriteHeader(http.StatusNoContent)
+		if g.persist(w) {
+			w.WriteHeader(http.StatusNoContent)
+		}
 	}))
 	plan := func(apply bool) http.HandlerFunc {
 		return g.authorized(func(w http.ResponseWriter, req *http.Request) {
@@ -209,29 +222,26 @@ func (g *Gateway) AdminHandler() http.Handler {
 				httpError(w, http.StatusBadRequest, "invalid plan name")
 				return
 			}
-			p, ok := g.plans[name]
+			g.opsMu.Lock()
+			defer g.opsMu.Unlock()
+			p, ok := g.table.Load().plans[name]
 			if !ok {
 				httpError(w, http.StatusNotFound, "no plan %q", name)
 				return
 			}
-			lookup := func(n string) (*degrade.Switch, bool) {
-				r, ok := g.byName[n]
-				if !ok || r.degrade == nil {
-					return nil, false
-				}
-				return r.degrade, true
-			}
 			var err error
 			if apply {
-				err = p.Apply(lookup)
+				err = g.applyPlan(p)
 			} else {
-				err = p.Revert(lookup)
+				err = g.revertPlan(p)
 			}
 			if err != nil {
 				httpError(w, http.StatusConflict, "%v", err)
 				return
 			}
-			writeJSON(w, http.StatusOK, map[string]any{"plan": name, "applied": p.Applied()})
+			if g.persist(w) {
+				writeJSON(w, http.StatusOK, map[string]any{"plan": name, "applied": p.saved != nil})
+			}
 		})
 	}
 	mux.HandleFunc("POST /admin/plans/{name}/apply", plan(true))
@@ -246,8 +256,8 @@ func (g *Gateway) routeParam(w http.ResponseWriter, req *http.Request) *route {
 		httpError(w, http.StatusBadRequest, "invalid route name")
 		return nil
 	}
-	r, ok := g.byName[name]
-	if !ok {
+	r := g.route(name)
+	if r == nil {
 		httpError(w, http.StatusNotFound, "no route %q", name)
 		return nil
 	}

@@ -35,6 +35,9 @@ type Config struct {
 	// panics are only logged.
 	SentryDSN       string        `yaml:"sentry_dsn"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 15s
+	// StateFile keeps the operator's run-time state (degrade, retry and dye
+	// switches, applied plans) across restarts; empty: not kept.
+	StateFile string `yaml:"state_file"`
 	// RetryAfter is sent as Retry-After with the gateway's own 429 and 503
 	// answers (shed, limited, breaker open, bulkhead, degraded); default 1s.
 	RetryAfter time.Duration `yaml:"retry_after"`
@@ -229,12 +232,6 @@ const (
 	RetryOnRefused = "refused"
 )
 
-// PlanConfig is a named degradation plan.
-type PlanConfig struct {
-	Name   string                     `yaml:"name"`
-	Routes map[string]degrade.Setting `yaml:"routes"`
-}
-
 func (rr *RouteRetry) validate() error {
 	for _, code := range rr.OnStatus {
 		switch {
@@ -363,23 +360,20 @@ func (c *Config) Validate() error {
 		names[rc.Name] = true
 		prefixes[rc.Prefix] = rc.Name
 	}
+	routes := map[string]*RouteConfig{}
+	for i := range c.Routes {
+		routes[c.Routes[i].Name] = &c.Routes[i]
+	}
 	plans := map[string]bool{}
-	for i, p := range c.Plans {
+	for i := range c.Plans {
+		p := &c.Plans[i]
 		where := fmt.Sprintf("gateway: plans[%d] (%q)", i, p.Name)
 		if !namePattern.MatchString(p.Name) || plans[p.Name] {
 			return fmt.Errorf("%s: name must be unique and match %s", where, namePattern)
 		}
 		plans[p.Name] = true
-		for route, set := range p.Routes {
-			if !names[route] {
-				return fmt.Errorf("%s: unknown route %q", where, route)
-			}
-			if set.Fallback != nil {
-				fb := *set.Fallback
-				if err := fb.Validate(); err != nil {
-					return fmt.Errorf("%s: route %q: %w", where, route, err)
-				}
-			}
+		if err := p.validate(routes); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
 	return nil

@@ -45,6 +45,10 @@ func TestMalformedConfig(t *testing.T) {
 		{"negative budget", route + "    budget: -1s\n", "must not be negative"},
 		{"dynamic timeout without thwm", route + "    middlewares: [dynamic_timeout]\n", "needs timeout.thwm"},
 		{"plan unknown route", route + "plans:\n  - name: p\n    routes: {b: {on: true}}\n", "unknown route \"b\""},
+		{"plan limit on unknown route", route + "plans:\n  - name: p\n    limits: {b: 5}\n", "limits: unknown route \"b\""},
+		{"plan limit without ratelimit", route + "plans:\n  - name: p\n    limits: {a: 5}\n", "has no ratelimit middleware"},
+		{"plan shed tier", route + "plans:\n  - name: p\n    shed_tiers: [5]\n", "tier 5 is not 1–4"},
+		{"plan sample rate", route + "plans:\n  - name: p\n    sample_rate: 1.5\n", "sample_rate must be in [0,1]"},
 		{"plan bad fallback", route + "plans:\n  - name: p\n    routes: {a: {on: true, fallback: {kind: soup}}}\n", "unknown fallback kind"},
 	}
 	for _, c := range cases {

@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +26,6 @@ import (
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/retry"
-	"github.com/mercury-apm/mercury/gateway/tier"
-	"github.com/mercury-apm/mercury/gateway/upstream"
 	"github.com/mercury-apm/mercury/internal/clock"
 )
 
@@ -50,20 +47,26 @@ type Gateway struct {
 	healthClient    *http.Client
 	registry        *prometheus.Registry
 	metrics         *metrics
-	tiers           *tier.Shedder
 	retries         retry.Switches
 	bufPool         httputil.BufferPool
 	sentry          *sentry.Client
+	handler         http.Handler
 
-	routes  []*route // longest prefix first
-	byName  map[string]*route
-	plans   map[string]*degrade.Plan
-	handler http.Handler
+	// table is the routes, plans and tier shedder of the current config;
+	// Reload swaps it whole, and requests in flight finish on the old one.
+	table atomic.Pointer[routeTable]
+	loops loops
 
-	dyeOff     atomic.Bool // the switch stopping all dyed traffic
-	retryAfter []string    // Retry-After value on the gateway's own 429/503
-	draining   atomic.Bool
-	closeOnce  sync.Once
+	// Operator state. opsMu serialises its writers (admin API, plans) and
+	// the state file; readers on the hot path use the atomics.
+	opsMu      sync.Mutex
+	dyeOff     atomic.Bool    // the switch stopping all dyed traffic
+	shedTiers  [5]atomic.Bool // tiers refused outright (index 1–4), set by plans
+	sampling   atomic.Uint64  // float64 bits: share of requests the Observer sees
+	retryAfter []string       // Retry-After value on the gateway's own 429/503
+
+	draining  atomic.Bool
+	closeOnce sync.Once
 }
 
 // New validates cfg and builds the gateway. It starts no goroutines; Run (or
@@ -74,7 +77,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	applyDefaults(&cfg)
 	g := &Gateway{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, clock: clock.Or(cfg.Clock),
-		registry: cfg.Registry, bufPool: newBufferPool(), byName: map[string]*route{}, plans: map[string]*degrade.Plan{}}
+		registry: cfg.Registry, bufPool: newBufferPool()}
+	g.setSampleRate(1)
 	if g.obs == nil {
 		g.obs = SlogObserver{Logger: g.log}
 	}
@@ -100,29 +104,15 @@ func New(cfg Config) (*Gateway, error) {
 	for _, s := range cfg.Retry.DisabledServices {
 		g.retries.SetService(s, false)
 	}
-	for _, rc := range cfg.Routes {
-		r, err := newRoute(g, rc)
-		if err != nil {
-			return nil, err
-		}
-		r.m = g.metrics.forRoute(rc.Name)
-		r.m.gauges(g.registry, r)
-		g.routes = append(g.routes, r)
-		g.byName[rc.Name] = r
+	t, err := g.buildTable(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	sort.SliceStable(g.routes, func(i, j int) bool { return len(g.routes[i].cfg.Prefix) > len(g.routes[j].cfg.Prefix) })
-	var signals []tier.Signal
-	for _, r := range g.routes {
-		if r.bbr != nil {
-			signals = append(signals, r.bbr.Load)
-		}
-	}
-	var err error
-	if g.tiers, err = tier.New(tier.Config{MaxInFlight: cfg.MaxInFlight, Signals: signals, Thresholds: cfg.TierThresholds}); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	for _, pc := range cfg.Plans {
-		g.plans[pc.Name] = &degrade.Plan{Name: pc.Name, Settings: pc.Routes}
+	t.register(g.registry)
+	g.table.Store(t)
+	if err := g.restoreState(); err != nil {
+		t.unregister(g.registry)
+		return nil, err
 	}
 	if cfg.SentryDSN != "" {
 		if g.sentry, err = sentry.NewClient(sentry.ClientOptions{Dsn: cfg.SentryDSN, AttachStacktrace: true}); err != nil {
@@ -201,7 +191,7 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) Retries() *retry.Switches { return &g.retries }
 
 func (g *Gateway) dispatch(w http.ResponseWriter, req *http.Request) {
-	for _, r := range g.routes {
+	for _, r := range g.table.Load().routes {
 		if strings.HasPrefix(req.URL.Path, r.cfg.Prefix) {
 			r.serve(w, req)
 			return
@@ -232,7 +222,7 @@ func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
 
 func (g *Gateway) reportPanic(req *http.Request, v any) {
 	info := RouteInfo{Region: g.cfg.Region}
-	for _, r := range g.routes {
+	for _, r := range g.table.Load().routes {
 		if strings.HasPrefix(req.URL.Path, r.cfg.Prefix) {
 			info = r.info
 			break
@@ -270,14 +260,13 @@ func (g *Gateway) Start(ctx context.Context) (wait func()) {
 			}
 		})
 	}
-	for _, r := range g.routes {
-		for _, p := range []*upstream.Pool{r.local, r.remote} {
-			if p != nil {
-				wg.Go(func() { p.Run(ctx) })
-			}
-		}
+	// Health checks and outlier sweeps run per route, so a reload can start
+	// the new routes' loops and stop the old ones'.
+	g.loops.start(ctx, &wg, g.table.Load().routes)
+	return func() {
+		g.loops.stop()
+		wg.Wait()
 	}
-	return wg.Wait
 }
 
 // Run serves the proxy on cfg.Listen and the admin API on cfg.AdminListen
@@ -312,7 +301,7 @@ func (g *Gateway) Serve(ctx context.Context, proxyLn, adminLn net.Listener) erro
 	for i, ln := range []net.Listener{proxyLn, adminLn} {
 		go func() { errc <- servers[i].Serve(ln) }()
 	}
-	g.log.Info("gateway serving", "listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "routes", len(g.routes))
+	g.log.Info("gateway serving", "listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "routes", len(g.table.Load().routes))
 	var serveErr error
 	received := 0
 	select {

@@ -97,8 +97,8 @@ func TestScenarioDyedTrafficIsolated(t *testing.T) {
 	if c := dyed("/a/x"); c != 503 || rec.lastOutcome().ShedBy != shedBreaker {
 		t.Fatalf("dyed breaker not open: %d %+v", c, rec.lastOutcome())
 	}
-	if c := real(); c != 200 || g.byName["a"].breaker.State().String() != "closed" {
-		t.Fatalf("real traffic: %d, breaker %v", c, g.byName["a"].breaker.State())
+	if c := real(); c != 200 || g.route("a").breaker.State().String() != "closed" {
+		t.Fatalf("real traffic: %d, breaker %v", c, g.route("a").breaker.State())
 	}
 	if ev := rec.eventsOf(EventBreaker); len(ev) != 1 || !strings.Contains(ev[0], "dyed=true") {
 		t.Fatalf("breaker events %v", ev)
@@ -166,7 +166,7 @@ func TestFallbackOnSingleFailure(t *testing.T) {
 	if code, body := do(h, "GET", "/dead/x", nil); code != 200 || body != "later" {
 		t.Fatalf("connection refused: %d %q", code, body)
 	}
-	if g.byName["u"].degrade.Status().On {
+	if g.route("u").degrade.Status().On {
 		t.Fatal("the switch turned on")
 	}
 }

@@ -135,22 +135,26 @@ func (rm *routeMetrics) localRetry(result string) {
 	rm.m.retries.WithLabelValues(rm.route, result).Inc()
 }
 
-// gauges registers scrape-time gauges for one route.
-func (rm *routeMetrics) gauges(reg prometheus.Registerer, r *route) {
+// gauges registers scrape-time gauges for one route and returns them, so a
+// reload that drops the route can unregister them.
+func (rm *routeMetrics) gauges(reg prometheus.Registerer, r *route) []prometheus.Collector {
 	labels := prometheus.Labels{"route": rm.route}
+	var cs []prometheus.Collector
 	if r.window != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mercury_gateway_retry_window",
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mercury_gateway_retry_window",
 			Help: "Current cross-region retry window.", ConstLabels: labels},
 			func() float64 { return float64(r.window.Stats().Size) }))
 	}
 	if r.breaker != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mercury_gateway_breaker_state",
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mercury_gateway_breaker_state",
 			Help: "Breaker state: 0 closed, 1 open, 2 half-open.", ConstLabels: labels},
 			func() float64 { return float64(r.breaker.State()) }))
 	}
 	if r.dyn != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mercury_gateway_dynamic_timeout_seconds",
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mercury_gateway_dynamic_timeout_seconds",
 			Help: "Current EMA dynamic timeout.", ConstLabels: labels},
 			func() float64 { return r.dyn.Timeout().Seconds() }))
 	}
+	reg.MustRegister(cs...)
+	return cs
 }

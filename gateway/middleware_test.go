@@ -73,7 +73,7 @@ func TestBBRShedsInGateway(t *testing.T) {
 	for range 2 {
 		wg.Go(func() { do(h, "GET", "/a/x", nil) })
 	}
-	for g.byName["a"].bbr.Stats().InFlight < 2 {
+	for g.route("a").bbr.Stats().InFlight < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	if code, _ := do(h, "GET", "/a/x", nil); code != http.StatusServiceUnavailable {
@@ -136,7 +136,7 @@ func TestCacheFallbackNeverLeaksAcrossUsers(t *testing.T) {
 	send("GET", "/a/user/carol", "Authorization", "Bearer carol-token")
 	send("GET", "/a/user/dave")
 	send("POST", "/a/user/erin")
-	g.byName["a"].degrade.Apply(degrade.Setting{On: true})
+	g.route("a").degrade.Apply(degrade.Setting{On: true})
 
 	if code, body, h := send("GET", "/a/user/alice"); code != 200 || body != `{"user":"alice","v":1}` || h.Get("Set-Cookie") != "" {
 		t.Fatalf("alice: %d %q %v", code, body, h)

@@ -21,7 +21,7 @@ func TestRetryAfterOnRefusals(t *testing.T) {
 	dead := route1("dead", "/dead/", 1, "http://127.0.0.1:1")
 	clk := clock.NewFake(time.Hour)
 	g, _ := newGateway(t, Config{Clock: clk, RetryAfter: 1500 * time.Millisecond, Routes: []RouteConfig{limited, degraded, dead}})
-	g.byName["degraded"].degrade.Apply(degrade.Setting{On: true})
+	g.route("degraded").degrade.Apply(degrade.Setting{On: true})
 	get := func(path string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
 		g.Handler().ServeHTTP(w, httptest.NewRequest("GET", path, nil))

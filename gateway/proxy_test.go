@@ -97,7 +97,7 @@ func TestUpstreamDownIs502AndNoHealthyIs503(t *testing.T) {
 		t.Fatalf("dead upstream: %d", code)
 	}
 	for range 2 { // fail_after defaults to 2
-		g.byName["a"].local.CheckOnce(context.Background())
+		g.route("a").local.CheckOnce(context.Background())
 	}
 	if code, _ := do(g.Handler(), "GET", "/a/x", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("no healthy instance: %d", code)

@@ -98,7 +98,7 @@ func TestRetryBudgetStopsRetries(t *testing.T) {
 	if v := counterValue(t, g, "mercury_gateway_failovers_total", "result", "retry_budget"); v != 1 {
 		t.Fatalf("failovers{result=retry_budget} = %v", v)
 	}
-	if n := g.byName["r"].retry.budget.Retrying(); n != 0 {
+	if n := g.route("r").retry.budget.Retrying(); n != 0 {
 		t.Fatalf("%d budget slots still held after the request ended", n)
 	}
 }
@@ -116,7 +116,7 @@ func TestTimeoutRateBoundsLocalRetry(t *testing.T) {
 	rc.Budget = time.Minute
 	clk := clock.NewFake(time.Hour)
 	g, rec := newGateway(t, Config{Clock: clk, Routes: []RouteConfig{rc}})
-	r := g.byName["r"]
+	r := g.route("r")
 	slowTry := func() Outcome {
 		t.Helper()
 		for before := len(slow.seen()); ; {
@@ -166,15 +166,15 @@ func TestScenarioOutlierEjection(t *testing.T) {
 	if n := badHits.Load(); n != 3 {
 		t.Fatalf("bad instance hit %d times, want 3 (then ejected)", n)
 	}
-	if remoteHits.Load() != 0 || g.byName["r"].breaker.State().String() != "closed" {
-		t.Fatalf("%d failovers, breaker %v: one bad instance hurt the route", remoteHits.Load(), g.byName["r"].breaker.State())
+	if remoteHits.Load() != 0 || g.route("r").breaker.State().String() != "closed" {
+		t.Fatalf("%d failovers, breaker %v: one bad instance hurt the route", remoteHits.Load(), g.route("r").breaker.State())
 	}
 	want := fmt.Sprintf("[outlier r instance=%s ejected=true reason=consecutive_5xx]", bad.URL)
 	if ev := rec.eventsOf(EventOutlier); fmt.Sprint(ev) != want {
 		t.Fatalf("events %v", ev)
 	}
 	clk.Advance(30 * time.Second)
-	g.byName["r"].local.Sweep()
+	g.route("r").local.Sweep()
 	for range 3 {
 		do(g.Handler(), "GET", "/r/x", nil)
 	}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mercury-apm/mercury/gateway/bbr"
 	"github.com/mercury-apm/mercury/gateway/breaker"
 	"github.com/mercury-apm/mercury/gateway/degrade"
@@ -67,7 +69,9 @@ type route struct {
 
 	bbrEdge, limitEdge, dyeLimitEdge edge
 	proxy                            *httputil.ReverseProxy
-	active                           atomic.Int64 // requests being served
+	active                           atomic.Int64           // requests being served
+	collectors                       []prometheus.Collector // scrape-time gauges, unregistered when a reload drops the route
+	stopLoops                        context.CancelFunc     // ends its health checks and outlier sweeps (guarded by loops.mu)
 
 }
 
@@ -246,6 +250,7 @@ type reqState struct {
 	// request holds a slot of the retry budget, released when it ends.
 	retriedLocally, retrying bool
 	dyed                     bool // load-test traffic
+	observed                 bool // the Observer sees this request
 	degraded                 bool // answered by the fallback after a failure
 	err                      error
 	deadline                 time.Time // end of the request's budget
@@ -273,7 +278,12 @@ func stateOf(ctx context.Context) *reqState {
 // proxy, whose transport runs the per-upstream ones.
 func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
+	obs := r.g.obs
+	observed := r.g.observed() // a plan may trace only a share of requests
+	if !observed {
+		obs = NopObserver{}
+	}
+	st := &reqState{Context: obs.RequestStart(req.Context(), r.info, req), observed: observed}
 	st.sw.ResponseWriter = w
 	st.dyed = dyeOf(req.Header) != ""
 	sw := &st.sw
@@ -303,7 +313,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 			status = http.StatusOK // handler wrote nothing: net/http sends 200
 		}
 		r.m.observe(st.dyed, status, d.Seconds())
-		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
+		obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
 			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, RetriedLocally: st.retriedLocally, ShedBy: st.shedBy,
 			Degraded: st.degraded || st.shedBy == shedDegrade, Dyed: st.dyed, Err: st.err})
 	}()
@@ -328,8 +338,12 @@ func (r *route) chain(st *reqState, req *http.Request) {
 		r.refuse(sw, st, shedBulkhead, http.StatusServiceUnavailable)
 		return
 	}
+	if r.g.shedTiers[r.cfg.Tier].Load() { // a plan sheds the whole tier
+		r.refuse(sw, st, shedTier, http.StatusServiceUnavailable)
+		return
+	}
 	if r.tierOn {
-		done, err := r.g.tiers.Allow(r.cfg.Tier)
+		done, err := r.g.table.Load().tiers.Allow(r.cfg.Tier)
 		if err != nil {
 			r.refuse(sw, st, shedTier, http.StatusServiceUnavailable)
 			return
@@ -421,13 +435,14 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.URL.Path = strings.Replace(p, "//", "/", 1)
 		pr.Out.URL.RawPath = ""
 	}
-	stateOf(pr.Out.Context()).setXForwarded(pr)
+	st := stateOf(pr.Out.Context())
+	st.setXForwarded(pr)
 	if dye := dyeOf(pr.In.Header); dye != "" {
 		pr.Out.Header.Set(DyeHeader, dye)
 	}
 	// Once per request: a failover replays a clone of this request, so both
 	// attempts carry the same trace context.
-	if r.g.prop != nil {
+	if r.g.prop != nil && st.observed {
 		r.g.prop.Propagate(pr.Out.Context(), pr.Out.Header)
 	}
 }

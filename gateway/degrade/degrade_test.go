@@ -132,40 +132,6 @@ func TestAutoIgnoresQuietSeconds(t *testing.T) {
 	}
 }
 
-func TestPlanApplyRevert(t *testing.T) {
-	a, _ := New(Config{})
-	b, _ := New(Config{})
-	a.Apply(Setting{On: true}) // already degraded by hand before the plan
-	sw := map[string]*Switch{"a": a, "b": b}
-	lookup := func(n string) (*Switch, bool) { s, ok := sw[n]; return s, ok }
-	p := &Plan{Name: "festival", Settings: map[string]Setting{
-		"a": {On: false},
-		"b": {On: true, Fallback: &Fallback{Kind: Static, Body: "busy"}},
-	}}
-	if err := p.Apply(lookup); err != nil {
-		t.Fatal(err)
-	}
-	if a.Status().On || !b.Status().On || b.Status().Fallback.Body != "busy" {
-		t.Fatalf("after apply: a=%+v b=%+v", a.Status(), b.Status())
-	}
-	if err := p.Apply(lookup); err == nil {
-		t.Fatal("double apply accepted")
-	}
-	if err := p.Revert(lookup); err != nil {
-		t.Fatal(err)
-	}
-	if !a.Status().On || b.Status().On || b.Status().Fallback.Kind != Error {
-		t.Fatalf("after revert: a=%+v b=%+v", a.Status(), b.Status())
-	}
-	if err := p.Revert(lookup); err == nil {
-		t.Fatal("double revert accepted")
-	}
-	bad := &Plan{Name: "typo", Settings: map[string]Setting{"a": {On: true}, "nope": {On: true}}}
-	if err := bad.Apply(lookup); err == nil || a.Status().On != true {
-		t.Fatal("plan with unknown route applied")
-	}
-}
-
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []Config{
 		{Fallback: Fallback{Kind: "x"}},
