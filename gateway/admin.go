@@ -215,6 +215,37 @@ func (g *Gateway) AdminHandler() http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}))
+	mux.HandleFunc("GET /admin/chaos", func(w http.ResponseWriter, _ *http.Request) {
+		if st, ok := g.chaosStatus(); ok {
+			writeJSON(w, http.StatusOK, st)
+			return
+		}
+		httpError(w, http.StatusNotFound, "no experiment has run")
+	})
+	mux.HandleFunc("PUT /admin/chaos", g.authorized(func(w http.ResponseWriter, req *http.Request) {
+		var exp ChaosExperiment
+		if !readJSON(w, req, &exp) {
+			return
+		}
+		st, err := g.startChaos(exp)
+		switch {
+		case errors.Is(err, errChaosRunning):
+			httpError(w, http.StatusConflict, "%v", err)
+		case err != nil:
+			httpError(w, http.StatusBadRequest, "%v", err)
+		default:
+			writeJSON(w, http.StatusOK, st)
+		}
+	}))
+	mux.HandleFunc("DELETE /admin/chaos", g.authorized(func(w http.ResponseWriter, _ *http.Request) {
+		c := g.chaos.Load()
+		if c == nil || !g.endChaos(c, "stopped") {
+			httpError(w, http.StatusConflict, "no experiment is running")
+			return
+		}
+		st, _ := g.chaosStatus()
+		writeJSON(w, http.StatusOK, st)
+	}))
 	plan := func(apply bool) http.HandlerFunc {
 		return g.authorized(func(w http.ResponseWriter, req *http.Request) {
 			name := req.PathValue("name")

@@ -60,10 +60,12 @@ type Gateway struct {
 	// Operator state. opsMu serialises its writers (admin API, plans) and
 	// the state file; readers on the hot path use the atomics.
 	opsMu      sync.Mutex
-	dyeOff     atomic.Bool    // the switch stopping all dyed traffic
-	shedTiers  [5]atomic.Bool // tiers refused outright (index 1–4), set by plans
-	sampling   atomic.Uint64  // float64 bits: share of requests the Observer sees
-	retryAfter []string       // Retry-After value on the gateway's own 429/503
+	dyeOff     atomic.Bool                 // the switch stopping all dyed traffic
+	shedTiers  [5]atomic.Bool              // tiers refused outright (index 1–4), set by plans
+	sampling   atomic.Uint64               // float64 bits: share of requests the Observer sees
+	retryAfter []string                    // Retry-After value on the gateway's own 429/503
+	chaos      atomic.Pointer[chaos]       // the running fault-injection experiment
+	chaosLast  atomic.Pointer[ChaosStatus] // how the last one ended
 
 	draining  atomic.Bool
 	closeOnce sync.Once

@@ -58,6 +58,7 @@ const (
 	EventRetryWindow    EventKind = "retry_window"    // from, to
 	EventUpstreamHealth EventKind = "upstream_health" // instance, healthy
 	EventOutlier        EventKind = "outlier"         // instance, ejected, reason
+	EventChaos          EventKind = "chaos"           // state (started, ended), the fault, reason
 	EventPanic          EventKind = "panic"           // value
 )
 

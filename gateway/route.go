@@ -313,6 +313,9 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 			status = http.StatusOK // handler wrote nothing: net/http sends 200
 		}
 		r.m.observe(st.dyed, status, d.Seconds())
+		if c := r.g.chaos.Load(); c != nil && r.cfg.Tier == 1 && !st.dyed {
+			c.guard(status) // the steady state is what real tier-1 users get
+		}
 		obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
 			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, RetriedLocally: st.retriedLocally, ShedBy: st.shedBy,
 			Degraded: st.degraded || st.shedBy == shedDegrade, Dyed: st.dyed, Err: st.err})

@@ -208,7 +208,17 @@ func (r *route) localTry(req *http.Request, in *upstream.Instance, a *attemptSta
 		d = r.dyn.Timeout()
 	}
 	start := time.Now() // one reading for the deadline and the EMA's latency
-	resp, err := r.attempt(req, in, start, st.tryDeadline(start, d), a)
+	end := st.tryDeadline(start, d)
+	var resp *http.Response
+	var err error
+	sent, now := true, start
+	if c := r.fault(st); c != nil { // a chaos experiment
+		resp, sent, err = c.inject(req, in, end)
+		now = time.Now()
+	}
+	if sent {
+		resp, err = r.attempt(req, in, now, end, a)
+	}
 	if r.dyn != nil {
 		r.dyn.Observe(time.Since(start)) // headers in, or the try failed
 	}

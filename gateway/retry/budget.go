@@ -93,8 +93,16 @@ func (r *Rate) Observe(hit bool) {
 
 // Value is the share of hits over the window, 0 without events.
 func (r *Rate) Value() float64 {
+	events, hit := r.Counts()
+	if events == 0 {
+		return 0
+	}
+	return float64(hit) / float64(events)
+}
+
+// Counts are the events and hits over the window.
+func (r *Rate) Counts() (events, hit int64) {
 	e := r.clock.Now() / r.width
-	var events, hit int64
 	for i := range r.buckets {
 		b := &r.buckets[i]
 		if e-b.epoch.Load() < rateBuckets {
@@ -102,8 +110,5 @@ func (r *Rate) Value() float64 {
 			hit += b.hit.Load()
 		}
 	}
-	if events == 0 {
-		return 0
-	}
-	return float64(hit) / float64(events)
+	return events, hit
 }
