@@ -103,7 +103,8 @@ type RouteConfig struct {
 	// failover): each try gets its own timeout capped by what is left, and
 	// the upstream learns what is left from the X-Mercury-Budget-Ms header.
 	// A caller's smaller header wins. Default: the longest single try (the
-	// local timeout or timeout.tmax, or the remote timeout).
+	// local timeout, or timeout.tmax with the dynamic timeout; or the remote
+	// timeout if longer).
 	Budget time.Duration `yaml:"budget"`
 	// Middlewares lists the enabled middlewares, any of: tier, bbr, degrade,
 	// ratelimit, breaker, dynamic_timeout, retry. Empty means all whose

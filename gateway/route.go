@@ -72,7 +72,6 @@ type route struct {
 	active                           atomic.Int64           // requests being served
 	collectors                       []prometheus.Collector // scrape-time gauges, unregistered when a reload drops the route
 	stopLoops                        context.CancelFunc     // ends its health checks and outlier sweeps (guarded by loops.mu)
-
 }
 
 // edge turns per-request rejections into start/stop transitions, so a
@@ -191,8 +190,12 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	r.budget = rc.Budget
-	if r.budget == 0 {
-		r.budget = max(r.localTimeout, rc.Timeout.Tmax, r.remoteTimeout)
+	if r.budget == 0 { // the longest single try
+		longestLocal := r.localTimeout
+		if r.dyn != nil {
+			longestLocal = rc.Timeout.Tmax
+		}
+		r.budget = max(longestLocal, r.remoteTimeout)
 	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,

@@ -159,7 +159,7 @@ func (r *route) tryLocal(req *http.Request, st *reqState) (*http.Response, class
 		return nil, r.retry.classify(nil, err), err
 	}
 	st.upstream = UpstreamLocal
-	resp, c, err := r.localTry(req, in, &st.local)
+	resp, c, err := r.localTry(req, st, in, &st.local)
 	if r.retry.localRetry(c) {
 		resp, c, err = r.retryLocally(req, st, in, resp, c, err)
 	}
@@ -189,7 +189,7 @@ func (r *route) retryLocally(req *http.Request, st *reqState, failed *upstream.I
 		return resp, c, err
 	}
 	st.retriedLocally = true
-	resp, c, err = r.localTry(retry, in, new(attemptState))
+	resp, c, err = r.localTry(retry, st, in, new(attemptState))
 	if c == classDone {
 		r.m.localRetry("ok")
 	} else {
@@ -201,8 +201,7 @@ func (r *route) retryLocally(req *http.Request, st *reqState, failed *upstream.I
 // localTry is one local try on instance in under the dynamic (or fixed)
 // timeout, capped by the request's budget; it feeds the EMA, the timeout
 // rate and outlier detection.
-func (r *route) localTry(req *http.Request, in *upstream.Instance, a *attemptState) (*http.Response, class, error) {
-	st := stateOf(req.Context())
+func (r *route) localTry(req *http.Request, st *reqState, in *upstream.Instance, a *attemptState) (*http.Response, class, error) {
 	d := r.localTimeout
 	if r.dyn != nil {
 		d = r.dyn.Timeout()
