@@ -264,7 +264,7 @@ func (g *Gateway) Start(ctx context.Context) (wait func()) {
 	}
 	// Health checks and outlier sweeps run per route, so a reload can start
 	// the new routes' loops and stop the old ones'.
-	g.loops.start(ctx, &wg, g.table.Load().routes)
+	g.loops.start(ctx, &wg, func() []*route { return g.table.Load().routes })
 	return func() {
 		g.loops.stop()
 		wg.Wait()

@@ -262,20 +262,31 @@ type loops struct {
 	wg  *sync.WaitGroup
 }
 
-func (l *loops) start(ctx context.Context, wg *sync.WaitGroup, routes []*route) {
+// start runs the loops of the current table's routes; the table is read
+// under mu, so a reload racing with Start neither misses nor doubles a
+// route's loops.
+func (l *loops) start(ctx context.Context, wg *sync.WaitGroup, current func() []*route) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.ctx, l.wg = ctx, wg
-	l.mu.Unlock()
-	l.add(routes)
+	l.run(current())
 }
 
 func (l *loops) add(routes []*route) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.run(routes)
+}
+
+// run starts the loops of routes not yet running; caller holds mu.
+func (l *loops) run(routes []*route) {
 	if l.ctx == nil {
 		return
 	}
 	for _, r := range routes {
+		if r.stopLoops != nil {
+			continue
+		}
 		ctx, cancel := context.WithCancel(l.ctx)
 		r.stopLoops = cancel
 		for _, p := range []*upstream.Pool{r.local, r.remote} {

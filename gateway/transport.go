@@ -41,19 +41,22 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	release, werr := r.window.Acquire()
 	if werr != nil {
+		r.unretry(st)
 		r.m.failover("window_exhausted")
 		return resp, err
 	}
 	in, perr := r.remote.Pick()
 	if perr != nil {
-		release(nil) // no probe went out: no evidence about the remote region
+		release(perr) // the probe found the remote region down
+		r.unretry(st)
 		r.m.failover("no_healthy_remote")
 		return resp, err
 	}
 	retry, rerr := r.replay(req, resp)
 	if rerr != nil {
 		in.Done()
-		release(nil)
+		release(rerr)
+		r.unretry(st)
 		return resp, err
 	}
 	st.retried = c != classRefused
@@ -91,6 +94,15 @@ func (r *route) mayRetry(req *http.Request, st *reqState, now time.Time) string 
 		st.retrying = true
 	}
 	return ""
+}
+
+// unretry gives back the retry-budget slot mayRetry took when no retry went
+// out after all.
+func (r *route) unretry(st *reqState) {
+	if st.retrying && !st.retriedLocally && !st.failedOver {
+		st.retrying = false
+		r.retry.budget.Release()
+	}
 }
 
 // replay prepares req for another try and drains the failed response. The
@@ -180,12 +192,14 @@ func (r *route) retryLocally(req *http.Request, st *reqState, failed *upstream.I
 	}
 	in, perr := r.local.PickOther(failed)
 	if perr != nil {
+		r.unretry(st)
 		r.m.localRetry("no_other_instance")
 		return resp, c, err
 	}
 	retry, rerr := r.replay(req, resp)
 	if rerr != nil {
 		in.Done()
+		r.unretry(st)
 		return resp, c, err
 	}
 	st.retriedLocally = true
