@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -275,6 +276,22 @@ func (g *Gateway) AdminHandler() http.Handler {
 			}
 		})
 	}
+	mux.HandleFunc("GET /admin/plans", func(w http.ResponseWriter, _ *http.Request) {
+		type planStatus struct {
+			Name     string     `json:"name"`
+			Applied  bool       `json:"applied"`
+			Replaced *planState `json:"replaced,omitempty"` // what revert puts back
+		}
+		g.opsMu.Lock()
+		t := g.table.Load()
+		out := make([]planStatus, 0, len(t.plans))
+		for name, p := range t.plans {
+			out = append(out, planStatus{Name: name, Applied: p.saved != nil, Replaced: p.saved})
+		}
+		g.opsMu.Unlock()
+		slices.SortFunc(out, func(a, b planStatus) int { return strings.Compare(a.Name, b.Name) })
+		writeJSON(w, http.StatusOK, out)
+	})
 	mux.HandleFunc("POST /admin/plans/{name}/apply", plan(true))
 	mux.HandleFunc("POST /admin/plans/{name}/revert", plan(false))
 	return mux

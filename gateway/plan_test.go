@@ -66,6 +66,10 @@ func TestPlanSetsEveryKnobAndReverts(t *testing.T) {
 	if code, _ := admin(t, g, "POST", "/admin/plans/festival/apply", ""); code != 409 {
 		t.Fatalf("double apply: %d", code)
 	}
+	if code, body := do(g.AdminHandler(), "GET", "/admin/plans", nil); code != 200 ||
+		!strings.Contains(body, `"applied": true`) || !strings.Contains(body, `"songs": 1000`) {
+		t.Fatalf("GET /admin/plans: %d %s", code, body)
+	}
 	if code, body := admin(t, g, "POST", "/admin/plans/festival/revert", ""); code != 200 {
 		t.Fatalf("revert: %d %s", code, body)
 	}

@@ -280,13 +280,15 @@ type Status struct {
 	Manual   bool     `json:"manual"`
 	Auto     bool     `json:"auto"`
 	Fallback Fallback `json:"fallback"`
+	Cached   int      `json:"cached_responses"` // kept for the cache fallback
 }
 
 // Status returns the current state.
 func (s *Switch) Status() Status {
+	cached := s.cache.Len()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{On: s.on.Load(), Manual: s.manual, Auto: s.autoOn, Fallback: s.fallback}
+	return Status{On: s.on.Load(), Manual: s.manual, Auto: s.autoOn, Fallback: s.fallback, Cached: cached}
 }
 
 // FallbackKind is the current fallback's kind; the proxy only keeps
