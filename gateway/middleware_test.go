@@ -136,6 +136,7 @@ func TestCacheFallbackNeverLeaksAcrossUsers(t *testing.T) {
 	send("GET", "/a/user/carol", "Authorization", "Bearer carol-token")
 	send("GET", "/a/user/dave")
 	send("POST", "/a/user/erin")
+	send("GET", "/a/user/me", "Cookie", "sid=frank") // personalised by cookie, no Vary: Cookie
 	g.route("a").degrade.Apply(degrade.Setting{On: true})
 
 	if code, body, h := send("GET", "/a/user/alice"); code != 200 || body != `{"user":"alice","v":1}` || h.Get("Set-Cookie") != "" {
@@ -146,6 +147,7 @@ func TestCacheFallbackNeverLeaksAcrossUsers(t *testing.T) {
 		{"GET", "/a/user/carol"}, // asked with Authorization: never kept
 		{"GET", "/a/user/dave"},  // Cache-Control: private
 		{"GET", "/a/user/erin"},  // only a POST was seen
+		{"GET", "/a/user/me"},    // asked with a Cookie, not public: never kept
 		{"POST", "/a/user/alice"},
 		{"PUT", "/a/user/alice"},
 	} {

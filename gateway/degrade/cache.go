@@ -30,7 +30,8 @@ type Response struct {
 // ResponseCache keeps good responses for the cache fallback, keyed like an HTTP
 // cache: by method and URL, then by the request headers the response's Vary
 // names. A response that belongs to one user (Set-Cookie, Cache-Control
-// private or no-store, or a request with Authorization) is never kept, and
+// private or no-store, a request with Authorization, or with a Cookie unless
+// the response is public) is never kept, and
 // only GET and HEAD are ever answered from it. It holds at most MaxBytes of
 // bodies and evicts the oldest URLs first.
 type ResponseCache struct {
@@ -51,18 +52,28 @@ func NewResponseCache(maxBytes int64) *ResponseCache {
 
 // Storable reports whether the response to req with this status and header
 // may be kept at all, before its body is read.
+//
+// A response to a request with a Cookie is kept only when it says
+// Cache-Control: public: a page personalised by cookie rarely says Vary:
+// Cookie, and keeping it would serve one user's page to the next (shared
+// caches such as Varnish bypass such requests by default).
 func Storable(req *http.Request, status int, h http.Header) bool {
 	if req.Method != http.MethodGet || status != http.StatusOK || req.Header.Get("Authorization") != "" ||
 		len(h.Values("Set-Cookie")) > 0 {
 		return false
 	}
+	public := false
 	for _, v := range h.Values("Cache-Control") {
 		for d := range strings.SplitSeq(v, ",") {
 			d, _, _ = strings.Cut(strings.TrimSpace(d), "=") // private="Set-Cookie" is private too
 			if strings.EqualFold(d, "private") || strings.EqualFold(d, "no-store") {
 				return false
 			}
+			public = public || strings.EqualFold(d, "public")
 		}
+	}
+	if req.Header.Get("Cookie") != "" && !public {
+		return false
 	}
 	for _, name := range varyNames(h) {
 		if name == "*" {

@@ -28,6 +28,9 @@ func TestStorable(t *testing.T) {
 		{"no-store in a second header", "GET", 200, nil, http.Header{"Cache-Control": {"public", "no-store"}}, false},
 		{"Authorization", "GET", 200, http.Header{"Authorization": {"Bearer x"}}, nil, false},
 		{"Vary *", "GET", 200, nil, http.Header{"Vary": {"Accept, *"}}, false},
+		{"Cookie", "GET", 200, http.Header{"Cookie": {"sid=alice"}}, nil, false},
+		{"Cookie, private", "GET", 200, http.Header{"Cookie": {"sid=alice"}}, http.Header{"Cache-Control": {"private"}}, false},
+		{"Cookie, public", "GET", 200, http.Header{"Cookie": {"sid=alice"}}, http.Header{"Cache-Control": {"max-age=60, public"}}, true},
 	}
 	for _, c := range cases {
 		req := httptest.NewRequest(c.method, "/a", nil)
