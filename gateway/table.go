@@ -69,8 +69,12 @@ func (g *Gateway) buildTable(cfg Config, old *routeTable) (*routeTable, error) {
 			signals = append(signals, r.bbr.Load)
 		}
 	}
+	tc := tier.Config{MaxInFlight: cfg.MaxInFlight, Signals: signals, Thresholds: cfg.TierThresholds}
+	if old != nil {
+		tc.InFlight = old.tiers.Counter() // requests admitted before the reload still count
+	}
 	var err error
-	if t.tiers, err = tier.New(tier.Config{MaxInFlight: cfg.MaxInFlight, Signals: signals, Thresholds: cfg.TierThresholds}); err != nil {
+	if t.tiers, err = tier.New(tc); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	for _, pc := range cfg.Plans {
