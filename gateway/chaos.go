@@ -9,10 +9,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mercury-apm/mercury/gateway/retry"
+	"github.com/mercury-apm/mercury/gateway/upstream"
 )
 
 // ChaosExperiment injects faults into the local tries of a route's requests
@@ -83,15 +84,15 @@ func (e *ChaosExperiment) validate(routes map[string]*route) error {
 
 // chaos is a running experiment.
 type chaos struct {
-	g        *Gateway
-	exp      ChaosExperiment
-	started  time.Time
-	until    int64 // g.clock time it expires
-	delay    time.Duration
-	share    float64
-	tier1    *retry.Rate // failures among real tier-1 requests
-	injected [2]int64    // delays, aborts (under mu)
-	mu       sync.Mutex
+	g       *Gateway
+	exp     ChaosExperiment
+	started time.Time
+	until   int64 // g.clock time it expires
+	delay   time.Duration
+	share   float64
+	tier1   *retry.Rate // failures among real tier-1 requests
+	delayed atomic.Int64
+	aborted atomic.Int64
 }
 
 // ChaosStatus is what GET /admin/chaos reports.
@@ -111,9 +112,7 @@ type ChaosStatus struct {
 
 func (c *chaos) status() ChaosStatus {
 	s := ChaosStatus{Experiment: c.exp, Started: c.started}
-	c.mu.Lock()
-	s.Delayed, s.Aborted = c.injected[0], c.injected[1]
-	c.mu.Unlock()
+	s.Delayed, s.Aborted = c.delayed.Load(), c.aborted.Load()
 	n, failed := c.tier1.Counts()
 	s.Tier1.Requests = n
 	if n > 0 {
@@ -196,9 +195,9 @@ func (r *route) fault(st *reqState) *chaos {
 // the delay (a try whose time runs out meanwhile times out without being
 // sent) and, with an abort, answers instead of the upstream. sent is false
 // when it answered.
-func (c *chaos) inject(req *http.Request, in instanceDone, end time.Time) (resp *http.Response, sent bool, err error) {
+func (c *chaos) inject(req *http.Request, in *upstream.Instance, end time.Time) (resp *http.Response, sent bool, err error) {
 	if c.delay > 0 {
-		c.count(0)
+		c.delayed.Add(1)
 		wait := min(c.delay, time.Until(end))
 		t := time.NewTimer(wait)
 		select {
@@ -216,22 +215,13 @@ func (c *chaos) inject(req *http.Request, in instanceDone, end time.Time) (resp 
 	if c.exp.AbortStatus == 0 {
 		return nil, true, nil
 	}
-	c.count(1)
+	c.aborted.Add(1)
 	in.Done()
 	body := "chaos: injected fault\n"
 	return &http.Response{StatusCode: c.exp.AbortStatus, Status: fmt.Sprintf("%d %s", c.exp.AbortStatus, http.StatusText(c.exp.AbortStatus)),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Request: req, ContentLength: int64(len(body)),
 		Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Mercury-Chaos": {"abort"}},
 		Body:   io.NopCloser(strings.NewReader(body))}, false, nil
-}
-
-// instanceDone is the part of upstream.Instance inject needs.
-type instanceDone interface{ Done() }
-
-func (c *chaos) count(i int) {
-	c.mu.Lock()
-	c.injected[i]++
-	c.mu.Unlock()
 }
 
 // guard counts one finished real tier-1 request and aborts the experiment
