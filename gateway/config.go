@@ -108,8 +108,9 @@ type RouteConfig struct {
 	Budget time.Duration `yaml:"budget"`
 	// Middlewares lists the enabled middlewares, any of: tier, bbr, degrade,
 	// ratelimit, breaker, dynamic_timeout, retry. Empty means all whose
-	// settings are present (tier, bbr, degrade and breaker need none). The
-	// order of execution is fixed; see docs/gateway.md.
+	// settings are present (tier, bbr, degrade, breaker and retry need none;
+	// retry fails over only with a remote section). The order of execution
+	// is fixed; see docs/gateway.md.
 	Middlewares []string `yaml:"middlewares"`
 
 	RateLimit *RateLimitConfig `yaml:"ratelimit"`
