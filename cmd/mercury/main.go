@@ -27,7 +27,7 @@ var commands = map[string]command{
 	"collector": {daemonCommand("collector", collectorFlags), "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
 	"query":     {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
 	"otlp":      {daemonCommand("otlp", otlpFlags), "otlp [--http ADDR] [--grpc ADDR]           OTLP/HTTP and OTLP/gRPC trace ingest → mercury.spans"},
-	"gateway":   {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
+	"gateway":   {daemonCommand("gateway", gatewayFlags), "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
 	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
 	"dlq":       {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
