@@ -36,6 +36,9 @@ func Weight(rate float64) int64 {
 	return int64(math.Round(Units / max(rate, minRate)))
 }
 
+// Kind is a span kind (re-exported so store codecs need not import schemas).
+type Kind = schemas.SpanKind
+
 // Other replaces the operation and host of series beyond a service's cap.
 const Other = "__other__"
 

@@ -1,0 +1,205 @@
+// Package phase1 is the pure core of aggregator phase 1: it folds the spans of one contiguous
+// offset range of one mercury.spans partition into partials, one per series and 20 s
+// event-time window. The partials of a range are a function of the range's records and of
+// the partition's watermark when the range began, nothing else: replaying a range after a
+// crash yields the very same partials, which is what lets phase 2 drop the copies.
+//
+// Lateness is decided here, per partition, against the partition's watermark (the newest
+// span start seen in it so far, in offset order): a span that started more than Lateness
+// before the watermark is too late, dropped and counted. The watermark is a function of the
+// partition's records too, so the decision is the same in every replay.
+package phase1
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/mercury-apm/mercury/internal/metric"
+	"github.com/mercury-apm/mercury/internal/sketch"
+	"github.com/mercury-apm/mercury/schemas"
+)
+
+// Config tunes the fold. The zero value takes the defaults.
+type Config struct {
+	Window   time.Duration // event-time window; default 20 s; must divide a minute
+	Lateness time.Duration // default 30 min
+	// MaxSeriesPerService caps the distinct series of one service (domain, service, dyed)
+	// within a range; spans of further series are counted under operation and host
+	// metric.Other (edges: peer metric.Other). Default 1000.
+	MaxSeriesPerService int
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Window <= 0 {
+		c.Window = 20 * time.Second
+	}
+	if c.Lateness <= 0 {
+		c.Lateness = 30 * time.Minute
+	}
+	if c.MaxSeriesPerService <= 0 {
+		c.MaxSeriesPerService = 1000
+	}
+}
+
+type entryKey struct {
+	labels metric.Labels
+	window int64 // window start, Unix ms
+}
+
+type serviceKey struct {
+	domain, service string
+	dyed            bool
+}
+
+// Outcome says what Add did with a span.
+type Outcome uint8
+
+const (
+	Counted  Outcome = iota
+	TooLate          // older than the watermark minus Lateness: dropped
+	Overflow         // counted, under a service's __other__ series
+)
+
+// Range folds one range of one partition. Not safe for concurrent use.
+type Range struct {
+	cfg       Config
+	partition int32
+	first     int64 // -1: empty
+	last      int64
+	startWM   int64 // watermark (ns) before the range
+	wm        int64
+	entries   map[entryKey]*metric.Stats
+	series    map[metric.Labels]bool // admitted in this range
+	perSvc    map[serviceKey]int
+	free      []*metric.Stats
+}
+
+// New starts an empty range of partition at watermark wm (ns; 0 when nothing was seen).
+func New(cfg Config, partition int32, wm int64) *Range {
+	cfg.Defaults()
+	return &Range{cfg: cfg, partition: partition, first: -1, last: -1, startWM: wm, wm: wm,
+		entries: map[entryKey]*metric.Stats{}, series: map[metric.Labels]bool{}, perSvc: map[serviceKey]int{}}
+}
+
+// Skip extends the range over a record that holds no span (undecodable, dead-lettered).
+func (r *Range) Skip(offset int64) { r.extend(offset) }
+
+func (r *Range) extend(offset int64) {
+	if r.first < 0 {
+		r.first = offset
+	}
+	r.last = offset
+}
+
+// Add folds the span at offset. Offsets must increase.
+func (r *Range) Add(offset int64, s *schemas.Span) Outcome {
+	r.extend(offset)
+	start := s.StartUnixNano
+	r.wm = max(r.wm, start)
+	if r.wm-start > int64(r.cfg.Lateness) {
+		return TooLate
+	}
+	win := floorDiv(start/int64(time.Millisecond), r.cfg.Window.Milliseconds()) * r.cfg.Window.Milliseconds()
+	w := metric.Weight(s.SampleRate)
+	isErr := s.Status == schemas.StatusError
+	out := Counted
+	l, over := r.admit(metric.SeriesOf(s))
+	if over {
+		out = Overflow
+	}
+	r.stats(l, win).Add(s.DurationNano, w, isErr)
+	if e, ok := metric.EdgeOf(s); ok {
+		e, _ = r.admit(e)
+		r.stats(e, win).Add(s.DurationNano, w, isErr)
+	}
+	return out
+}
+
+// admit returns the labels a span's series is counted under: its own, or the service's
+// overflow series once the service has MaxSeriesPerService series in this range.
+func (r *Range) admit(l metric.Labels) (metric.Labels, bool) {
+	if r.series[l] {
+		return l, false
+	}
+	sk := serviceKey{l.Domain, l.Service, l.Dyed}
+	if r.perSvc[sk] >= r.cfg.MaxSeriesPerService {
+		if l.IsEdge() {
+			l.Peer = metric.Other
+		} else {
+			l.Operation, l.Host = metric.Other, metric.Other
+		}
+		return l, true
+	}
+	r.perSvc[sk]++
+	r.series[l] = true
+	return l, false
+}
+
+func (r *Range) stats(l metric.Labels, win int64) *metric.Stats {
+	k := entryKey{l, win}
+	st := r.entries[k]
+	if st == nil {
+		if n := len(r.free); n > 0 {
+			st, r.free = r.free[n-1], r.free[:n-1]
+		} else {
+			st = new(metric.Stats)
+		}
+		r.entries[k] = st
+	}
+	return st
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Open is the number of (series, window) aggregates held: the state to bound.
+func (r *Range) Open() int { return len(r.entries) }
+
+// Bounds returns the range's first and last offset; ok is false for an empty range.
+func (r *Range) Bounds() (first, last int64, ok bool) { return r.first, r.last, r.first >= 0 }
+
+// StartWatermark is the watermark the range began with; Watermark the one it ends with.
+func (r *Range) StartWatermark() int64 { return r.startWM }
+
+// Watermark is the newest span start (ns) seen in the partition up to the range's end.
+func (r *Range) Watermark() int64 { return r.wm }
+
+// Partials appends the range's partials to dst, ordered by series id and window so that a
+// replay emits the same sequence.
+func (r *Range) Partials(dst []schemas.MetricPartial) []schemas.MetricPartial {
+	n := len(dst)
+	for k, st := range r.entries {
+		l := k.labels
+		dst = append(dst, schemas.MetricPartial{
+			SeriesID: l.ID(), Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
+			Peer: l.Peer, Host: l.Host, Dyed: l.Dyed,
+			WindowStartUnixMilli: k.window, WindowMillis: int32(r.cfg.Window.Milliseconds()),
+			CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), MinNano: st.Min, MaxNano: st.Max,
+			Sketch: st.Sketch.AppendBinary(nil), SketchSchema: sketch.Schema,
+			SourcePartition: r.partition, FirstOffset: r.first, LastOffset: r.last,
+		})
+	}
+	slices.SortFunc(dst[n:], func(a, b schemas.MetricPartial) int {
+		return cmp.Or(cmp.Compare(a.SeriesID, b.SeriesID), cmp.Compare(a.WindowStartUnixMilli, b.WindowStartUnixMilli))
+	})
+	return dst
+}
+
+// Next empties the range for the one that follows, at the watermark this one ended with.
+func (r *Range) Next() {
+	for k, st := range r.entries {
+		st.Reset()
+		r.free = append(r.free, st)
+		delete(r.entries, k)
+	}
+	clear(r.series)
+	clear(r.perSvc)
+	r.first, r.last, r.startWM = -1, -1, r.wm
+}
