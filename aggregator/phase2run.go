@@ -1,0 +1,238 @@
+package aggregator
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/mercury-apm/mercury/aggregator/phase2"
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/metric"
+	"github.com/mercury-apm/mercury/internal/sketch"
+	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/metricstore"
+)
+
+// batchSize is how many partials phase 2 decodes before one store read for the points they
+// need.
+const batchSize = 2000
+
+// point is a minute point held by phase 2.
+type point struct {
+	labels   metric.Labels
+	p        phase2.Point
+	revision int32
+	dirty    bool
+}
+
+// p2 is one partition's phase-2 state.
+type p2 struct {
+	a      *Aggregator
+	offs   *offsets
+	w      *kafka.Writer
+	part   int
+	label  string
+	points map[metricstore.Key]*point
+	next   int64 // offset after the last merged partial; -1 before any
+	dirty  int
+	batch  []kafka.Message
+}
+
+// runPhase2 merges one partition of mercury.metrics.20s into minute points.
+func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writer, part int) error {
+	_, r, err := a.resume(ctx, offs, part)
+	if err != nil {
+		return nil // ctx ended
+	}
+	defer r.Close()
+	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1}
+	defer a.m.open.DeleteLabelValues(p.label)
+	defer a.m.series.DeleteLabelValues(p.label)
+	lastFlush := time.Now()
+	for {
+		wait := time.Until(lastFlush.Add(a.cfg.FlushInterval))
+		if len(p.batch) > 0 {
+			wait = min(wait, 20*time.Millisecond) // a partial batch waits briefly for more
+		}
+		m, ok, err := fetch(ctx, r, wait)
+		if err != nil {
+			if ctx.Err() == nil {
+				return err
+			}
+			gctx, cancel := a.graceCtx(ctx)
+			defer cancel()
+			if p.merge(gctx) == nil {
+				p.flush(gctx)
+			}
+			return nil
+		}
+		if ok {
+			a.m.lag.WithLabelValues(p.label).Set(float64(m.HighWaterMark - m.Offset - 1))
+			p.batch = append(p.batch, m)
+		}
+		if len(p.batch) >= batchSize || (!ok && len(p.batch) > 0) {
+			if p.merge(ctx) != nil {
+				return nil
+			}
+		}
+		if p.dirty >= a.cfg.MaxPoints/2 || (time.Since(lastFlush) >= a.cfg.FlushInterval) {
+			if p.flush(ctx) != nil {
+				return nil
+			}
+			lastFlush = time.Now()
+		}
+	}
+}
+
+// merge decodes the batch, loads the points it needs that are not held, and merges.
+func (p *p2) merge(ctx context.Context) error {
+	a := p.a
+	if len(p.batch) == 0 {
+		return nil
+	}
+	type decoded struct {
+		part   schemas.MetricPartial
+		key    metricstore.Key
+		window uint8
+		stats  metric.Stats
+	}
+	ds := make([]decoded, 0, len(p.batch))
+	var missing []metricstore.Key
+	for _, m := range p.batch {
+		var d decoded
+		err := schemas.Unmarshal(m.Value, &d.part)
+		if err == nil {
+			d.window, err = phase2.Decode(&d.part, &d.stats)
+		}
+		if err != nil {
+			a.m.bad.Inc()
+			if derr := a.retry(ctx, func() error { return bus.SendDLQ(ctx, p.w, m, err) }); derr != nil {
+				return derr
+			}
+			continue
+		}
+		d.key = metricstore.Key{SeriesID: d.part.SeriesID, Minute: phase2.Minute(&d.part)}
+		if p.points[d.key] == nil && !slices.Contains(missing, d.key) {
+			missing = append(missing, d.key)
+		}
+		ds = append(ds, d)
+	}
+	if len(missing) > 0 {
+		var stored map[metricstore.Key]metricstore.Point
+		if err := a.retry(ctx, func() (err error) { stored, err = a.cfg.Store.Get(ctx, missing); return err }); err != nil {
+			return err
+		}
+		for _, k := range missing {
+			pt := &point{}
+			if sp, ok := stored[k]; ok {
+				if err := pt.p.DecodeState(sp.State); err != nil {
+					return errors.Join(err, errors.New("aggregator: stored point "+k.SeriesID+" is unusable; refusing to merge into it"))
+				}
+				pt.p.Stats, pt.revision = sp.Stats, sp.Revision
+			}
+			p.points[k] = pt
+		}
+	}
+	for i := range ds {
+		d := &ds[i]
+		pt := p.points[d.key]
+		pt.labels = phase2.LabelsOf(&d.part)
+		a.m.records.Inc()
+		if !pt.p.Merge(d.part.SourcePartition, d.part.FirstOffset, d.window, &d.stats) {
+			a.m.duplicates.Inc()
+			continue
+		}
+		if !pt.dirty {
+			pt.dirty = true
+			p.dirty++
+		}
+	}
+	p.next = p.batch[len(p.batch)-1].Offset + 1
+	p.batch = p.batch[:0]
+	a.m.open.WithLabelValues(p.label).Set(float64(len(p.points)))
+	return nil
+}
+
+// flush upserts the changed points with a new revision, emits them, then commits.
+func (p *p2) flush(ctx context.Context) error {
+	a := p.a
+	if p.next < 0 {
+		return nil
+	}
+	ups := make([]metricstore.Upsert, 0, p.dirty)
+	var msgs []kafka.Message
+	for k, pt := range p.points {
+		if !pt.dirty {
+			continue
+		}
+		u := metricstore.Upsert{Labels: pt.labels, Point: metricstore.Point{
+			SeriesID: k.SeriesID, Minute: k.Minute, Revision: pt.revision + 1, Stats: pt.p.Stats, State: pt.p.AppendState(nil)}}
+		ups = append(ups, u)
+		v, err := schemas.Marshal(pointRecord(&u))
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, kafka.Message{Topic: bus.TopicMetrics1m, Key: []byte(k.SeriesID), Value: v})
+	}
+	if len(ups) > 0 {
+		if err := a.retry(ctx, func() error { return a.cfg.Store.Upsert(ctx, ups) }); err != nil {
+			return err
+		}
+		if err := a.retry(ctx, func() error { return p.w.WriteMessages(ctx, msgs...) }); err != nil {
+			return err
+		}
+	}
+	if err := a.retry(ctx, func() error { return p.offs.commit(ctx, p.part, p.next, "") }); err != nil {
+		return err
+	}
+	for _, u := range ups {
+		pt := p.points[metricstore.Key{SeriesID: u.Point.SeriesID, Minute: u.Point.Minute}]
+		pt.dirty, pt.revision = false, u.Point.Revision
+		if pt.revision > 1 {
+			a.m.late.Inc()
+		}
+	}
+	a.m.emitted.Add(float64(len(ups)))
+	a.m.flushes.Inc()
+	p.dirty = 0
+	p.evict()
+	return nil
+}
+
+// evict drops the oldest stored points beyond MaxPoints (a late partial re-reads them).
+func (p *p2) evict() {
+	limit := p.a.cfg.MaxPoints
+	if len(p.points) > limit {
+		keys := make([]metricstore.Key, 0, len(p.points))
+		for k := range p.points {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(x, y metricstore.Key) int { return cmp.Compare(x.Minute, y.Minute) })
+		for _, k := range keys[:len(keys)-limit*3/4] {
+			delete(p.points, k) // all clean right after a flush
+		}
+	}
+	series := map[string]struct{}{}
+	for k := range p.points {
+		series[k.SeriesID] = struct{}{}
+	}
+	p.a.m.open.WithLabelValues(p.label).Set(float64(len(p.points)))
+	p.a.m.series.WithLabelValues(p.label).Set(float64(len(series)))
+}
+
+// pointRecord is the mercury.metrics.1m record of an upsert.
+func pointRecord(u *metricstore.Upsert) *schemas.MetricPoint {
+	st, l := &u.Point.Stats, u.Labels
+	return &schemas.MetricPoint{
+		SeriesID: u.Point.SeriesID, Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
+		Peer: l.Peer, Host: l.Host, Dyed: l.Dyed, MinuteUnix: u.Point.Minute,
+		Count: st.Spans(), Errors: float64(st.Errors) / metric.Units, SumNano: st.Sum.Float() / metric.Units,
+		MinNano: st.Min, MaxNano: st.Max, Sketch: st.Sketch.AppendBinary(nil), Revision: u.Point.Revision,
+		CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), SketchSchema: sketch.Schema,
+	}
+}
