@@ -115,7 +115,7 @@ func applyTracestate(sc *SpanContext, h string) {
 			case "d":
 				sc.Dyed = val == "1"
 			case "o":
-				if ValidName(val) {
+				if schemas.ValidName(val) {
 					sc.OriginDomain = val
 				}
 			}
@@ -220,22 +220,6 @@ func lowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidName reports whether s is a name Mercury accepts for domains, services and config
-// switches: 1-64 letters, digits, '-', '_' or '.'. It keeps them safe in tracestate values,
-// store keys and URLs.
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
 			return false
 		}
 	}

@@ -9,15 +9,12 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/mercury-apm/mercury/schemas"
 )
 
 // RemoteConfig is what the config endpoint (or file) serves. Absent fields keep local values.
-type RemoteConfig struct {
-	Version    string          `json:"version"`
-	SampleRate *float64        `json:"sample_rate,omitempty"`
-	Switches   map[string]bool `json:"switches,omitempty"` // category → on; e.g. {"sql": false}
-	Kill       bool            `json:"kill,omitempty"`     // stop recording anything
-}
+type RemoteConfig = schemas.AgentConfig
 
 // runtimeConfig is the hot path's view, swapped atomically.
 type runtimeConfig struct {

@@ -16,14 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/retry"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
 	"github.com/mercury-apm/mercury/schemas"
-	"github.com/mercury-apm/mercury/tracestore"
-	"github.com/mercury-apm/mercury/tracestore/pebblestore"
+	"github.com/mercury-apm/mercury/storage/pebblestore"
+	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
 // The crash test re-runs this test binary as the collector process, so it can be SIGKILLed.
@@ -70,7 +73,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func newCollector(cfg bus.Config, store *tracestore.Store, log *slog.Logger) (*collector.Collector, error) {
-	return collector.NewOnBus(cfg, collector.Config{Store: store, Logger: log, BatchSize: 2000})
+	return collector.New(collector.Config{Bus: cfg, Store: store, Telemetry: daemon.Telemetry{Logger: log}, BatchSize: 2000})
 }
 
 const spansPerTrace = 10
@@ -150,7 +153,7 @@ func verify(t *testing.T, store *tracestore.Store, traces int) {
 
 func startBroker(t testing.TB) (bus.Config, *broker.Broker) {
 	t.Helper()
-	b, err := broker.Start(context.Background(), broker.Config{DataDir: t.TempDir(), Partitions: map[string]int{bus.TopicSpans: 6}})
+	b, err := broker.New(context.Background(), broker.Config{DataDir: t.TempDir(), Partitions: map[string]int{bus.TopicSpans: 6}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +316,7 @@ type flakyRows struct {
 
 func (f *flakyRows) PutSpans(ctx context.Context, spans []schemas.Span) error {
 	if f.failures.Add(-1) >= 0 {
-		return tracestore.AsRetryable(errors.New("HTTP 503 from the store"))
+		return retry.Retryable(errors.New("HTTP 503 from the store"))
 	}
 	return f.Rows.PutSpans(ctx, spans)
 }
@@ -329,8 +332,8 @@ func TestDeadStoreIsRetriedNeverSkipped(t *testing.T) {
 	rows := &flakyRows{Rows: db}
 	rows.failures.Store(4)
 	store := tracestore.New(db, rows)
-	c, err := collector.NewOnBus(cfg, collector.Config{Store: store, Logger: slog.New(slog.DiscardHandler),
-		Backoff: bus.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
+	c, err := collector.New(collector.Config{Bus: cfg, Store: store, Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)},
+		Backoff: retry.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +374,8 @@ func TestStartOutsideWindowIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	c, err := collector.NewOnBus(cfg, collector.Config{Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
-		Logger: slog.New(slog.DiscardHandler)})
+	c, err := collector.New(collector.Config{Bus: cfg, Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
+		Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // The Prometheus figures are read from Stats() at scrape time, so the metrics, the heartbeat
@@ -57,24 +55,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // registers it with the host's registry).
 func (s *Shipper) Collector() prometheus.Collector { return collector{s} }
 
-// Handler serves /metrics (this shipper plus Go runtime metrics, on a private registry) and
-// /healthz (200 with the stats while running normally, 503 once Run failed).
-func (s *Shipper) Handler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		failed := s.failed
-		s.mu.Unlock()
+// Routes mounts GET /api/v1/ship/stats: the figures as JSON, and the failure once Run failed.
+func (s *Shipper) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/ship/stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		body := map[string]any{"status": "ok", "stats": s.Stats().Map()}
-		if failed != nil {
+		if err := s.Ready(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			body["status"], body["error"] = "failed", failed.Error()
+			body["status"], body["error"] = "failed", err.Error()
 		}
 		_ = json.NewEncoder(w).Encode(body)
 	})
-	return mux
+}
+
+// Ready is nil until Run failed.
+func (s *Shipper) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
 }

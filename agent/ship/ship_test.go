@@ -24,7 +24,7 @@ func startBroker(t testing.TB, dir, addr string) *broker.Broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{DataDir: dir, Addr: addr, Logger: quietLog()})
+	b, err := broker.New(ctx, broker.Config{DataDir: dir, Addr: addr, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/retry"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/agent/spool"
@@ -297,7 +299,7 @@ func (st *stream) fill(ctx context.Context) error {
 		if !now.Before(lingerUntil) {
 			break
 		}
-		if err := bus.Sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
+		if err := retry.Sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
 			return nil // shutting down: the caller sees ctx and abandons the batch
 		}
 	}
@@ -525,7 +527,7 @@ func (st *stream) produce(ctx context.Context, w *bus.Producer, b *batch) error 
 	if n == 0 {
 		return nil
 	}
-	bo := bus.Backoff{Min: st.cfg.BackoffMin, Max: st.cfg.BackoffMax}
+	bo := retry.Backoff{Min: st.cfg.BackoffMin, Max: st.cfg.BackoffMax}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, st.cfg.SendTimeout)
 		err := w.WriteMessages(sctx, b.msgs...)
@@ -771,5 +773,5 @@ func (l *rateLimiter) wait(ctx context.Context, n int64) error {
 	}
 	d := l.next.Sub(now)
 	l.next = l.next.Add(time.Duration(float64(n) / float64(l.rate) * float64(time.Second)))
-	return bus.Sleep(ctx, d)
+	return retry.Sleep(ctx, d)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/daemon"
 )
 
 // runBroker runs the embedded single-machine Kafka-protocol broker until ctx ends, then
@@ -17,18 +18,17 @@ func runBroker(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:9092", "listen address (also the address advertised to clients)")
 	spans := fs.Int("spans-partitions", bus.DefaultPartitions(bus.TopicSpans), "partitions of "+bus.TopicSpans+" when first created")
 	syncWrites := fs.Bool("sync", false, "fsync every produced batch (survives power loss; slower)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, err := broker.Start(ctx, broker.Config{
-		DataDir: *data, Addr: *addr, SyncWrites: *syncWrites,
+	tel := daemon.NewTelemetry(slog.Default())
+	b, err := broker.New(ctx, broker.Config{
+		DataDir: *data, Addr: *addr, SyncWrites: *syncWrites, Logger: tel.Logger,
 		Partitions: map[string]int{bus.TopicSpans: *spans},
 	})
 	if err != nil {
 		return err
 	}
-	slog.Info("broker: listening", "addr", b.Addr(), "data", *data, "topics", bus.Topics)
-	<-ctx.Done()
-	slog.Info("broker: shutting down, persisting state")
-	return b.Close()
+	tel.Logger.Info("broker: listening", "addr", b.Addr(), "data", *data, "topics", bus.Topics)
+	return daemon.Run(ctx, daemon.Options{Name: "broker", Telemetry: tel, Components: []daemon.Component{b}})
 }

@@ -1,0 +1,406 @@
+// Package hbasestore keeps trace rows in HBase through its REST gateway (`hbase rest start`),
+// with plain net/http: no native HBase client for Go is obtainable here (DESIGN.md). Table
+// mercury:traces, row = trace id, family s, qualifier = span id, value = Avro span body,
+// family TTL = retention; dyed spans go to mercury:traces_shadow.
+//
+// Row keys and qualifiers are the lowercase hex of the ids, not the raw bytes: the gateway
+// takes row keys from URL path segments and decodes them as UTF-8 text, which mangles
+// arbitrary bytes. Hex keeps every id intact and, trace ids being random, still spreads rows
+// evenly over regions.
+package hbasestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mercury-apm/mercury/internal/retry"
+
+	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/tracestore"
+)
+
+var _ tracestore.Rows = (*Store)(nil)
+
+// Family is the column family holding spans.
+const Family = "s"
+
+// Config configures a Store. Only URL is required.
+type Config struct {
+	// URL of the REST gateway, e.g. http://hbase-rest:8080.
+	URL string
+	// Table and ShadowTable default to mercury:traces and mercury:traces_shadow.
+	Table, ShadowTable string
+	// TTL of family s when the store creates the tables (default 7 days). Retention is this
+	// TTL: HBase expires cells itself, there is nothing to drop by hand.
+	TTL time.Duration
+	// HTTPClient defaults to a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Backoff retries 408/429/5xx and transport errors.
+	Backoff retry.Backoff
+	// MaxRowsPerGet bounds the rows of one multiget so its URL stays under the gateway's
+	// header limit (default 150: about 6 KB of URL).
+	MaxRowsPerGet int
+}
+
+// Store implements tracestore.Rows over the HBase REST gateway.
+type Store struct {
+	cfg  Config
+	base *url.URL
+	hc   *http.Client
+}
+
+// New checks the gateway, creates the namespace and both tables if missing, and returns the
+// store.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Backoff == (retry.Backoff{}) {
+		cfg.Backoff = retry.StoreBackoff
+	}
+	if cfg.Table == "" {
+		cfg.Table = "mercury:traces"
+	}
+	if cfg.ShadowTable == "" {
+		cfg.ShadowTable = "mercury:traces_shadow"
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 7 * 24 * time.Hour
+	}
+	if cfg.MaxRowsPerGet <= 0 {
+		cfg.MaxRowsPerGet = 150
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	base, err := url.Parse(strings.TrimSuffix(cfg.URL, "/"))
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		return nil, retry.Permanent(fmt.Errorf("hbasestore: bad URL %q", cfg.URL))
+	}
+	s := &Store{cfg: cfg, base: base, hc: hc}
+	for _, t := range []string{cfg.Table, cfg.ShadowTable} {
+		if err := s.ensureTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ensureTable creates the namespace and table unless they exist.
+func (s *Store) ensureTable(ctx context.Context, table string) error {
+	if ns, _, ok := strings.Cut(table, ":"); ok {
+		code, _, err := s.do(ctx, http.MethodGet, "/namespaces/"+url.PathEscape(ns), nil, nil, http.StatusNotFound)
+		if err != nil {
+			return err
+		}
+		if code == http.StatusNotFound {
+			// 201 created; a concurrent creator makes it fail with a conflict-like status,
+			// so only a later failure to create the table counts.
+			_, _, _ = s.do(ctx, http.MethodPost, "/namespaces/"+url.PathEscape(ns), nil, nil)
+		}
+	}
+	path := "/" + url.PathEscape(table) + "/schema"
+	code, _, err := s.do(ctx, http.MethodGet, path, nil, nil, http.StatusNotFound)
+	if err != nil || code != http.StatusNotFound {
+		return err
+	}
+	body, _ := json.Marshal(TableSchema{Name: table, ColumnSchema: []ColumnSchema{{
+		Name: Family, TTL: strconv.FormatInt(int64(s.cfg.TTL/time.Second), 10), Versions: "1",
+	}}})
+	_, _, err = s.do(ctx, http.MethodPut, path, nil, body)
+	return err
+}
+
+// do sends one request with retries and returns the status and body. 2xx and the statuses in
+// ok are successes; anything else is an error classified by retry.StatusError.
+func (s *Store) do(ctx context.Context, method, path string, query url.Values, body []byte, ok ...int) (int, []byte, error) {
+	var (
+		code int
+		out  []byte
+	)
+	err := s.cfg.Backoff.Do(ctx, func() error {
+		var err error
+		code, out, err = s.once(ctx, method, path, query, body)
+		if err != nil {
+			return err
+		}
+		if code/100 == 2 || contains(ok, code) {
+			return nil
+		}
+		return fmt.Errorf("hbasestore: %s %s: %w: %s", method, path, retry.StatusError(code, "status"), snippet(out))
+	})
+	return code, out, err
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func snippet(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (s *Store) once(ctx context.Context, method, path string, query url.Values, body []byte) (int, []byte, error) {
+	u := s.base.String() + path // path is already escaped
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, nil, retry.Permanent(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, retry.Retryable(ctx.Err())
+		}
+		return 0, nil, retry.Retryable(fmt.Errorf("hbasestore: %s %s: %w", method, path, err))
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, retry.Retryable(fmt.Errorf("hbasestore: %s %s: read: %w", method, path, err))
+	}
+	if method == http.MethodPut && resp.StatusCode == http.StatusCreated {
+		if loc := resp.Header.Get("Location"); loc != "" {
+			out = []byte(loc) // scanners: the body is empty, the id is in Location
+		}
+	}
+	return resp.StatusCode, out, nil
+}
+
+func (s *Store) table(dyed bool) string {
+	if dyed {
+		return s.cfg.ShadowTable
+	}
+	return s.cfg.Table
+}
+
+// PutSpans writes one CellSet per table. The REST gateway takes the row keys from the body
+// when the URL names a placeholder row, so a whole batch is one request per table.
+func (s *Store) PutSpans(ctx context.Context, spans []schemas.Span) error {
+	for _, dyed := range []bool{false, true} {
+		var cs CellSet
+		rowOf := map[schemas.TraceID]int{}
+		for i := range spans {
+			sp := &spans[i]
+			if sp.Dyed != dyed {
+				continue
+			}
+			r, ok := rowOf[sp.TraceID]
+			if !ok {
+				r = len(cs.Row)
+				rowOf[sp.TraceID] = r
+				cs.Row = append(cs.Row, Row{Key: hexBytes(sp.TraceID[:])})
+			}
+			col := append([]byte(Family+":"), hexBytes(sp.SpanID[:])...)
+			cs.Row[r].Cell = append(cs.Row[r].Cell, Cell{Column: col, Value: tracestore.AppendRow(nil, sp)})
+		}
+		if len(cs.Row) == 0 {
+			continue
+		}
+		body, err := json.Marshal(cs)
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		if _, _, err := s.do(ctx, http.MethodPut, "/"+url.PathEscape(s.table(dyed))+"/batch", nil, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hexBytes(b []byte) []byte { return hex.AppendEncode(nil, b) }
+
+// GetTrace reads the row from the production table, then from the shadow table.
+func (s *Store) GetTrace(ctx context.Context, id tracestore.TraceID) ([]schemas.Span, error) {
+	for _, dyed := range []bool{false, true} {
+		code, body, err := s.do(ctx, http.MethodGet, "/"+url.PathEscape(s.table(dyed))+"/"+id.String(), nil, nil, http.StatusNotFound)
+		if err != nil {
+			return nil, err
+		}
+		if code == http.StatusNotFound {
+			continue
+		}
+		m, err := decodeCellSet(body)
+		if err != nil {
+			return nil, err
+		}
+		if spans := m[id]; len(spans) > 0 {
+			return spans, nil
+		}
+	}
+	return nil, fmt.Errorf("hbasestore: trace %s: %w", id, tracestore.ErrNotFound)
+}
+
+// GetTraces is one multiget on the production table (per MaxRowsPerGet ids); only ids not
+// found there are looked up in the shadow table, so a search that excludes dyed traces costs
+// one request.
+func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tracestore.TraceID][]schemas.Span, error) {
+	out := map[tracestore.TraceID][]schemas.Span{}
+	want := dedup(ids)
+	for _, dyed := range []bool{false, true} {
+		for start := 0; start < len(want); start += s.cfg.MaxRowsPerGet {
+			chunk := want[start:min(start+s.cfg.MaxRowsPerGet, len(want))]
+			q := url.Values{}
+			for _, id := range chunk {
+				q.Add("row", id.String())
+			}
+			code, body, err := s.do(ctx, http.MethodGet, "/"+url.PathEscape(s.table(dyed))+"/multiget", q, nil, http.StatusNotFound)
+			if err != nil {
+				return nil, err
+			}
+			if code == http.StatusNotFound {
+				continue // none of the rows exist
+			}
+			m, err := decodeCellSet(body)
+			if err != nil {
+				return nil, err
+			}
+			for id, spans := range m {
+				out[id] = append(out[id], spans...)
+			}
+		}
+		var missing []tracestore.TraceID
+		for _, id := range want {
+			if _, ok := out[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		want = missing
+	}
+	return out, nil
+}
+
+func dedup(ids []tracestore.TraceID) []tracestore.TraceID {
+	seen := make(map[tracestore.TraceID]bool, len(ids))
+	out := make([]tracestore.TraceID, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// decodeCellSet turns a CellSet of trace rows into spans by trace id.
+func decodeCellSet(body []byte) (map[tracestore.TraceID][]schemas.Span, error) {
+	var cs CellSet
+	if err := json.Unmarshal(body, &cs); err != nil {
+		return nil, retry.Permanent(fmt.Errorf("hbasestore: cell set: %w", err))
+	}
+	return decodeRows(cs.Row)
+}
+
+func decodeRows(rows []Row) (map[tracestore.TraceID][]schemas.Span, error) {
+	out := make(map[tracestore.TraceID][]schemas.Span, len(rows))
+	for _, r := range rows {
+		id, err := schemas.ParseTraceID(string(r.Key))
+		if err != nil {
+			return nil, retry.Permanent(fmt.Errorf("hbasestore: row key: %w", err))
+		}
+		for _, c := range r.Cell {
+			if !bytes.HasPrefix(c.Column, []byte(Family+":")) {
+				continue
+			}
+			var sp schemas.Span
+			if tracestore.DecodeRow(c.Value, &sp) {
+				out[id] = append(out[id], sp)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ScanTraces walks every trace of one table (dyed selects the shadow table) in row-key order
+// with a REST scanner, batch cells per page, and calls fn once per trace. It serves
+// rebuilding an index from the rows. The scanner is deleted on every exit path.
+func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tracestore.TraceID, []schemas.Span) error) (err error) {
+	if batch <= 0 {
+		batch = 1000
+	}
+	spec, _ := json.Marshal(ScannerSpec{Batch: batch})
+	table := "/" + url.PathEscape(s.table(dyed))
+	_, loc, err := s.do(ctx, http.MethodPut, table+"/scanner", nil, spec)
+	if err != nil {
+		return err
+	}
+	lu, perr := url.Parse(string(loc))
+	if perr != nil || !strings.HasPrefix(lu.EscapedPath(), table+"/scanner/") {
+		return retry.Permanent(fmt.Errorf("hbasestore: scanner location %q", loc))
+	}
+	path := lu.EscapedPath()
+	defer func() {
+		// A fresh context: the caller's may be done, and a leaked scanner holds server
+		// resources until its lease expires.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, _, derr := s.once(dctx, http.MethodDelete, path, nil, nil)
+		err = errors.Join(err, derr)
+	}()
+	// A row wider than batch arrives over several pages: hold the current trace until a page
+	// starts with another row or the scanner is exhausted.
+	var (
+		cur   tracestore.TraceID
+		spans []schemas.Span
+		have  bool
+	)
+	for {
+		code, body, err := s.do(ctx, http.MethodGet, path, nil, nil)
+		if err != nil {
+			return err
+		}
+		if code == http.StatusNoContent {
+			break
+		}
+		var cs CellSet
+		if err := json.Unmarshal(body, &cs); err != nil {
+			return retry.Permanent(fmt.Errorf("hbasestore: scanner page: %w", err))
+		}
+		for _, r := range cs.Row {
+			one, err := decodeRows([]Row{r})
+			if err != nil {
+				return err
+			}
+			for id, sp := range one {
+				if have && id != cur {
+					if err := fn(cur, spans); err != nil {
+						return err
+					}
+					spans = nil
+				}
+				cur, have = id, true
+				spans = append(spans, sp...)
+			}
+		}
+	}
+	if have {
+		return fn(cur, spans)
+	}
+	return nil
+}
