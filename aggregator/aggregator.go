@@ -29,6 +29,7 @@ import (
 	"github.com/mercury-apm/mercury/aggregator/phase1"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
 
@@ -63,7 +64,7 @@ type Config struct {
 	// stored ones are evicted and re-read if a late partial needs them. Default 100,000.
 	MaxPoints int
 	// Backoff paces retries of broker and store errors; default 100 ms … 5 s.
-	Backoff bus.Backoff
+	Backoff retry.Backoff
 	// Grace bounds the final flush on shutdown; default 15 s.
 	Grace time.Duration
 }
@@ -106,7 +107,7 @@ func (c *Config) Validate() error {
 		c.MaxPoints = 100000
 	}
 	if c.Backoff.Min <= 0 {
-		c.Backoff = bus.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+		c.Backoff = retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	}
 	if c.Grace <= 0 {
 		c.Grace = 15 * time.Second
