@@ -120,6 +120,15 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// hook, when set by a test, is called at the crash-sensitive points of a flush.
+var hook func(point string)
+
+func at(point string) {
+	if hook != nil {
+		hook(point)
+	}
+}
+
 // Aggregator is one phase, a daemon.Component.
 type Aggregator struct {
 	cfg   Config
@@ -189,7 +198,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.owned = len(parts)
 	a.mu.Unlock()
-	w, err := bus.NewWriter(a.cfg.Bus, bus.WriterConfig{BatchSize: 5000, BatchBytes: 4 << 20})
+	w, err := bus.NewWriter(a.cfg.Bus, bus.WriterConfig{BatchSize: 5000})
 	if err != nil {
 		return err
 	}

@@ -129,6 +129,7 @@ func (p *p1) flush(ctx context.Context) error {
 	if err := p.a.retry(ctx, func() error { return p.offs.commit(ctx, p.part, first, intent.metadata()) }); err != nil {
 		return err
 	}
+	at("phase1-intent")
 	return p.emit(ctx)
 }
 
@@ -159,6 +160,7 @@ func (p *p1) emit(ctx context.Context) error {
 			return err
 		}
 	}
+	at("phase1-emitted")
 	done := checkpoint{wm: p.rg.Watermark(), intent: -1}
 	if err := a.retry(ctx, func() error { return p.offs.commit(ctx, p.part, last+1, done.metadata()) }); err != nil {
 		return err

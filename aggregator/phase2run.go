@@ -183,6 +183,7 @@ func (p *p2) flush(ctx context.Context) error {
 		if err := a.retry(ctx, func() error { return a.cfg.Store.Upsert(ctx, ups) }); err != nil {
 			return err
 		}
+		at("phase2-stored")
 		if err := a.retry(ctx, func() error { return p.w.WriteMessages(ctx, msgs...) }); err != nil {
 			return err
 		}
