@@ -76,6 +76,8 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 	}
 }
 
+var spanFingerprint = schemas.Current(schemas.NameSpan).Fingerprint
+
 // p1 is one partition's phase-1 state.
 type p1 struct {
 	a        *Aggregator
@@ -95,7 +97,11 @@ func (p *p1) add(m kafka.Message, span *schemas.Span) {
 	fp, body, err := schemas.SingleFingerprint(m.Value)
 	if err == nil {
 		var rest []byte
-		rest, err = schemas.DecodeBinary(fp, body, span)
+		if fp == spanFingerprint {
+			rest, err = schemas.DecodeSpanAliased(body, span) // the fold copies what it keeps
+		} else {
+			rest, err = schemas.DecodeBinary(fp, body, span) // an older writer
+		}
 		if err == nil && len(rest) != 0 {
 			err = schemas.ErrCorrupt
 		}

@@ -53,6 +53,10 @@ func checkAgainstGoavro(t *testing.T, s schemas.Span) {
 	if !reflect.DeepEqual(schemastest.Normalize(got), schemastest.Normalize(s)) {
 		t.Fatalf("fast decode of goavro bytes:\n got %+v\nwant %+v", got, s)
 	}
+	var aliased schemas.Span
+	if rest, err := schemas.DecodeSpanAliased(ref, &aliased); err != nil || len(rest) != 0 || !reflect.DeepEqual(aliased, got) {
+		t.Fatalf("aliased decode differs: %v\n got %+v\nwant %+v", err, aliased, got)
+	}
 	n, rest, err := spanCodec().NativeFromBinary(fast)
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("goavro decode of fast bytes: %v", err)
@@ -101,6 +105,10 @@ func FuzzSpanCodec(f *testing.F) {
 		}
 		if len(rest) != len(grest) {
 			t.Fatalf("consumed differently: fast rest %d goavro rest %d", len(rest), len(grest))
+		}
+		var aliased schemas.Span
+		if arest, aerr := schemas.DecodeSpanAliased(b, &aliased); aerr != nil || len(arest) != len(rest) || !reflect.DeepEqual(aliased, s) {
+			t.Fatalf("aliased decode differs from the copying one: %v", aerr)
 		}
 		// Both codecs read the same record; re-encoding round-trips through both.
 		checkAgainstGoavro(t, s)

@@ -13,6 +13,7 @@ package phase1
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/metric"
@@ -43,9 +44,17 @@ func (c *Config) Defaults() {
 	}
 }
 
-type entryKey struct {
-	labels metric.Labels
-	window int64 // window start, Unix ms
+// seriesAgg is one series' windows in the range. A range usually touches one or two
+// windows of a series, so they are a short slice searched from the last one used.
+type seriesAgg struct {
+	labels metric.Labels // owned strings (a decoded span's may alias its message)
+	wins   []windowAgg
+	last   int
+}
+
+type windowAgg struct {
+	start int64 // Unix ms
+	st    *metric.Stats
 }
 
 type serviceKey struct {
@@ -70,9 +79,9 @@ type Range struct {
 	last      int64
 	startWM   int64 // watermark (ns) before the range
 	wm        int64
-	entries   map[entryKey]*metric.Stats
-	series    map[metric.Labels]bool // admitted in this range
+	series    map[metric.Labels]*seriesAgg // admitted in this range, __other__ included
 	perSvc    map[serviceKey]int
+	open      int
 	free      []*metric.Stats
 }
 
@@ -80,7 +89,7 @@ type Range struct {
 func New(cfg Config, partition int32, wm int64) *Range {
 	cfg.Defaults()
 	return &Range{cfg: cfg, partition: partition, first: -1, last: -1, startWM: wm, wm: wm,
-		entries: map[entryKey]*metric.Stats{}, series: map[metric.Labels]bool{}, perSvc: map[serviceKey]int{}}
+		series: map[metric.Labels]*seriesAgg{}, perSvc: map[serviceKey]int{}}
 }
 
 // Skip extends the range over a record that holds no span (undecodable, dead-lettered).
@@ -93,7 +102,8 @@ func (r *Range) extend(offset int64) {
 	r.last = offset
 }
 
-// Add folds the span at offset. Offsets must increase.
+// Add folds the span at offset. Offsets must increase. The span's strings may alias a
+// buffer that is reused after Add returns: whatever is kept is copied.
 func (r *Range) Add(offset int64, s *schemas.Span) Outcome {
 	r.extend(offset)
 	start := s.StartUnixNano
@@ -105,49 +115,64 @@ func (r *Range) Add(offset int64, s *schemas.Span) Outcome {
 	w := metric.Weight(s.SampleRate)
 	isErr := s.Status == schemas.StatusError
 	out := Counted
-	l, over := r.admit(metric.SeriesOf(s))
+	sa, over := r.admit(metric.SeriesOf(s))
 	if over {
 		out = Overflow
 	}
-	r.stats(l, win).Add(s.DurationNano, w, isErr)
+	r.stats(sa, win).Add(s.DurationNano, w, isErr)
 	if e, ok := metric.EdgeOf(s); ok {
-		e, _ = r.admit(e)
-		r.stats(e, win).Add(s.DurationNano, w, isErr)
+		sa, _ = r.admit(e)
+		r.stats(sa, win).Add(s.DurationNano, w, isErr)
 	}
 	return out
 }
 
-// admit returns the labels a span's series is counted under: its own, or the service's
-// overflow series once the service has MaxSeriesPerService series in this range.
-func (r *Range) admit(l metric.Labels) (metric.Labels, bool) {
-	if r.series[l] {
-		return l, false
+// admit returns the series a span is counted under: its own, or the service's overflow
+// series once the service has MaxSeriesPerService series in this range.
+func (r *Range) admit(l metric.Labels) (*seriesAgg, bool) {
+	if sa := r.series[l]; sa != nil {
+		return sa, false
 	}
 	sk := serviceKey{l.Domain, l.Service, l.Dyed}
-	if r.perSvc[sk] >= r.cfg.MaxSeriesPerService {
+	over := r.perSvc[sk] >= r.cfg.MaxSeriesPerService
+	if over {
 		if l.IsEdge() {
 			l.Peer = metric.Other
 		} else {
 			l.Operation, l.Host = metric.Other, metric.Other
 		}
-		return l, true
+		if sa := r.series[l]; sa != nil {
+			return sa, true
+		}
+	} else {
+		r.perSvc[serviceKey{strings.Clone(l.Domain), strings.Clone(l.Service), l.Dyed}]++
 	}
-	r.perSvc[sk]++
-	r.series[l] = true
-	return l, false
+	l = metric.Labels{Domain: strings.Clone(l.Domain), Service: strings.Clone(l.Service), Operation: strings.Clone(l.Operation),
+		Kind: l.Kind, Host: strings.Clone(l.Host), Peer: strings.Clone(l.Peer), Dyed: l.Dyed}
+	sa := &seriesAgg{labels: l}
+	r.series[l] = sa
+	return sa, over
 }
 
-func (r *Range) stats(l metric.Labels, win int64) *metric.Stats {
-	k := entryKey{l, win}
-	st := r.entries[k]
-	if st == nil {
-		if n := len(r.free); n > 0 {
-			st, r.free = r.free[n-1], r.free[:n-1]
-		} else {
-			st = new(metric.Stats)
-		}
-		r.entries[k] = st
+func (r *Range) stats(sa *seriesAgg, win int64) *metric.Stats {
+	if sa.last < len(sa.wins) && sa.wins[sa.last].start == win {
+		return sa.wins[sa.last].st
 	}
+	for i := len(sa.wins) - 1; i >= 0; i-- {
+		if sa.wins[i].start == win {
+			sa.last = i
+			return sa.wins[i].st
+		}
+	}
+	var st *metric.Stats
+	if n := len(r.free); n > 0 {
+		st, r.free = r.free[n-1], r.free[:n-1]
+	} else {
+		st = new(metric.Stats)
+	}
+	sa.wins = append(sa.wins, windowAgg{win, st})
+	sa.last = len(sa.wins) - 1
+	r.open++
 	return st
 }
 
@@ -160,7 +185,7 @@ func floorDiv(a, b int64) int64 {
 }
 
 // Open is the number of (series, window) aggregates held: the state to bound.
-func (r *Range) Open() int { return len(r.entries) }
+func (r *Range) Open() int { return r.open }
 
 // Bounds returns the range's first and last offset; ok is false for an empty range.
 func (r *Range) Bounds() (first, last int64, ok bool) { return r.first, r.last, r.first >= 0 }
@@ -175,16 +200,19 @@ func (r *Range) Watermark() int64 { return r.wm }
 // replay emits the same sequence.
 func (r *Range) Partials(dst []schemas.MetricPartial) []schemas.MetricPartial {
 	n := len(dst)
-	for k, st := range r.entries {
-		l := k.labels
-		dst = append(dst, schemas.MetricPartial{
-			SeriesID: l.ID(), Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
-			Peer: l.Peer, Host: l.Host, Dyed: l.Dyed,
-			WindowStartUnixMilli: k.window, WindowMillis: int32(r.cfg.Window.Milliseconds()),
-			CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), MinNano: st.Min, MaxNano: st.Max,
-			Sketch: st.Sketch.AppendBinary(nil), SketchSchema: sketch.Schema,
-			SourcePartition: r.partition, FirstOffset: r.first, LastOffset: r.last,
-		})
+	for _, sa := range r.series {
+		l, id := sa.labels, sa.labels.ID()
+		for _, w := range sa.wins {
+			st := w.st
+			dst = append(dst, schemas.MetricPartial{
+				SeriesID: id, Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
+				Peer: l.Peer, Host: l.Host, Dyed: l.Dyed,
+				WindowStartUnixMilli: w.start, WindowMillis: int32(r.cfg.Window.Milliseconds()),
+				CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), MinNano: st.Min, MaxNano: st.Max,
+				Sketch: st.Sketch.AppendBinary(nil), SketchSchema: sketch.Schema,
+				SourcePartition: r.partition, FirstOffset: r.first, LastOffset: r.last,
+			})
+		}
 	}
 	slices.SortFunc(dst[n:], func(a, b schemas.MetricPartial) int {
 		return cmp.Or(cmp.Compare(a.SeriesID, b.SeriesID), cmp.Compare(a.WindowStartUnixMilli, b.WindowStartUnixMilli))
@@ -194,12 +222,14 @@ func (r *Range) Partials(dst []schemas.MetricPartial) []schemas.MetricPartial {
 
 // Next empties the range for the one that follows, at the watermark this one ended with.
 func (r *Range) Next() {
-	for k, st := range r.entries {
-		st.Reset()
-		r.free = append(r.free, st)
-		delete(r.entries, k)
+	for _, sa := range r.series {
+		for _, w := range sa.wins {
+			w.st.Reset()
+			r.free = append(r.free, w.st)
+		}
 	}
 	clear(r.series)
+	r.open = 0
 	clear(r.perSvc)
 	r.first, r.last, r.startWM = -1, -1, r.wm
 }

@@ -84,19 +84,22 @@ func (s *Sketch) addBucket(i int32, w int64) {
 	}
 	switch {
 	case i < s.offset:
-		grow := int(s.offset - i)
+		// Grow downwards with headroom: a latency distribution fills in from its first
+		// value outwards, and growing one bucket at a time would copy on every new low.
+		grow := max(int(s.offset-i), len(s.counts)/2, 8)
 		n := make([]int64, grow+len(s.counts), grow+cap(s.counts))
 		copy(n[grow:], s.counts)
-		s.counts, s.offset = n, i
+		s.counts, s.offset = n, s.offset-int32(grow)
 	case int(i-s.offset) >= len(s.counts):
 		need := int(i-s.offset) + 1
-		if need <= cap(s.counts) {
-			old := len(s.counts)
-			s.counts = s.counts[:need]
-			clear(s.counts[old:])
-		} else {
-			s.counts = append(s.counts, make([]int64, need-len(s.counts))...)
+		if need > cap(s.counts) {
+			n := make([]int64, len(s.counts), max(need, 2*cap(s.counts), 16))
+			copy(n, s.counts)
+			s.counts = n
 		}
+		old := len(s.counts)
+		s.counts = s.counts[:need]
+		clear(s.counts[old:])
 	}
 	s.counts[i-s.offset] += w
 }
