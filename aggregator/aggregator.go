@@ -271,18 +271,37 @@ func (a *Aggregator) graceCtx(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Grace)
 }
 
-// fetch waits for the next record until ctx ends or wait passes (ok false, err nil).
-func fetch(ctx context.Context, r *kafka.Reader, wait time.Duration) (kafka.Message, bool, error) {
-	fctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
-	m, err := r.FetchMessage(fctx)
-	cancel()
+// fetcher reads one partition with a deadline, keeping one context per deadline: a
+// context and timer per record would cost more than the record's own processing.
+type fetcher struct {
+	r      *kafka.Reader
+	ctx    context.Context // the caller's
+	dl     time.Time
+	fctx   context.Context
+	cancel context.CancelFunc
+}
+
+// next waits for the next record until ctx ends or deadline passes (ok false, err nil).
+func (f *fetcher) next(deadline time.Time) (kafka.Message, bool, error) {
+	if f.fctx == nil || !deadline.Equal(f.dl) || f.fctx.Err() != nil {
+		f.close()
+		f.fctx, f.cancel = context.WithDeadline(f.ctx, deadline)
+		f.dl = deadline
+	}
+	m, err := f.r.FetchMessage(f.fctx)
 	switch {
-	case ctx.Err() != nil:
-		return m, false, ctx.Err()
+	case f.ctx.Err() != nil:
+		return m, false, f.ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
 		return m, false, nil
 	case err != nil:
 		return m, false, fmt.Errorf("aggregator: fetch: %w", err)
 	}
 	return m, true, nil
+}
+
+func (f *fetcher) close() {
+	if f.cancel != nil {
+		f.cancel()
+	}
 }

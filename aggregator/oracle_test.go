@@ -352,3 +352,5 @@ func TestOracle(t *testing.T) {
 }
 
 func phase1FoldConfig() phase1.Config { return phase1.Config{Lateness: lateness} }
+
+func metricSeriesID(s *schemas.Span) string { return metric.SeriesOf(s).ID() }

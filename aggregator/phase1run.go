@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/aggregator/phase1"
@@ -20,20 +21,22 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 	}
 	defer r.Close()
 	label := strconv.Itoa(part)
-	p := &p1{a: a, offs: offs, w: w, part: part, label: label,
-		rg: phase1.New(a.cfg.Fold, int32(part), cp.wm), replayTo: cp.intent}
+	p := &p1{a: a, offs: offs, w: w, part: part, rg: phase1.New(a.cfg.Fold, int32(part), cp.wm), replayTo: cp.intent,
+		lag: a.m.lag.WithLabelValues(label), open: a.m.open.WithLabelValues(label), series: a.m.series.WithLabelValues(label)}
 	if cp.intent >= 0 {
 		a.cfg.Logger.Info("aggregator: replaying an interrupted flush", "partition", part, "first", cp.offset, "last", cp.intent)
 	}
 	defer a.m.open.DeleteLabelValues(label)
 	defer a.m.series.DeleteLabelValues(label)
 	var span schemas.Span
+	f := &fetcher{r: r, ctx: ctx}
+	defer f.close()
 	for {
-		wait := a.cfg.FlushInterval
+		deadline := time.Now().Add(a.cfg.FlushInterval)
 		if _, _, ok := p.rg.Bounds(); ok {
-			wait = time.Until(p.since.Add(a.cfg.FlushInterval))
+			deadline = p.since.Add(a.cfg.FlushInterval)
 		}
-		m, ok, err := fetch(ctx, r, wait)
+		m, ok, err := f.next(deadline)
 		if err != nil {
 			if ctx.Err() == nil {
 				return err
@@ -61,7 +64,7 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 		if _, _, any := p.rg.Bounds(); !any {
 			p.since = time.Now()
 		}
-		a.m.lag.WithLabelValues(label).Set(float64(m.HighWaterMark - m.Offset - 1))
+		p.lag.Set(float64(m.HighWaterMark - m.Offset - 1))
 		p.add(m, &span)
 		switch {
 		case p.replayTo >= 0:
@@ -84,12 +87,13 @@ type p1 struct {
 	offs     *offsets
 	w        *kafka.Writer
 	part     int
-	label    string
 	rg       *phase1.Range
 	replayTo int64 // last offset of the interrupted range being replayed; -1 when none
 	since    time.Time
 	partials []schemas.MetricPartial
 	msgs     []kafka.Message
+
+	lag, open, series prometheus.Gauge
 }
 
 func (p *p1) add(m kafka.Message, span *schemas.Span) {
@@ -122,7 +126,6 @@ func (p *p1) add(m kafka.Message, span *schemas.Span) {
 	if span.StartUnixNano+int64(a.cfg.Fold.Window) < wm {
 		a.m.late.Inc()
 	}
-	a.m.open.WithLabelValues(p.label).Set(float64(p.rg.Open()))
 }
 
 // flush emits the range under an intent: commit the intent, emit, commit past the range.
@@ -160,7 +163,8 @@ func (p *p1) emit(ctx context.Context) error {
 		}
 		p.msgs = append(p.msgs, kafka.Message{Topic: bus.TopicMetrics20s, Key: []byte(p.partials[i].SeriesID), Value: v})
 	}
-	a.m.series.WithLabelValues(p.label).Set(float64(countSeries(p.partials)))
+	p.series.Set(float64(countSeries(p.partials)))
+	p.open.Set(float64(p.rg.Open()))
 	if len(p.msgs) > 0 {
 		if err := a.retry(ctx, func() error { return p.w.WriteMessages(ctx, p.msgs...) }); err != nil {
 			return err
@@ -174,7 +178,7 @@ func (p *p1) emit(ctx context.Context) error {
 	a.m.emitted.Add(float64(len(p.msgs)))
 	a.m.flushes.Inc()
 	p.rg.Next()
-	a.m.open.WithLabelValues(p.label).Set(0)
+	p.open.Set(0)
 	return nil
 }
 

@@ -53,13 +53,16 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1}
 	defer a.m.open.DeleteLabelValues(p.label)
 	defer a.m.series.DeleteLabelValues(p.label)
-	lastFlush := time.Now()
+	lag := a.m.lag.WithLabelValues(p.label)
+	lastFlush, batchStart := time.Now(), time.Time{}
+	f := &fetcher{r: r, ctx: ctx}
+	defer f.close()
 	for {
-		wait := time.Until(lastFlush.Add(a.cfg.FlushInterval))
+		deadline := lastFlush.Add(a.cfg.FlushInterval)
 		if len(p.batch) > 0 {
-			wait = min(wait, 20*time.Millisecond) // a partial batch waits briefly for more
+			deadline = minTime(deadline, batchStart.Add(20*time.Millisecond)) // a partial batch waits briefly for more
 		}
-		m, ok, err := fetch(ctx, r, wait)
+		m, ok, err := f.next(deadline)
 		if err != nil {
 			if ctx.Err() == nil {
 				return err
@@ -72,7 +75,10 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 			return nil
 		}
 		if ok {
-			a.m.lag.WithLabelValues(p.label).Set(float64(m.HighWaterMark - m.Offset - 1))
+			lag.Set(float64(m.HighWaterMark - m.Offset - 1))
+			if len(p.batch) == 0 {
+				batchStart = time.Now()
+			}
 			p.batch = append(p.batch, m)
 		}
 		if len(p.batch) >= batchSize || (!ok && len(p.batch) > 0) {
@@ -87,6 +93,13 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 			lastFlush = time.Now()
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // merge decodes the batch, loads the points it needs that are not held, and merges.

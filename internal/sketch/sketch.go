@@ -86,10 +86,17 @@ func (s *Sketch) addBucket(i int32, w int64) {
 	case i < s.offset:
 		// Grow downwards with headroom: a latency distribution fills in from its first
 		// value outwards, and growing one bucket at a time would copy on every new low.
-		grow := max(int(s.offset-i), len(s.counts)/2, 8)
-		n := make([]int64, grow+len(s.counts), grow+cap(s.counts))
-		copy(n[grow:], s.counts)
-		s.counts, s.offset = n, s.offset-int32(grow)
+		grow, old := max(int(s.offset-i), len(s.counts)/2, 8), len(s.counts)
+		if old+grow <= cap(s.counts) { // shift up within the storage (a recycled sketch's)
+			s.counts = s.counts[:old+grow]
+			copy(s.counts[grow:], s.counts[:old])
+			clear(s.counts[:grow])
+		} else {
+			n := make([]int64, old+grow, 2*(old+grow))
+			copy(n[grow:], s.counts)
+			s.counts = n
+		}
+		s.offset -= int32(grow)
 	case int(i-s.offset) >= len(s.counts):
 		need := int(i-s.offset) + 1
 		if need > cap(s.counts) {
