@@ -41,6 +41,15 @@ type p2 struct {
 	next   int64 // offset after the last merged partial; -1 before any
 	dirty  int
 	batch  []kafka.Message
+	// decoded is the batch's partials, reused from batch to batch.
+	decoded []decoded
+}
+
+type decoded struct {
+	part   schemas.MetricPartial
+	key    metricstore.Key
+	window uint8
+	stats  metric.Stats
 }
 
 // runPhase2 merges one partition of mercury.metrics.20s into minute points.
@@ -108,21 +117,23 @@ func (p *p2) merge(ctx context.Context) error {
 	if len(p.batch) == 0 {
 		return nil
 	}
-	type decoded struct {
-		part   schemas.MetricPartial
-		key    metricstore.Key
-		window uint8
-		stats  metric.Stats
-	}
-	ds := make([]decoded, 0, len(p.batch))
+	ds := p.decoded[:0]
 	var missing []metricstore.Key
+	seen := map[metricstore.Key]bool{}
 	for _, m := range p.batch {
-		var d decoded
+		if len(ds) < cap(ds) {
+			ds = ds[:len(ds)+1] // reused: its buffers and sketch storage stay
+		} else {
+			ds = append(ds, decoded{})
+		}
+		d := &ds[len(ds)-1]
+		d.part = schemas.MetricPartial{SumUnits: d.part.SumUnits[:0], Sketch: d.part.Sketch[:0]}
 		err := schemas.Unmarshal(m.Value, &d.part)
 		if err == nil {
 			d.window, err = phase2.Decode(&d.part, &d.stats)
 		}
 		if err != nil {
+			ds = ds[:len(ds)-1]
 			a.m.bad.Inc()
 			if derr := a.retry(ctx, func() error { return bus.SendDLQ(ctx, p.w, m, err) }); derr != nil {
 				return derr
@@ -130,11 +141,12 @@ func (p *p2) merge(ctx context.Context) error {
 			continue
 		}
 		d.key = metricstore.Key{SeriesID: d.part.SeriesID, Minute: phase2.Minute(&d.part)}
-		if p.points[d.key] == nil && !slices.Contains(missing, d.key) {
+		if p.points[d.key] == nil && !seen[d.key] {
+			seen[d.key] = true
 			missing = append(missing, d.key)
 		}
-		ds = append(ds, d)
 	}
+	p.decoded = ds
 	if len(missing) > 0 {
 		var stored map[metricstore.Key]metricstore.Point
 		if err := a.retry(ctx, func() (err error) { stored, err = a.cfg.Store.Get(ctx, missing); return err }); err != nil {
