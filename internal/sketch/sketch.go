@@ -78,6 +78,11 @@ func (s *Sketch) Add(v float64, w int64) {
 
 func (s *Sketch) addBucket(i int32, w int64) {
 	if len(s.counts) == 0 {
+		if cap(s.counts) == 0 {
+			// A latency distribution spans a few octaves: start with room for two, so most
+			// sketches never reallocate (lower values shift up within the room).
+			s.counts = make([]int64, 0, 2*perOctave)
+		}
 		s.offset = i
 		s.counts = append(s.counts[:0], w)
 		return
