@@ -77,6 +77,21 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxRowsPerGet <= 0 {
 		cfg.MaxRowsPerGet = 150
 	}
+	s, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []string{cfg.Table, cfg.ShadowTable} {
+		if err := s.ensureTable(ctx, t, Family); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// newClient is a Store that talks to the gateway but has ensured no table: the REST
+// plumbing the metric store shares.
+func newClient(cfg Config) (*Store, error) {
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
@@ -85,17 +100,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil || base.Scheme == "" || base.Host == "" {
 		return nil, retry.Permanent(fmt.Errorf("hbasestore: bad URL %q", cfg.URL))
 	}
-	s := &Store{cfg: cfg, base: base, hc: hc}
-	for _, t := range []string{cfg.Table, cfg.ShadowTable} {
-		if err := s.ensureTable(ctx, t); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return &Store{cfg: cfg, base: base, hc: hc}, nil
 }
 
-// ensureTable creates the namespace and table unless they exist.
-func (s *Store) ensureTable(ctx context.Context, table string) error {
+// ensureTable creates the namespace and table (with the given families, TTL cfg.TTL) unless
+// they exist.
+func (s *Store) ensureTable(ctx context.Context, table string, families ...string) error {
 	if ns, _, ok := strings.Cut(table, ":"); ok {
 		code, _, err := s.do(ctx, http.MethodGet, "/namespaces/"+url.PathEscape(ns), nil, nil, http.StatusNotFound)
 		if err != nil {
@@ -112,9 +122,11 @@ func (s *Store) ensureTable(ctx context.Context, table string) error {
 	if err != nil || code != http.StatusNotFound {
 		return err
 	}
-	body, _ := json.Marshal(TableSchema{Name: table, ColumnSchema: []ColumnSchema{{
-		Name: Family, TTL: strconv.FormatInt(int64(s.cfg.TTL/time.Second), 10), Versions: "1",
-	}}})
+	sc := TableSchema{Name: table}
+	for _, f := range families {
+		sc.ColumnSchema = append(sc.ColumnSchema, ColumnSchema{Name: f, TTL: strconv.FormatInt(int64(s.cfg.TTL/time.Second), 10), Versions: "1"})
+	}
+	body, _ := json.Marshal(sc)
 	_, _, err = s.do(ctx, http.MethodPut, path, nil, body)
 	return err
 }
