@@ -226,7 +226,12 @@ func startBroker(t testing.TB) bus.Config {
 
 func produce(t testing.TB, cfg bus.Config, msgs []kafka.Message) {
 	t.Helper()
-	w, err := bus.NewWriter(cfg, bus.WriterConfig{Topic: bus.TopicSpans, BatchSize: 10000})
+	produceTo(t, cfg, bus.TopicSpans, msgs...)
+}
+
+func produceTo(t testing.TB, cfg bus.Config, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	w, err := bus.NewWriter(cfg, bus.WriterConfig{Topic: topic, BatchSize: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +296,52 @@ func waitCaughtUp(t testing.TB, cfg bus.Config, limit time.Duration) {
 	}
 }
 
+// endOf is the number of records written to topic (all partitions).
+func endOf(t testing.TB, cfg bus.Config, topic string) int64 {
+	t.Helper()
+	cl, err := cfg.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
+	var reqs []kafka.OffsetRequest
+	for p := range bus.DefaultPartitions(topic) {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+	}
+	resp, err := cl.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, p := range resp.Topics[topic] {
+		n += p.LastOffset // nothing is deleted in a test: offsets start at 0
+	}
+	return n
+}
+
+// checkGauges asserts both phases export their state per input partition.
+func checkGauges(t testing.TB, reg *prometheus.Registry) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPartition := map[string]int{}
+	for _, mf := range mfs {
+		perPartition[mf.GetName()] = len(mf.GetMetric())
+	}
+	for name, want := range map[string]int{
+		"mercury_aggregator_phase1_lag": 6, "mercury_aggregator_phase2_lag": 6,
+		"mercury_aggregator_phase1_open_windows": 6, "mercury_aggregator_phase2_open_points": 6,
+		"mercury_aggregator_phase1_series": 6, "mercury_aggregator_phase2_series": 6,
+		"mercury_aggregator_phase1_late_spans_total": 1, "mercury_aggregator_phase2_late_upserts_total": 1,
+	} {
+		if got := perPartition[name]; got != want {
+			t.Errorf("%s: %d series exported, want %d", name, got, want)
+		}
+	}
+}
+
 func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -319,7 +370,13 @@ func TestOracle(t *testing.T) {
 	d := generate(n, 1)
 	want := compute(d)
 	cfg := startBroker(t)
-	produce(t, cfg, d.msgs)
+	// Bad input loses nothing and stops nothing: two records that are no span (the
+	// collector dead-letters them; phase 1 counts and skips them) and a partial phase 2
+	// cannot merge (dead-lettered with its error).
+	produce(t, cfg, append(d.msgs, kafka.Message{Key: []byte("x"), Value: []byte("not avro")},
+		kafka.Message{Key: []byte("y"), Value: []byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8}}))
+	badPartial, _ := schemas.Marshal(&schemas.MetricPartial{SeriesID: "s", WindowMillis: 7000, SketchSchema: 6, LastOffset: 1})
+	produceTo(t, cfg, bus.TopicMetrics20s, kafka.Message{Key: []byte("s"), Value: badPartial})
 	store, err := pebblestore.Open(t.TempDir(), pebblestore.Options{CacheBytes: 32 << 20, MemTableBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -336,11 +393,21 @@ func TestOracle(t *testing.T) {
 		g.Go(fmt.Sprint("phase ", phase), a.Run)
 	}
 	waitCaughtUp(t, cfg, 3*time.Minute)
+	checkGauges(t, tel.Registry)
 	cancel()
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	want.check(t, store)
+	if got := counter(t, tel.Registry, "mercury_aggregator_phase1_undecodable_total"); got != 2 {
+		t.Errorf("%v undecodable spans counted, want 2", got)
+	}
+	if got := counter(t, tel.Registry, "mercury_aggregator_phase2_bad_partials_total"); got != 1 {
+		t.Errorf("%v bad partials counted, want 1", got)
+	}
+	if n := endOf(t, cfg, bus.TopicDLQ); n != 1 {
+		t.Errorf("%d records in %s, want the bad partial", n, bus.TopicDLQ)
+	}
 	if got := counter(t, tel.Registry, "mercury_aggregator_phase1_too_late_spans_total"); int(got) != want.tooLate || want.tooLate == 0 {
 		t.Errorf("too-late counter %v, oracle %d", got, want.tooLate)
 	}
