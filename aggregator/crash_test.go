@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/mercury-apm/mercury/aggregator"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
@@ -92,14 +94,17 @@ type proc struct {
 // and right after each crash-sensitive step of a flush, restarts them, and checks that the
 // minute points are still exactly the batch recomputation.
 func TestCrashAnywhere(t *testing.T) {
-	n, kills := 300_000, 24
+	n, kills := 1_000_000, 24
 	if testing.Short() {
-		n, kills = 60_000, 20
+		n, kills = 100_000, 20
 	}
 	d := generate(n, 2)
 	want := compute(d)
 	cfg := startBroker(t)
-	produce(t, cfg, d.msgs)
+	// The spans arrive in one chunk per kill, in order, so every restarted child has work:
+	// flushes to interrupt, ranges to replay.
+	chunk := func(i int) []kafka.Message { return d.msgs[len(d.msgs)*i/(kills+1) : len(d.msgs)*(i+1)/(kills+1)] }
+	produce(t, cfg, chunk(0))
 	dir := t.TempDir()
 	var replays atomic.Int32
 	start := func(phase int, killAt string) *proc {
@@ -140,6 +145,7 @@ func TestCrashAnywhere(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	hooked, selfKilled := 0, 0
 	for i := range kills {
+		produce(t, cfg, chunk(i+1))
 		phase := 1 + i%2
 		if i%3 == 0 { // at a chosen step of a flush
 			point := points[(i/3)%len(points)]
@@ -153,7 +159,7 @@ func TestCrashAnywhere(t *testing.T) {
 			select {
 			case <-procs[phase].done:
 				selfKilled++
-			case <-time.After(5 * time.Second): // the data ran out before that step came
+			case <-time.After(10 * time.Second): // the step did not come (the chunk was done)
 				kill(procs[phase])
 			}
 			procs[phase] = start(phase, "")
