@@ -5,25 +5,16 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/cputime"
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/query/metrics"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
-
-// processCPU is the user and system CPU time this process has used (getrusage).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkQuery24h answers a 24-hour, 1-minute-step p99 (and qps) for a service of 8
 // series (4 operations × 2 hosts), every minute holding ~300 spans of lognormal latency:
@@ -58,14 +49,14 @@ func BenchmarkQuery24h(b *testing.B) {
 			q := metrics.Query{Filter: metricstore.Filter{Service: "checkout"}, Kind: schemas.KindServer, Metric: name,
 				Start: day, End: day.Add(24 * time.Hour), Step: time.Minute}
 			b.ReportAllocs()
-			c0 := processCPU()
+			c0 := cputime.Used()
 			for b.Loop() {
 				res, err := metrics.Run(ctx, store, q)
 				if err != nil || len(res.Points) != 1440 || res.Series != 8 {
 					b.Fatalf("%v: %d points, %d series", err, len(res.Points), res.Series)
 				}
 			}
-			b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
+			b.ReportMetric(float64((cputime.Used()-c0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
 		})
 	}
 }
