@@ -56,6 +56,9 @@ type Config struct {
 	// FlushInterval bounds how long a record waits in memory before it is emitted (phase 1)
 	// or stored (phase 2); default 2 s for phase 1, 1 s for phase 2.
 	FlushInterval time.Duration
+	// Idle is how long a caught-up input stays quiet before what is held is flushed
+	// anyway, so a minute's last spans do not wait out FlushInterval; default 200 ms.
+	Idle time.Duration
 	// MaxOpen bounds phase 1's aggregates per partition (series × windows in a range): a
 	// range that reaches it is flushed at once, so a burst slows consumption instead of
 	// growing memory. Default 50,000.
@@ -99,6 +102,9 @@ func (c *Config) Validate() error {
 	c.Fold.Defaults()
 	if 60000%c.Fold.Window.Milliseconds() != 0 || c.Fold.Window < time.Second {
 		return fmt.Errorf("aggregator: window %v does not divide a minute into whole seconds", c.Fold.Window)
+	}
+	if c.Idle <= 0 {
+		c.Idle = 200 * time.Millisecond
 	}
 	if c.MaxOpen <= 0 {
 		c.MaxOpen = 50000

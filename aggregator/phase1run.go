@@ -31,10 +31,13 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 	var span schemas.Span
 	f := &fetcher{r: r, ctx: ctx}
 	defer f.close()
+	// The input is read in windows of Idle: a window in which nothing arrived means the
+	// partition is caught up, and what is held is emitted without waiting out the interval.
+	winStart, got := time.Now(), false
 	for {
-		deadline := time.Now().Add(a.cfg.FlushInterval)
+		deadline := winStart.Add(a.cfg.Idle)
 		if _, _, ok := p.rg.Bounds(); ok {
-			deadline = p.since.Add(a.cfg.FlushInterval)
+			deadline = minTime(deadline, p.since.Add(a.cfg.FlushInterval))
 		}
 		m, ok, err := f.next(deadline)
 		if err != nil {
@@ -49,11 +52,14 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 			return nil
 		}
 		if !ok {
-			if p.replayTo < 0 && p.flush(ctx) != nil {
+			quiet := !got || time.Since(p.since) >= a.cfg.FlushInterval
+			if p.replayTo < 0 && quiet && p.flush(ctx) != nil {
 				return nil
 			}
+			winStart, got = time.Now(), false
 			continue
 		}
+		got = true
 		if p.replayTo >= 0 && m.Offset > p.replayTo {
 			// The interrupted range's tail is gone (retention): emit what is left of it.
 			a.cfg.Logger.Warn("aggregator: records of an interrupted flush are gone", "partition", part, "last", p.replayTo, "next", m.Offset)

@@ -64,10 +64,11 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 	defer a.m.series.DeleteLabelValues(p.label)
 	lag := a.m.lag.WithLabelValues(p.label)
 	lastFlush, batchStart := time.Now(), time.Time{}
+	winStart, got := lastFlush, false // as in phase 1: a quiet window flushes what is held
 	f := &fetcher{r: r, ctx: ctx}
 	defer f.close()
 	for {
-		deadline := lastFlush.Add(a.cfg.FlushInterval)
+		deadline := minTime(lastFlush.Add(a.cfg.FlushInterval), winStart.Add(a.cfg.Idle))
 		if len(p.batch) > 0 {
 			deadline = minTime(deadline, batchStart.Add(20*time.Millisecond)) // a partial batch waits briefly for more
 		}
@@ -84,6 +85,7 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 			return nil
 		}
 		if ok {
+			got = true
 			lag.Set(float64(m.HighWaterMark - m.Offset - 1))
 			if len(p.batch) == 0 {
 				batchStart = time.Now()
@@ -95,7 +97,11 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 				return nil
 			}
 		}
-		if p.dirty >= a.cfg.MaxPoints/2 || (time.Since(lastFlush) >= a.cfg.FlushInterval) {
+		quiet := !ok && !got
+		if !ok && len(p.batch) == 0 {
+			winStart, got = time.Now(), false
+		}
+		if p.dirty >= a.cfg.MaxPoints/2 || time.Since(lastFlush) >= a.cfg.FlushInterval || (quiet && p.dirty > 0) {
 			if p.flush(ctx) != nil {
 				return nil
 			}
