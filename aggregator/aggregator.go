@@ -197,7 +197,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	parts := a.cfg.Partitions
 	if len(parts) == 0 {
 		if err := a.retry(ctx, func() error { parts, err = partitionsOf(ctx, cl, a.input); return err }); err != nil {
-			return nil // ctx ended before the broker answered
+			return ended(ctx, err)
 		}
 	}
 	parts = slices.Compact(slices.Sorted(slices.Values(parts)))
@@ -222,7 +222,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// retry runs fn until it succeeds or ctx ends (then it returns ctx's error).
+// retry runs fn until it succeeds, fails permanently (returned: the phase stops with it, as
+// skipping would lose data) or ctx ends (then it returns ctx's error).
 func (a *Aggregator) retry(ctx context.Context, fn func() error) error {
 	b := a.cfg.Backoff
 	for {
@@ -233,6 +234,10 @@ func (a *Aggregator) retry(ctx context.Context, fn func() error) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if retry.IsPermanent(err) {
+			a.setErr(err)
+			return err
 		}
 		a.setErr(err)
 		a.m.retries.Inc()
@@ -270,6 +275,14 @@ func (a *Aggregator) resume(ctx context.Context, offs *offsets, part int) (check
 	a.started++
 	a.mu.Unlock()
 	return cp, r, nil
+}
+
+// ended is nil when err is only ctx ending (a shutdown), else err.
+func ended(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // graceCtx outlives ctx by Grace, for the final flush.

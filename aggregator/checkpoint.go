@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/mercury-apm/mercury/internal/retry"
 )
 
 // checkpoint is a partition's position in its group, with phase 1's bookkeeping in the
@@ -41,24 +43,24 @@ func parseCheckpoint(offset int64, meta string) (checkpoint, error) {
 	}
 	f := strings.Fields(meta)
 	if len(f) < 2 || f[0] != "p1" || len(f) > 3 {
-		return c, fmt.Errorf("aggregator: commit metadata %q is not a phase-1 checkpoint", meta)
+		return c, retry.Permanent(fmt.Errorf("aggregator: commit metadata %q is not a phase-1 checkpoint", meta))
 	}
 	for _, kv := range f[1:] {
 		k, v, _ := strings.Cut(kv, "=")
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return c, fmt.Errorf("aggregator: commit metadata %q: %w", meta, err)
+			return c, retry.Permanent(fmt.Errorf("aggregator: commit metadata %q: %w", meta, err))
 		}
 		switch k {
 		case "wm":
 			c.wm = n
 		case "intent":
 			if n < offset {
-				return c, fmt.Errorf("aggregator: commit metadata %q: intent before offset %d", meta, offset)
+				return c, retry.Permanent(fmt.Errorf("aggregator: commit metadata %q: intent before offset %d", meta, offset))
 			}
 			c.intent = n
 		default:
-			return c, fmt.Errorf("aggregator: commit metadata %q: unknown field %q", meta, k)
+			return c, retry.Permanent(fmt.Errorf("aggregator: commit metadata %q: unknown field %q", meta, k))
 		}
 	}
 	return c, nil

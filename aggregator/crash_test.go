@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
 
 	"github.com/mercury-apm/mercury/aggregator"
 	"github.com/mercury-apm/mercury/bus"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 	if phase := os.Getenv("MERCURY_AGG_CHILD"); phase != "" {
 		os.Exit(child(phase))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // child runs one phase until SIGTERM. MERCURY_AGG_KILL_AT=<point>:<n> makes it SIGKILL

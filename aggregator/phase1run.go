@@ -17,7 +17,7 @@ import (
 func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writer, part int) error {
 	cp, r, err := a.resume(ctx, offs, part)
 	if err != nil {
-		return nil // ctx ended
+		return ended(ctx, err)
 	}
 	defer r.Close()
 	label := strconv.Itoa(part)
@@ -53,8 +53,10 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 		}
 		if !ok {
 			quiet := !got || time.Since(p.since) >= a.cfg.FlushInterval
-			if p.replayTo < 0 && quiet && p.flush(ctx) != nil {
-				return nil
+			if p.replayTo < 0 && quiet {
+				if err := p.flush(ctx); err != nil {
+					return ended(ctx, err)
+				}
 			}
 			winStart, got = time.Now(), false
 			continue
@@ -63,8 +65,8 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 		if p.replayTo >= 0 && m.Offset > p.replayTo {
 			// The interrupted range's tail is gone (retention): emit what is left of it.
 			a.cfg.Logger.Warn("aggregator: records of an interrupted flush are gone", "partition", part, "last", p.replayTo, "next", m.Offset)
-			if p.flushReplay(ctx) != nil {
-				return nil
+			if err := p.flushReplay(ctx); err != nil {
+				return ended(ctx, err)
 			}
 		}
 		if _, _, any := p.rg.Bounds(); !any {
@@ -74,13 +76,14 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 		p.add(m, &span)
 		switch {
 		case p.replayTo >= 0:
-			if m.Offset == p.replayTo && p.flushReplay(ctx) != nil {
-				return nil
+			if m.Offset == p.replayTo {
+				err = p.flushReplay(ctx)
 			}
 		case p.rg.Open() >= a.cfg.MaxOpen || time.Since(p.since) >= a.cfg.FlushInterval:
-			if p.flush(ctx) != nil {
-				return nil
-			}
+			err = p.flush(ctx)
+		}
+		if err != nil {
+			return ended(ctx, err)
 		}
 	}
 }

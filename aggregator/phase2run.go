@@ -3,7 +3,7 @@ package aggregator
 import (
 	"cmp"
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/mercury-apm/mercury/aggregator/phase2"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/metric"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/internal/sketch"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/metricstore"
@@ -56,7 +57,7 @@ type decoded struct {
 func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writer, part int) error {
 	_, r, err := a.resume(ctx, offs, part)
 	if err != nil {
-		return nil // ctx ended
+		return ended(ctx, err)
 	}
 	defer r.Close()
 	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1}
@@ -93,8 +94,8 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 			p.batch = append(p.batch, m)
 		}
 		if len(p.batch) >= batchSize || (!ok && len(p.batch) > 0) {
-			if p.merge(ctx) != nil {
-				return nil
+			if err := p.merge(ctx); err != nil {
+				return ended(ctx, err)
 			}
 		}
 		quiet := !ok && !got
@@ -102,8 +103,8 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 			winStart, got = time.Now(), false
 		}
 		if p.dirty >= a.cfg.MaxPoints/2 || time.Since(lastFlush) >= a.cfg.FlushInterval || (quiet && p.dirty > 0) {
-			if p.flush(ctx) != nil {
-				return nil
+			if err := p.flush(ctx); err != nil {
+				return ended(ctx, err)
 			}
 			lastFlush = time.Now()
 		}
@@ -162,7 +163,7 @@ func (p *p2) merge(ctx context.Context) error {
 			pt := &point{}
 			if sp, ok := stored[k]; ok {
 				if err := pt.p.DecodeState(sp.State); err != nil {
-					return errors.Join(err, errors.New("aggregator: stored point "+k.SeriesID+" is unusable; refusing to merge into it"))
+					return retry.Permanent(fmt.Errorf("aggregator: stored point %s@%d is unusable, refusing to merge into it: %w", k.SeriesID, k.Minute, err))
 				}
 				pt.p.Stats, pt.revision = sp.Stats, sp.Revision
 			}
