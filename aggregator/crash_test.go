@@ -71,8 +71,9 @@ func child(phase string) int {
 	}
 	p, _ := strconv.Atoi(phase)
 	c := phaseConfig(p, cfg, store, tel)
-	// Small ranges and frequent flushes: many intents, so kills land inside flushes.
-	c.FlushInterval, c.MaxOpen = 150*time.Millisecond, 4000
+	// Small ranges and frequent flushes: many intents, so kills land inside flushes; few
+	// points held, so late partials re-read evicted points from the store.
+	c.FlushInterval, c.MaxOpen, c.MaxPoints = 150*time.Millisecond, 4000, 500
 	a, err := aggregator.New(c)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "new:", err)

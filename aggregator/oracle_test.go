@@ -399,6 +399,9 @@ func TestOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	want.check(t, store)
+	if got := counter(t, tel.Registry, "mercury_aggregator_phase2_late_upserts_total"); got == 0 {
+		t.Error("no minute was upserted a second time: the late spans did not exercise revisions")
+	}
 	if got := counter(t, tel.Registry, "mercury_aggregator_phase1_undecodable_total"); got != 2 {
 		t.Errorf("%v undecodable spans counted, want 2", got)
 	}
