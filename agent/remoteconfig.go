@@ -18,15 +18,20 @@ type RemoteConfig = schemas.AgentConfig
 
 // runtimeConfig is the hot path's view, swapped atomically.
 type runtimeConfig struct {
-	sampleRate float64
-	killed     bool
-	off        map[string]bool
-	version    string
+	sampleRate     float64
+	killed         bool
+	overrideDomain bool
+	off            map[string]bool
+	version        string
 }
 
 // Apply installs a remote configuration now (the poller calls it; hosts may too).
 func (a *Agent) Apply(rc RemoteConfig) error {
-	rt := &runtimeConfig{sampleRate: a.cfg.SampleRate, killed: rc.Kill, off: map[string]bool{}, version: rc.Version}
+	rt := &runtimeConfig{sampleRate: a.cfg.SampleRate, killed: rc.Kill != nil && *rc.Kill,
+		overrideDomain: a.cfg.OverrideDomainSampling, off: map[string]bool{}, version: rc.Version}
+	if rc.OverrideDomainSampling != nil {
+		rt.overrideDomain = *rc.OverrideDomainSampling
+	}
 	if rc.SampleRate != nil {
 		if r := *rc.SampleRate; r < 0 || r > 1 {
 			return fmt.Errorf("agent: sample_rate %v outside [0,1]", r)

@@ -16,6 +16,7 @@ import (
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query/agents"
 	"github.com/mercury-apm/mercury/query/api"
+	"github.com/mercury-apm/mercury/query/jaeger"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/query/ui"
 	"github.com/mercury-apm/mercury/storage/tracestore"
@@ -36,8 +37,10 @@ type Config struct {
 	AdminToken string
 	// AgentConfigPath persists the agent configuration ("": memory only).
 	AgentConfigPath string
-	// Rooms are mounted beside the built-in ones (traces, agents).
+	// Rooms are mounted beside the built-in ones (traces, agents, Jaeger's API).
 	Rooms []Room
+	// Alerts tells the domain registry each domain's alert strategy and what fires there.
+	Alerts agents.AlertState
 }
 
 // Validate fills the defaults and checks what is required.
@@ -68,17 +71,19 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, mux: http.NewServeMux(), agents: &agents.Room{Registry: agents.NewRegistry(10000), Configs: configs}}
+	registry := agents.NewRegistry(10000)
+	registry.OnDomain = configs.SeenDomain
+	s := &Service{cfg: cfg, mux: http.NewServeMux(), agents: &agents.Room{Registry: registry, Configs: configs, Alerts: cfg.Alerts}}
 	rt, err := api.NewRouter(s.mux, cfg.Registry, cfg.Logger, cfg.AdminToken)
 	if err != nil {
 		return nil, fmt.Errorf("query: metrics: %w", err)
 	}
 	undecodable := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mercury_query_undecodable_rows_total",
-		Help: "Stored spans skipped because they did not decode."}, func() float64 { return float64(tracestore.UndecodableRows.Load()) })
+		Help: "Stored spans skipped because they did not decode."}, func() float64 { return float64(cfg.Traces.Undecodable()) })
 	if err := cfg.Register(undecodable); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	rooms := append([]Room{&traces.Room{Store: cfg.Traces}, s.agents}, cfg.Rooms...)
+	rooms := append([]Room{&traces.Room{Store: cfg.Traces}, s.agents, &jaeger.Room{Store: cfg.Traces, Logger: cfg.Logger}}, cfg.Rooms...)
 	for _, r := range rooms {
 		r.Register(rt)
 	}

@@ -2,11 +2,13 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
 	"github.com/mercury-apm/mercury/storage/hbasestore"
 	"github.com/mercury-apm/mercury/storage/metricstore"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
 
@@ -22,6 +24,9 @@ func OpenMetrics(ctx context.Context, cfg Config) (metricstore.Store, error) {
 		cfg.DataDir = "data"
 	}
 	db, err := pebblestore.Open(filepath.Join(cfg.DataDir, "metrics"), pebblestore.Options{})
+	if errors.Is(err, pebbledb.ErrLocked) {
+		return nil, fmt.Errorf("storage: %w; stop the other aggregator phase 2 or query using %s, or give this one another --data", err, cfg.DataDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: embedded metric store: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/storage"
-	"github.com/mercury-apm/mercury/storage/hbasestore/hbasefake"
+	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
 

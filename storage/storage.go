@@ -15,6 +15,7 @@ import (
 
 	"github.com/mercury-apm/mercury/storage/esstore"
 	"github.com/mercury-apm/mercury/storage/hbasestore"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
@@ -56,7 +57,11 @@ func Open(ctx context.Context, cfg Config) (_ *Stores, err error) {
 		if cfg.HBaseURL != "" {
 			return nil, errors.New("storage: HBase holds rows only: it needs Elasticsearch for the index")
 		}
-		db, err := pebblestore.Open(filepath.Join(cfg.DataDir, "traces"), pebblestore.Options{})
+		dir := filepath.Join(cfg.DataDir, "traces")
+		db, err := pebblestore.Open(dir, pebblestore.Options{})
+		if errors.Is(err, pebbledb.ErrLocked) {
+			return nil, fmt.Errorf("storage: %w; stop the other `mercury up`, collector or query using %s, or give this one another --data", err, cfg.DataDir)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("storage: embedded trace store: %w", err)
 		}

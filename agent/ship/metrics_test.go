@@ -66,6 +66,9 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 		`mercury_shipper_records_total{stream="spans"} 400`,
 		`mercury_shipper_lag_records{stream="spans"} 0`,
 		`mercury_shipper_skipped_segments_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_blocks_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_bytes_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_records_total{stream="spans"} 0`,
 		`mercury_shipper_segments{stream="spans"} 1`,
 		`mercury_shipper_bytes_total{stream="spans"} `,
 		`mercury_shipper_send_errors_total{stream="spans"} 0`,
@@ -75,7 +78,7 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
-	if code, body := get("/api/v1/ship/stats"); code != 200 || !strings.Contains(body, `"shipper_records":400`) {
+	if code, body := get("/api/v1/ship/stats"); code != 200 || !strings.Contains(body, `"shipper_records":400`) || !strings.Contains(body, `"shipper_skipped_blocks":0`) {
 		t.Errorf("/api/v1/ship/stats %d %s", code, body)
 	}
 	if sh.s.Stats().Bytes != size {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"log/slog"
@@ -13,33 +14,32 @@ import (
 	"github.com/mercury-apm/mercury/storage"
 )
 
-func runQuery(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+func queryFlags(fs *flag.FlagSet) func(context.Context) error {
 	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
 	sf := registerStoreFlags(fs, "data")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and web UI")
-	token := fs.String("admin-token", os.Getenv("MERCURY_ADMIN_TOKEN"), "bearer token for admin endpoints (default $MERCURY_ADMIN_TOKEN; empty disables them)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	token := fs.String("admin-token", "", "bearer token for admin endpoints (empty: $MERCURY_ADMIN_TOKEN; both empty disables them)")
+	return func(ctx context.Context) error {
+		*token = cmp.Or(*token, os.Getenv(adminTokenEnv))
+		bc, err := bf.Config()
+		if err != nil {
+			return err
+		}
+		stores, err := storage.Open(ctx, sf.config(0))
+		if err != nil {
+			return err
+		}
+		defer stores.Close()
+		tel := daemon.NewTelemetry(slog.Default())
+		q, err := query.New(query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, AdminToken: *token,
+			AgentConfigPath: filepath.Join(sf.data, "agent-config.json")})
+		if err != nil {
+			return err
+		}
+		ln, err := daemon.Listen(*httpAddr)
+		if err != nil {
+			return err
+		}
+		return daemon.Run(ctx, daemon.Options{Name: "query", Telemetry: tel, Listener: ln, Components: []daemon.Component{q}})
 	}
-	bc, err := bf.Config()
-	if err != nil {
-		return err
-	}
-	stores, err := storage.Open(ctx, sf.config(0))
-	if err != nil {
-		return err
-	}
-	defer stores.Close()
-	tel := daemon.NewTelemetry(slog.Default())
-	q, err := query.New(query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, AdminToken: *token,
-		AgentConfigPath: filepath.Join(sf.data, "agent-config.json")})
-	if err != nil {
-		return err
-	}
-	ln, err := daemon.Listen(*httpAddr)
-	if err != nil {
-		return err
-	}
-	return daemon.Run(ctx, daemon.Options{Name: "query", Telemetry: tel, Listener: ln, Components: []daemon.Component{q}})
 }

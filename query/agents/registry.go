@@ -20,10 +20,22 @@ type Agent struct {
 	LastSeen      time.Time        `json:"last_seen"`
 	Dropped       int64            `json:"dropped"` // all reasons
 	Stats         map[string]int64 `json:"stats"`
+	// Live: a heartbeat came within three heartbeat intervals (the gap between its last two,
+	// at least DefaultHeartbeat). A dead agent stays listed, marked, until it is forgotten.
+	Live bool `json:"live"`
+
+	interval time.Duration
 }
+
+// DefaultHeartbeat is the agents' default heartbeat interval, the least the registry assumes.
+const DefaultHeartbeat = 10 * time.Second
 
 // Registry keeps the latest heartbeat per agent process, fed from mercury.heartbeats.
 type Registry struct {
+	// OnDomain, when set, hears every heartbeat's domain and time (the domain registry
+	// records first sightings).
+	OnDomain func(domain string, at time.Time)
+
 	mu  sync.RWMutex
 	all map[agentKey]*Agent
 	max int
@@ -44,10 +56,18 @@ func NewRegistry(max int) *Registry {
 func (r *Registry) Observe(hb *schemas.Heartbeat) {
 	k := agentKey{hb.Service, hb.Host, hb.PID}
 	seen := time.Unix(0, hb.TimeUnixNano).UTC()
+	if r.OnDomain != nil {
+		r.OnDomain(hb.Domain, seen)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.all[k]; ok && !seen.After(old.LastSeen) {
+	old, ok := r.all[k]
+	if ok && !seen.After(old.LastSeen) {
 		return
+	}
+	interval := DefaultHeartbeat
+	if ok {
+		interval = max(interval, seen.Sub(old.LastSeen))
 	}
 	var dropped int64
 	for k, v := range hb.Stats {
@@ -57,7 +77,7 @@ func (r *Registry) Observe(hb *schemas.Heartbeat) {
 	}
 	r.all[k] = &Agent{Domain: hb.Domain, Service: hb.Service, Host: hb.Host, PID: hb.PID, AgentVersion: hb.AgentVersion,
 		ConfigVersion: hb.ConfigVersion, Started: time.Unix(0, hb.StartedUnixNano).UTC(), LastSeen: seen,
-		Dropped: dropped, Stats: hb.Stats}
+		Dropped: dropped, Stats: hb.Stats, interval: interval}
 	if len(r.all) > r.max {
 		var oldest agentKey
 		first := true
@@ -77,8 +97,8 @@ type View struct {
 	Versions map[string]map[string]int `json:"versions"`
 }
 
-// View lists agents seen since `since` (zero: all), sorted by domain, service, host.
-func (r *Registry) View(since time.Time) View {
+// View lists agents seen since `since` (zero: all) as of now, sorted by domain, service, host.
+func (r *Registry) View(since, now time.Time) View {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	v := View{Agents: []Agent{}, Versions: map[string]map[string]int{}}
@@ -86,7 +106,12 @@ func (r *Registry) View(since time.Time) View {
 		if a.LastSeen.Before(since) {
 			continue
 		}
-		v.Agents = append(v.Agents, *a)
+		c := *a
+		c.Live = now.Sub(a.LastSeen) <= 3*a.interval
+		v.Agents = append(v.Agents, c)
+		if !c.Live {
+			continue
+		}
 		if v.Versions[a.Domain] == nil {
 			v.Versions[a.Domain] = map[string]int{}
 		}

@@ -4,6 +4,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -35,13 +36,20 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return fmt.Errorf("cannot reach the query API at %s (start it with `mercury up`, or pass --query URL): %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			if resp.StatusCode < 500 {
+				return errors.New(e.Error) // the API's own words: what was wrong with the request
+			}
 			return fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
 		return fmt.Errorf("%s", resp.Status)

@@ -5,6 +5,7 @@ package traces
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -83,6 +84,9 @@ func (t *Room) get(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	spans, err := t.Store.Rows.GetTrace(ctx, id)
+	if errors.Is(err, tracestore.ErrNotFound) {
+		return nil, http.StatusNotFound, fmt.Errorf("trace %s not found", id)
+	}
 	if err != nil {
 		return nil, StoreStatus(err), err
 	}

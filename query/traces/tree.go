@@ -10,16 +10,19 @@ import (
 
 // Span is the API's view of a span: ids in hex, maps as objects, children nested.
 type Span struct {
-	TraceID      string            `json:"trace_id"`
-	SpanID       string            `json:"span_id"`
-	ParentSpanID string            `json:"parent_span_id,omitempty"`
-	Domain       string            `json:"domain"`
-	Service      string            `json:"service"`
-	Operation    string            `json:"operation"`
-	Kind         string            `json:"kind"`
-	Peer         string            `json:"peer,omitempty"`
-	Host         string            `json:"host,omitempty"`
-	Start        time.Time         `json:"start"`
+	TraceID      string    `json:"trace_id"`
+	SpanID       string    `json:"span_id"`
+	ParentSpanID string    `json:"parent_span_id,omitempty"`
+	Domain       string    `json:"domain"`
+	Service      string    `json:"service"`
+	Operation    string    `json:"operation"`
+	Kind         string    `json:"kind"`
+	Peer         string    `json:"peer,omitempty"`
+	Host         string    `json:"host,omitempty"`
+	Start        time.Time `json:"start"`
+	// OffsetNano is the start relative to the trace's start, exact: a client drawing a
+	// waterfall must not go through a millisecond Date.
+	OffsetNano   int64             `json:"offset_nano"`
 	DurationNano int64             `json:"duration_nano"`
 	Status       string            `json:"status"`
 	StatusCode   int32             `json:"status_code,omitempty"`
@@ -95,6 +98,7 @@ func BuildTree(id tracestore.TraceID, spans []schemas.Span) Trace {
 			continue
 		}
 		v := spanView(&spans[i])
+		v.OffsetNano = spans[i].StartUnixNano - sum.Start.UnixNano()
 		views[spans[i].SpanID] = v
 		order = append(order, v)
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/retry"
+	"github.com/mercury-apm/mercury/storage/hbaserest"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
 
@@ -48,7 +48,8 @@ type MetricsConfig struct {
 
 // MetricStore implements metricstore.Store over the HBase REST gateway.
 type MetricStore struct {
-	rest           *Store
+	c              *hbaserest.Client
+	hc             *http.Client // nil: the client's own
 	table, catalog string
 	maxRows        int
 }
@@ -67,26 +68,25 @@ func NewMetrics(ctx context.Context, cfg MetricsConfig) (*MetricStore, error) {
 	if cfg.MaxRowsPerGet <= 0 {
 		cfg.MaxRowsPerGet = 150
 	}
-	if cfg.Backoff == (retry.Backoff{}) {
-		cfg.Backoff = retry.StoreBackoff
-	}
-	rest, err := newClient(Config{URL: cfg.URL, TTL: cfg.TTL, HTTPClient: cfg.HTTPClient, Backoff: cfg.Backoff})
+	c, err := hbaserest.New(cfg.URL, cfg.HTTPClient, cfg.Backoff)
 	if err != nil {
 		return nil, err
 	}
-	m := &MetricStore{rest: rest, table: cfg.Table, catalog: cfg.CatalogTable, maxRows: cfg.MaxRowsPerGet}
-	if err := rest.ensureTable(ctx, cfg.Table, pointFamily); err != nil {
+	m := &MetricStore{c: c, hc: cfg.HTTPClient, table: cfg.Table, catalog: cfg.CatalogTable, maxRows: cfg.MaxRowsPerGet}
+	if err := c.EnsureTable(ctx, cfg.Table, pointFamily, cfg.TTL); err != nil {
 		return nil, err
 	}
-	if err := rest.ensureTable(ctx, cfg.CatalogTable, catalogFamily); err != nil {
+	if err := c.EnsureTable(ctx, cfg.CatalogTable, catalogFamily, cfg.TTL); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// Close releases idle connections.
+// Close releases the idle connections of a client the caller passed in.
 func (m *MetricStore) Close() error {
-	m.rest.hc.CloseIdleConnections()
+	if m.hc != nil {
+		m.hc.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -113,14 +113,14 @@ func (m *MetricStore) Upsert(ctx context.Context, points []metricstore.Upsert) e
 	if len(points) == 0 {
 		return nil
 	}
-	var cat, pts CellSet
+	var cat, pts hbaserest.CellSet
 	catRow, ptRow := map[string]int{}, map[string]int{}
-	add := func(cs *CellSet, idx map[string]int, row string, c Cell) {
+	add := func(cs *hbaserest.CellSet, idx map[string]int, row string, c hbaserest.Cell) {
 		i, ok := idx[row]
 		if !ok {
 			i = len(cs.Row)
 			idx[row] = i
-			cs.Row = append(cs.Row, Row{Key: []byte(row)})
+			cs.Row = append(cs.Row, hbaserest.Row{Key: []byte(row)})
 		}
 		cs.Row[i].Cell = append(cs.Row[i].Cell, c)
 	}
@@ -134,19 +134,19 @@ func (m *MetricStore) Upsert(ctx context.Context, points []metricstore.Upsert) e
 		}
 		catKey := dayOf(u.Point.Minute).Format(dayLayout) + "," + u.Point.SeriesID
 		if _, ok := catRow[catKey]; !ok {
-			add(&cat, catRow, catKey, Cell{Column: []byte(catalogFamily + ":l"), Value: metricstore.AppendLabels(nil, u.Labels)})
+			add(&cat, catRow, catKey, hbaserest.Cell{Column: []byte(catalogFamily + ":l"), Value: metricstore.AppendLabels(nil, u.Labels)})
 		}
-		add(&pts, ptRow, pointRow(u.Point.SeriesID, u.Point.Minute), Cell{Column: pointColumn(u.Point.Minute), Value: metricstore.AppendValue(nil, &u.Point)})
+		add(&pts, ptRow, pointRow(u.Point.SeriesID, u.Point.Minute), hbaserest.Cell{Column: pointColumn(u.Point.Minute), Value: metricstore.AppendValue(nil, &u.Point)})
 	}
 	for _, w := range []struct {
 		table string
-		cs    CellSet
+		cs    hbaserest.CellSet
 	}{{m.catalog, cat}, {m.table, pts}} {
 		body, err := json.Marshal(w.cs)
 		if err != nil {
 			return retry.Permanent(err)
 		}
-		if _, _, err := m.rest.do(ctx, http.MethodPut, "/"+url.PathEscape(w.table)+"/batch", nil, body); err != nil {
+		if _, _, err := m.c.Do(ctx, http.MethodPut, "/"+url.PathEscape(w.table)+"/batch", nil, body); err != nil {
 			return err
 		}
 	}
@@ -160,14 +160,14 @@ func (m *MetricStore) rows(ctx context.Context, rows []string, fn func(series st
 		for _, r := range rows[start:min(start+m.maxRows, len(rows))] {
 			q.Add("row", r)
 		}
-		code, body, err := m.rest.do(ctx, http.MethodGet, "/"+url.PathEscape(m.table)+"/multiget", q, nil, http.StatusNotFound)
+		code, body, err := m.c.Do(ctx, http.MethodGet, "/"+url.PathEscape(m.table)+"/multiget", q, nil, http.StatusNotFound)
 		if err != nil {
 			return err
 		}
 		if code == http.StatusNotFound {
 			continue
 		}
-		var cs CellSet
+		var cs hbaserest.CellSet
 		if err := json.Unmarshal(body, &cs); err != nil {
 			return retry.Permanent(fmt.Errorf("hbasestore: cell set: %w", err))
 		}
@@ -258,50 +258,22 @@ func (m *MetricStore) Range(ctx context.Context, seriesID string, start, end tim
 }
 
 // scanCatalog calls fn for every catalog row with a key in [from, to).
-func (m *MetricStore) scanCatalog(ctx context.Context, from, to string, fn func(day, series string, labels []byte) error) (err error) {
-	spec, _ := json.Marshal(ScannerSpec{StartRow: []byte(from), EndRow: []byte(to), Batch: 1000})
-	table := "/" + url.PathEscape(m.catalog)
-	_, loc, err := m.rest.do(ctx, http.MethodPut, table+"/scanner", nil, spec)
-	if err != nil {
-		return err
-	}
-	lu, perr := url.Parse(string(loc))
-	if perr != nil || !strings.HasPrefix(lu.EscapedPath(), table+"/scanner/") {
-		return retry.Permanent(fmt.Errorf("hbasestore: scanner location %q", loc))
-	}
-	path := lu.EscapedPath()
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _, derr := m.rest.once(dctx, http.MethodDelete, path, nil, nil)
-		err = errors.Join(err, derr)
-	}()
-	for {
-		code, body, err := m.rest.do(ctx, http.MethodGet, path, nil, nil)
-		if err != nil {
-			return err
+func (m *MetricStore) scanCatalog(ctx context.Context, from, to string, fn func(day, series string, labels []byte) error) error {
+	spec := hbaserest.ScannerSpec{StartRow: []byte(from), EndRow: []byte(to), Batch: 1000}
+	return m.c.Scan(ctx, m.catalog, spec, func(r hbaserest.Row) error {
+		day, series, ok := strings.Cut(string(r.Key), ",")
+		if !ok {
+			return retry.Permanent(fmt.Errorf("hbasestore: catalog row key %q", r.Key))
 		}
-		if code == http.StatusNoContent {
-			return nil
-		}
-		var cs CellSet
-		if err := json.Unmarshal(body, &cs); err != nil {
-			return retry.Permanent(fmt.Errorf("hbasestore: scanner page: %w", err))
-		}
-		for _, r := range cs.Row {
-			day, series, ok := strings.Cut(string(r.Key), ",")
-			if !ok {
-				return retry.Permanent(fmt.Errorf("hbasestore: catalog row key %q", r.Key))
-			}
-			for _, c := range r.Cell {
-				if string(c.Column) == catalogFamily+":l" {
-					if err := fn(day, series, c.Value); err != nil {
-						return err
-					}
+		for _, c := range r.Cell {
+			if string(c.Column) == catalogFamily+":l" {
+				if err := fn(day, series, c.Value); err != nil {
+					return err
 				}
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // Series scans the catalog of the days overlapping [start, end).
@@ -345,7 +317,7 @@ func (m *MetricStore) DropBefore(ctx context.Context, cutoff time.Time) error {
 		return err
 	}
 	del := func(table, row string) error {
-		_, _, err := m.rest.do(ctx, http.MethodDelete, "/"+url.PathEscape(table)+"/"+url.PathEscape(row), nil, nil, http.StatusNotFound)
+		_, _, err := m.c.Do(ctx, http.MethodDelete, "/"+url.PathEscape(table)+"/"+url.PathEscape(row), nil, nil, http.StatusNotFound)
 		return err
 	}
 	for _, e := range drop {

@@ -14,18 +14,15 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/retry"
 
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/hbaserest"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
@@ -54,17 +51,14 @@ type Config struct {
 
 // Store implements tracestore.Rows over the HBase REST gateway.
 type Store struct {
-	cfg  Config
-	base *url.URL
-	hc   *http.Client
+	tracestore.RowDecoder
+	cfg Config
+	c   *hbaserest.Client
 }
 
 // New checks the gateway, creates the namespace and both tables if missing, and returns the
 // store.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Backoff == (retry.Backoff{}) {
-		cfg.Backoff = retry.StoreBackoff
-	}
 	if cfg.Table == "" {
 		cfg.Table = "mercury:traces"
 	}
@@ -77,132 +71,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxRowsPerGet <= 0 {
 		cfg.MaxRowsPerGet = 150
 	}
-	s, err := newClient(cfg)
+	c, err := hbaserest.New(cfg.URL, cfg.HTTPClient, cfg.Backoff)
 	if err != nil {
 		return nil, err
 	}
+	s := &Store{cfg: cfg, c: c}
 	for _, t := range []string{cfg.Table, cfg.ShadowTable} {
-		if err := s.ensureTable(ctx, t, Family); err != nil {
+		if err := c.EnsureTable(ctx, t, Family, cfg.TTL); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
-}
-
-// newClient is a Store that talks to the gateway but has ensured no table: the REST
-// plumbing the metric store shares.
-func newClient(cfg Config) (*Store, error) {
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	base, err := url.Parse(strings.TrimSuffix(cfg.URL, "/"))
-	if err != nil || base.Scheme == "" || base.Host == "" {
-		return nil, retry.Permanent(fmt.Errorf("hbasestore: bad URL %q", cfg.URL))
-	}
-	return &Store{cfg: cfg, base: base, hc: hc}, nil
-}
-
-// ensureTable creates the namespace and table (with the given families, TTL cfg.TTL) unless
-// they exist.
-func (s *Store) ensureTable(ctx context.Context, table string, families ...string) error {
-	if ns, _, ok := strings.Cut(table, ":"); ok {
-		code, _, err := s.do(ctx, http.MethodGet, "/namespaces/"+url.PathEscape(ns), nil, nil, http.StatusNotFound)
-		if err != nil {
-			return err
-		}
-		if code == http.StatusNotFound {
-			// 201 created; a concurrent creator makes it fail with a conflict-like status,
-			// so only a later failure to create the table counts.
-			_, _, _ = s.do(ctx, http.MethodPost, "/namespaces/"+url.PathEscape(ns), nil, nil)
-		}
-	}
-	path := "/" + url.PathEscape(table) + "/schema"
-	code, _, err := s.do(ctx, http.MethodGet, path, nil, nil, http.StatusNotFound)
-	if err != nil || code != http.StatusNotFound {
-		return err
-	}
-	sc := TableSchema{Name: table}
-	for _, f := range families {
-		sc.ColumnSchema = append(sc.ColumnSchema, ColumnSchema{Name: f, TTL: strconv.FormatInt(int64(s.cfg.TTL/time.Second), 10), Versions: "1"})
-	}
-	body, _ := json.Marshal(sc)
-	_, _, err = s.do(ctx, http.MethodPut, path, nil, body)
-	return err
-}
-
-// do sends one request with retries and returns the status and body. 2xx and the statuses in
-// ok are successes; anything else is an error classified by retry.StatusError.
-func (s *Store) do(ctx context.Context, method, path string, query url.Values, body []byte, ok ...int) (int, []byte, error) {
-	var (
-		code int
-		out  []byte
-	)
-	err := s.cfg.Backoff.Do(ctx, func() error {
-		var err error
-		code, out, err = s.once(ctx, method, path, query, body)
-		if err != nil {
-			return err
-		}
-		if code/100 == 2 || contains(ok, code) {
-			return nil
-		}
-		return fmt.Errorf("hbasestore: %s %s: %w: %s", method, path, retry.StatusError(code, "status"), snippet(out))
-	})
-	return code, out, err
-}
-
-func contains(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func snippet(b []byte) string {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func (s *Store) once(ctx context.Context, method, path string, query url.Values, body []byte) (int, []byte, error) {
-	u := s.base.String() + path // path is already escaped
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return 0, nil, retry.Permanent(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, nil, retry.Retryable(ctx.Err())
-		}
-		return 0, nil, retry.Retryable(fmt.Errorf("hbasestore: %s %s: %w", method, path, err))
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, retry.Retryable(fmt.Errorf("hbasestore: %s %s: read: %w", method, path, err))
-	}
-	if method == http.MethodPut && resp.StatusCode == http.StatusCreated {
-		if loc := resp.Header.Get("Location"); loc != "" {
-			out = []byte(loc) // scanners: the body is empty, the id is in Location
-		}
-	}
-	return resp.StatusCode, out, nil
 }
 
 func (s *Store) table(dyed bool) string {
@@ -212,11 +91,11 @@ func (s *Store) table(dyed bool) string {
 	return s.cfg.Table
 }
 
-// PutSpans writes one CellSet per table. The REST gateway takes the row keys from the body
+// PutSpans writes one cell set per table. The REST gateway takes the row keys from the body
 // when the URL names a placeholder row, so a whole batch is one request per table.
 func (s *Store) PutSpans(ctx context.Context, spans []schemas.Span) error {
 	for _, dyed := range []bool{false, true} {
-		var cs CellSet
+		var cs hbaserest.CellSet
 		rowOf := map[schemas.TraceID]int{}
 		for i := range spans {
 			sp := &spans[i]
@@ -227,10 +106,10 @@ func (s *Store) PutSpans(ctx context.Context, spans []schemas.Span) error {
 			if !ok {
 				r = len(cs.Row)
 				rowOf[sp.TraceID] = r
-				cs.Row = append(cs.Row, Row{Key: hexBytes(sp.TraceID[:])})
+				cs.Row = append(cs.Row, hbaserest.Row{Key: hexBytes(sp.TraceID[:])})
 			}
 			col := append([]byte(Family+":"), hexBytes(sp.SpanID[:])...)
-			cs.Row[r].Cell = append(cs.Row[r].Cell, Cell{Column: col, Value: tracestore.AppendRow(nil, sp)})
+			cs.Row[r].Cell = append(cs.Row[r].Cell, hbaserest.Cell{Column: col, Value: tracestore.AppendRow(nil, sp)})
 		}
 		if len(cs.Row) == 0 {
 			continue
@@ -239,7 +118,7 @@ func (s *Store) PutSpans(ctx context.Context, spans []schemas.Span) error {
 		if err != nil {
 			return retry.Permanent(err)
 		}
-		if _, _, err := s.do(ctx, http.MethodPut, "/"+url.PathEscape(s.table(dyed))+"/batch", nil, body); err != nil {
+		if _, _, err := s.c.Do(ctx, http.MethodPut, "/"+url.PathEscape(s.table(dyed))+"/batch", nil, body); err != nil {
 			return err
 		}
 	}
@@ -251,14 +130,14 @@ func hexBytes(b []byte) []byte { return hex.AppendEncode(nil, b) }
 // GetTrace reads the row from the production table, then from the shadow table.
 func (s *Store) GetTrace(ctx context.Context, id tracestore.TraceID) ([]schemas.Span, error) {
 	for _, dyed := range []bool{false, true} {
-		code, body, err := s.do(ctx, http.MethodGet, "/"+url.PathEscape(s.table(dyed))+"/"+id.String(), nil, nil, http.StatusNotFound)
+		code, body, err := s.c.Do(ctx, http.MethodGet, "/"+url.PathEscape(s.table(dyed))+"/"+id.String(), nil, nil, http.StatusNotFound)
 		if err != nil {
 			return nil, err
 		}
 		if code == http.StatusNotFound {
 			continue
 		}
-		m, err := decodeCellSet(body)
+		m, err := s.decodeCellSet(body)
 		if err != nil {
 			return nil, err
 		}
@@ -282,14 +161,14 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 			for _, id := range chunk {
 				q.Add("row", id.String())
 			}
-			code, body, err := s.do(ctx, http.MethodGet, "/"+url.PathEscape(s.table(dyed))+"/multiget", q, nil, http.StatusNotFound)
+			code, body, err := s.c.Do(ctx, http.MethodGet, "/"+url.PathEscape(s.table(dyed))+"/multiget", q, nil, http.StatusNotFound)
 			if err != nil {
 				return nil, err
 			}
 			if code == http.StatusNotFound {
 				continue // none of the rows exist
 			}
-			m, err := decodeCellSet(body)
+			m, err := s.decodeCellSet(body)
 			if err != nil {
 				return nil, err
 			}
@@ -320,16 +199,16 @@ func dedup(ids []tracestore.TraceID) []tracestore.TraceID {
 	return out
 }
 
-// decodeCellSet turns a CellSet of trace rows into spans by trace id.
-func decodeCellSet(body []byte) (map[tracestore.TraceID][]schemas.Span, error) {
-	var cs CellSet
+// decodeCellSet turns a cell set of trace rows into spans by trace id.
+func (s *Store) decodeCellSet(body []byte) (map[tracestore.TraceID][]schemas.Span, error) {
+	var cs hbaserest.CellSet
 	if err := json.Unmarshal(body, &cs); err != nil {
 		return nil, retry.Permanent(fmt.Errorf("hbasestore: cell set: %w", err))
 	}
-	return decodeRows(cs.Row)
+	return s.decodeRows(cs.Row)
 }
 
-func decodeRows(rows []Row) (map[tracestore.TraceID][]schemas.Span, error) {
+func (s *Store) decodeRows(rows []hbaserest.Row) (map[tracestore.TraceID][]schemas.Span, error) {
 	out := make(map[tracestore.TraceID][]schemas.Span, len(rows))
 	for _, r := range rows {
 		id, err := schemas.ParseTraceID(string(r.Key))
@@ -341,7 +220,7 @@ func decodeRows(rows []Row) (map[tracestore.TraceID][]schemas.Span, error) {
 				continue
 			}
 			var sp schemas.Span
-			if tracestore.DecodeRow(c.Value, &sp) {
+			if s.DecodeRow(c.Value, &sp) {
 				out[id] = append(out[id], sp)
 			}
 		}
@@ -352,29 +231,11 @@ func decodeRows(rows []Row) (map[tracestore.TraceID][]schemas.Span, error) {
 // ScanTraces walks every trace of one table (dyed selects the shadow table) in row-key order
 // with a REST scanner, batch cells per page, and calls fn once per trace. It serves
 // rebuilding an index from the rows. The scanner is deleted on every exit path.
-func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tracestore.TraceID, []schemas.Span) error) (err error) {
+func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tracestore.TraceID, []schemas.Span) error) error {
 	if batch <= 0 {
 		batch = 1000
 	}
-	spec, _ := json.Marshal(ScannerSpec{Batch: batch})
-	table := "/" + url.PathEscape(s.table(dyed))
-	_, loc, err := s.do(ctx, http.MethodPut, table+"/scanner", nil, spec)
-	if err != nil {
-		return err
-	}
-	lu, perr := url.Parse(string(loc))
-	if perr != nil || !strings.HasPrefix(lu.EscapedPath(), table+"/scanner/") {
-		return retry.Permanent(fmt.Errorf("hbasestore: scanner location %q", loc))
-	}
-	path := lu.EscapedPath()
-	defer func() {
-		// A fresh context: the caller's may be done, and a leaked scanner holds server
-		// resources until its lease expires.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _, derr := s.once(dctx, http.MethodDelete, path, nil, nil)
-		err = errors.Join(err, derr)
-	}()
+	var err error
 	// A row wider than batch arrives over several pages: hold the current trace until a page
 	// starts with another row or the scanner is exhausted.
 	var (
@@ -382,34 +243,25 @@ func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tr
 		spans []schemas.Span
 		have  bool
 	)
-	for {
-		code, body, err := s.do(ctx, http.MethodGet, path, nil, nil)
+	err = s.c.Scan(ctx, s.table(dyed), hbaserest.ScannerSpec{Batch: batch}, func(r hbaserest.Row) error {
+		one, err := s.decodeRows([]hbaserest.Row{r})
 		if err != nil {
 			return err
 		}
-		if code == http.StatusNoContent {
-			break
-		}
-		var cs CellSet
-		if err := json.Unmarshal(body, &cs); err != nil {
-			return retry.Permanent(fmt.Errorf("hbasestore: scanner page: %w", err))
-		}
-		for _, r := range cs.Row {
-			one, err := decodeRows([]Row{r})
-			if err != nil {
-				return err
-			}
-			for id, sp := range one {
-				if have && id != cur {
-					if err := fn(cur, spans); err != nil {
-						return err
-					}
-					spans = nil
+		for id, sp := range one {
+			if have && id != cur {
+				if err := fn(cur, spans); err != nil {
+					return err
 				}
-				cur, have = id, true
-				spans = append(spans, sp...)
+				spans = nil
 			}
+			cur, have = id, true
+			spans = append(spans, sp...)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if have {
 		return fn(cur, spans)

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
 	"github.com/mercury-apm/mercury/storage/hbasestore"
-	"github.com/mercury-apm/mercury/storage/hbasestore/hbasefake"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
 	"github.com/mercury-apm/mercury/storage/storetest"
 	"github.com/mercury-apm/mercury/storage/tracestore"

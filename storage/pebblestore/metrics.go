@@ -1,7 +1,6 @@
 package pebblestore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/metricstore"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 )
 
 var _ metricstore.Store = (*Store)(nil)
@@ -70,15 +70,15 @@ func (s *Store) Upsert(ctx context.Context, points []metricstore.Upsert) error {
 			days = append(days, d)
 		}
 	}
-	if err := s.ensureDays(days); err != nil {
+	if err := s.days.Ensure(days); err != nil {
 		return err
 	}
-	return s.read(func() error {
+	return s.days.Read(func(v pebbledb.View) error {
 		kv := kvPool.Get().(*sortedKVs)
 		defer kvPool.Put(kv)
 		var key, val []byte
 		for _, d := range days {
-			db := s.days[d]
+			db := v.DB(d)
 			if db == nil {
 				continue // dropped by retention meanwhile: past retention anyway
 			}
@@ -109,13 +109,13 @@ func (s *Store) Upsert(ctx context.Context, points []metricstore.Upsert) error {
 // Get reads the stored points of keys.
 func (s *Store) Get(ctx context.Context, keys []metricstore.Key) (map[metricstore.Key]metricstore.Point, error) {
 	out := map[metricstore.Key]metricstore.Point{}
-	err := s.read(func() error {
+	err := s.days.Read(func(v pebbledb.View) error {
 		var key []byte
 		for _, k := range keys {
 			if err := ctx.Err(); err != nil {
 				return retry.Retryable(err)
 			}
-			db := s.days[dayOfMinute(k.Minute)]
+			db := v.DB(dayOfMinute(k.Minute))
 			if db == nil {
 				continue
 			}
@@ -142,12 +142,12 @@ func (s *Store) Get(ctx context.Context, keys []metricstore.Key) (map[metricstor
 
 // Range calls fn with the series' points in [start, end), oldest first.
 func (s *Store) Range(ctx context.Context, seriesID string, start, end time.Time, fn func(*metricstore.Point) error) error {
-	return s.read(func() error {
+	return s.days.Read(func(v pebbledb.View) error {
 		p := metricstore.Point{SeriesID: seriesID}
 		lo := metricKey(nil, seriesID, start.Unix())
 		hi := metricKey(nil, seriesID, end.Unix())
 		for _, d := range daysBetween(start, end) {
-			db := s.days[d]
+			db := v.DB(d)
 			if db == nil {
 				continue
 			}
@@ -179,10 +179,10 @@ func (s *Store) Range(ctx context.Context, seriesID string, start, end time.Time
 func (s *Store) Series(ctx context.Context, f metricstore.Filter, start, end time.Time) ([]metricstore.Series, error) {
 	var out []metricstore.Series
 	seen := map[string]bool{}
-	err := s.read(func() error {
+	err := s.days.Read(func(v pebbledb.View) error {
 		lo := []byte(seriesPfx)
 		for _, d := range daysBetween(start, end) {
-			db := s.days[d]
+			db := v.DB(d)
 			if db == nil {
 				continue
 			}
@@ -212,21 +212,4 @@ func (s *Store) Series(ctx context.Context, f metricstore.Filter, start, end tim
 		return ctx.Err()
 	})
 	return out, err
-}
-
-// unescape reverses appendEscaped.
-func unescape(b []byte) string {
-	if bytes.IndexByte(b, escapeByte) < 0 {
-		return string(b)
-	}
-	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); i++ {
-		if b[i] == escapeByte && i+1 < len(b) {
-			i++
-			out = append(out, [...]byte{0, 0x00, '/', '='}[b[i]&3])
-			continue
-		}
-		out = append(out, b[i])
-	}
-	return string(out)
 }

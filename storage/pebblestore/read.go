@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble"
 
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
@@ -39,10 +41,10 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 	pending := slices.Clone(ids)
 	slices.SortFunc(pending, func(a, b tracestore.TraceID) int { return slices.Compare(a[:], b[:]) })
 	pending = slices.Compact(pending)
-	err := s.read(func() error {
+	err := closed(s.days.Read(func(v pebbledb.View) error {
 		for _, ks := range []string{"", shadowPfx} {
 			foundIn := map[tracestore.TraceID]int64{}
-			for _, d := range s.sortedDays() {
+			for _, d := range v.Newest() {
 				// Spans start within a day of each other, so a trace found in day f is not
 				// older than day f-1.
 				live := pending[:0:0]
@@ -57,7 +59,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if err := probeDay(s.days[d], ks, live, func(id tracestore.TraceID, sp schemas.Span) {
+				if err := s.probeDay(v.DB(d), ks, live, func(id tracestore.TraceID, sp schemas.Span) {
 					if _, ok := foundIn[id]; !ok {
 						foundIn[id] = d
 					}
@@ -75,7 +77,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 			pending = rest
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: get traces: %w", err)
 	}
@@ -83,7 +85,7 @@ func (s *Store) GetTraces(ctx context.Context, ids []tracestore.TraceID) (map[tr
 }
 
 // probeDay reads the rows of sorted ids in one day and keyspace with one iterator.
-func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(tracestore.TraceID, schemas.Span)) error {
+func (s *Store) probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(tracestore.TraceID, schemas.Span)) error {
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return err
@@ -93,7 +95,7 @@ func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(trac
 		key = rowPrefix(key[:0], ks, id)
 		for ok := it.SeekPrefixGE(key); ok; ok = it.Next() {
 			var sp schemas.Span
-			if tracestore.DecodeRow(it.Value(), &sp) {
+			if s.DecodeRow(it.Value(), &sp) {
 				emit(id, sp)
 			}
 		}
@@ -103,10 +105,11 @@ func probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emit func(trac
 
 // Search walks the days newest first and, in each, reverse-scans one index prefix between
 // the query's time bounds. The prefix is chosen by selectivity: first business key, else
-// service+operation, else errors of the service, else the service. Duration and error
-// filters are answered from the entry value; any further term (more business keys, service
-// or operation next to a business key) is a point lookup of that term's entry for the same
-// span (index keys end with ts/trace/span), so the index alone answers every query.
+// the error type, else the event, else service+operation, else errors of the service, else
+// the service. Duration and error filters are answered from the entry value; any further term
+// (more business keys, service or operation next to a business key) is a point lookup of that
+// term's entry for the same span (index keys end with ts/trace/span), so the index alone
+// answers every query.
 func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.TraceRef, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
@@ -124,14 +127,14 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	firstDay, lastDay := tracestore.DayOf(q.StartNano()).Unix(), tracestore.DayOf(q.EndNano()).Unix()
 	var out []tracestore.TraceRef
 	seen := map[tracestore.TraceID]bool{}
-	err := s.read(func() error {
-		for _, d := range s.sortedDays() {
+	err := closed(s.days.Read(func(v pebbledb.View) error {
+		for _, d := range v.Newest() {
 			if d < firstDay || d > lastDay {
 				continue
 			}
 			var day []tracestore.TraceRef
 			for _, ks := range keyspaces {
-				hits, err := scanDay(ctx, s.days[d], ks, &q, limit-len(out), seen)
+				hits, err := scanDay(ctx, v.DB(d), ks, &q, limit-len(out), seen)
 				if err != nil {
 					return err
 				}
@@ -152,7 +155,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 			}
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: search: %w", err)
 	}
@@ -161,28 +164,27 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 
 // scanDay returns up to want new traces from one day and keyspace, newest first.
 func scanDay(ctx context.Context, db *pebble.DB, ks string, q *tracestore.Query, want int, seen map[tracestore.TraceID]bool) ([]tracestore.TraceRef, error) {
-	// also holds the prefixes whose entry for the same span (same tail) must exist too.
-	var prefix []byte
-	var also [][]byte
-	switch {
-	case len(q.BusinessKeys) > 0:
-		prefix = bkPrefix(nil, ks, q.BusinessKeys[0])
-		for _, kv := range q.BusinessKeys[1:] {
-			also = append(also, bkPrefix(nil, ks, kv))
-		}
-		switch {
-		case q.Operation != "":
-			also = append(also, opPrefix(nil, ks, q.Service, q.Operation))
-		case q.Service != "":
-			also = append(also, svcPrefix(nil, ks, idxSvc, q.Service))
-		}
-	case q.Operation != "":
-		prefix = opPrefix(nil, ks, q.Service, q.Operation)
-	case q.ErrorsOnly:
-		prefix = svcPrefix(nil, ks, idxErr, q.Service)
-	default:
-		prefix = svcPrefix(nil, ks, idxSvc, q.Service)
+	// The scan runs over the most selective term's prefix; also holds the other terms, whose
+	// entry for the same span (same tail) must exist too.
+	var terms [][]byte
+	for _, kv := range q.BusinessKeys {
+		terms = append(terms, bkPrefix(nil, ks, kv))
 	}
+	if q.ErrorType != "" {
+		terms = append(terms, svcPrefix(nil, ks, idxExc, q.ErrorType))
+	}
+	if q.Event != "" {
+		terms = append(terms, svcPrefix(nil, ks, idxEv, q.Event))
+	}
+	switch {
+	case q.Operation != "":
+		terms = append(terms, opPrefix(nil, ks, q.Service, q.Operation))
+	case q.Service != "" && q.ErrorsOnly && len(terms) == 0:
+		terms = append(terms, svcPrefix(nil, ks, idxErr, q.Service))
+	case q.Service != "":
+		terms = append(terms, svcPrefix(nil, ks, idxSvc, q.Service))
+	}
+	prefix, also := terms[0], terms[1:]
 	lower := appendTS(slices.Clip(prefix), q.StartNano())
 	upper := prefixEnd(prefix)
 	if end := q.EndNano(); end < 1<<63-1 {
@@ -245,3 +247,57 @@ func hasAll(db *pebble.DB, prefixes [][]byte, tail []byte, buf *[]byte) (bool, e
 }
 
 func timeOf(unixNano int64) time.Time { return time.Unix(0, unixNano).UTC() }
+
+// Services lists the services of the production i/svc/ entries of every day.
+func (s *Store) Services(ctx context.Context) ([]string, error) {
+	return s.names(ctx, []byte(idxSvc))
+}
+
+// Operations lists the operations of the production i/op/<service>/ entries of every day.
+func (s *Store) Operations(ctx context.Context, service string) ([]string, error) {
+	return s.names(ctx, svcPrefix(nil, "", idxOp, service))
+}
+
+// names collects the distinct names that follow prefix in index keys (prefix/<name>/<tail>)
+// over every day, sorted, at most MaxNames. Each day costs one seek per name: after reading a
+// name the iterator jumps past all of its entries.
+func (s *Store) names(ctx context.Context, prefix []byte) ([]string, error) {
+	set := map[string]struct{}{}
+	err := closed(s.days.Read(func(v pebbledb.View) error {
+		for _, d := range v.Newest() {
+			if len(set) >= tracestore.MaxNames {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := distinctNames(v.DB(d), prefix, set); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: names: %w", err)
+	}
+	out := slices.Sorted(maps.Keys(set))
+	return out[:min(len(out), tracestore.MaxNames)], nil
+}
+
+func distinctNames(db *pebble.DB, prefix []byte, set map[string]struct{}) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok && len(set) < tracestore.MaxNames; {
+		key := it.Key()
+		end := len(key) - tailLen - 1 // the '/' between the name and the tail
+		if end < len(prefix) || key[end] != '/' {
+			ok = it.Next()
+			continue
+		}
+		set[unescape(key[len(prefix):end])] = struct{}{}
+		ok = it.SeekGE(prefixEnd(key[:end+1]))
+	}
+	return it.Close()
+}

@@ -8,19 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/retry"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/bloom"
 
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
@@ -31,11 +28,6 @@ var (
 	_ tracestore.SpanWriter = (*Store)(nil)
 )
 
-const dayLayout = "2006-01-02"
-
-// dropPrefix marks a day directory being removed; Open finishes the removal after a crash.
-const dropPrefix = ".drop-"
-
 // Options tune the store; the zero value is usable.
 type Options struct {
 	// CacheBytes is the block cache shared by all day databases (0 means 128 MiB).
@@ -44,192 +36,33 @@ type Options struct {
 	MemTableBytes uint64
 }
 
-// Store implements tracestore.Index, Rows, Retention and SpanWriter.
+// Store implements tracestore.Index, Rows, Retention and SpanWriter over day databases.
 type Store struct {
-	dir   string
-	opts  Options
-	cache *pebble.Cache
-
-	// mu guards days: operations hold it shared for their whole run, DropBefore and Close
-	// hold it exclusively, so a database is never closed under a reader.
-	mu     sync.RWMutex
-	days   map[int64]*pebble.DB // key: Unix seconds of the UTC midnight
-	closed bool
-	comp   *pebble.Comparer
+	days *pebbledb.Days
+	tracestore.RowDecoder
 }
 
 // Open opens (creating if needed) a store under dir and every day database found there.
 func Open(dir string, opts Options) (*Store, error) {
-	if opts.CacheBytes <= 0 {
-		opts.CacheBytes = 128 << 20
-	}
-	if opts.MemTableBytes == 0 {
-		opts.MemTableBytes = 32 << 20
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("pebblestore: %w", err)
-	}
 	comp := *pebble.DefaultComparer
 	comp.Split = split
 	comp.Name = "mercury.tracestore.v1"
-	s := &Store{dir: dir, opts: opts, cache: pebble.NewCache(opts.CacheBytes), days: map[int64]*pebble.DB{}, comp: &comp}
-	entries, err := os.ReadDir(dir)
+	d, err := pebbledb.Open(dir, pebbledb.Options{CacheBytes: opts.CacheBytes, MemTableBytes: opts.MemTableBytes, Comparer: &comp})
 	if err != nil {
-		s.cache.Unref()
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, dropPrefix) {
-			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
-				return nil, errors.Join(fmt.Errorf("pebblestore: %w", err), s.Close())
-			}
-			continue
-		}
-		d, err := time.Parse(dayLayout, name)
-		if err != nil || !e.IsDir() {
-			continue
-		}
-		if _, err := s.openDay(d.Unix()); err != nil {
-			return nil, errors.Join(err, s.Close())
-		}
-	}
-	return s, nil
-}
-
-func (s *Store) openDay(day int64) (*pebble.DB, error) {
-	o := &pebble.Options{
-		Cache:        s.cache,
-		Comparer:     s.comp,
-		MemTableSize: s.opts.MemTableBytes,
-		// Index scans are written in ts order per prefix; larger L0 thresholds keep ingest
-		// from stalling on compactions on a small machine.
-		L0CompactionThreshold: 4,
-		L0StopWritesThreshold: 24,
-		Logger:                quietLogger{},
-	}
-	o.Levels = make([]pebble.LevelOptions, 7)
-	for i := range o.Levels {
-		// Default 4 KB blocks: reads are point lookups and short scans, and a GetTrace
-		// profile with 32 KB blocks spent most of its time decompressing whole blocks.
-		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	db, err := pebble.Open(filepath.Join(s.dir, time.Unix(day, 0).UTC().Format(dayLayout)), o)
-	if err != nil {
-		return nil, fmt.Errorf("pebblestore: open day %s: %w", time.Unix(day, 0).UTC().Format(dayLayout), err)
-	}
-	s.days[day] = db
-	return db, nil
-}
-
-// quietLogger drops Pebble's informational lines; fatal errors still panic as Pebble expects.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...interface{})              {}
-func (quietLogger) Errorf(string, ...interface{})             {}
-func (quietLogger) Fatalf(format string, args ...interface{}) { panic(fmt.Sprintf(format, args...)) }
-
-// Close closes every day database.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	var errs []error
-	for d, db := range s.days {
-		errs = append(errs, db.Close())
-		delete(s.days, d)
-	}
-	s.cache.Unref()
-	return errors.Join(errs...)
+	return &Store{days: d}, nil
 }
 
 // Days lists the stored UTC days, newest first.
-func (s *Store) Days() []time.Time {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]time.Time, 0, len(s.days))
-	for _, d := range s.sortedDays() {
-		out = append(out, time.Unix(d, 0).UTC())
-	}
-	return out
-}
+func (s *Store) Days() []time.Time { return s.days.List() }
 
-// sortedDays returns the open days newest first; the caller holds mu.
-func (s *Store) sortedDays() []int64 {
-	days := make([]int64, 0, len(s.days))
-	for d := range s.days {
-		days = append(days, d)
-	}
-	slices.Sort(days)
-	slices.Reverse(days)
-	return days
-}
+// Close closes every day database.
+func (s *Store) Close() error { return s.days.Close() }
 
-// read runs fn with mu held shared.
-func (s *Store) read(fn func() error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return tracestore.ErrClosed
-	}
-	return fn()
-}
-
-// ensureDays opens the databases of the given days that are not open yet.
-func (s *Store) ensureDays(days []int64) error {
-	s.mu.RLock()
-	missing := slices.ContainsFunc(days, func(d int64) bool { return s.days[d] == nil })
-	s.mu.RUnlock()
-	if !missing {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return tracestore.ErrClosed
-	}
-	for _, d := range days {
-		if s.days[d] == nil {
-			if _, err := s.openDay(d); err != nil {
-				return retry.Retryable(err)
-			}
-		}
-	}
-	return nil
-}
-
-// DropBefore closes and removes every day that ended at or before cutoff. The directory is
-// renamed first, so a crash mid-removal leaves no half-deleted day that Open would reopen.
+// DropBefore removes whole days that ended at or before cutoff.
 func (s *Store) DropBefore(ctx context.Context, cutoff time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return tracestore.ErrClosed
-	}
-	for d, db := range s.days {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if time.Unix(d, 0).Add(24 * time.Hour).After(cutoff) {
-			continue
-		}
-		name := time.Unix(d, 0).UTC().Format(dayLayout)
-		delete(s.days, d)
-		if err := db.Close(); err != nil {
-			return fmt.Errorf("pebblestore: close day %s: %w", name, err)
-		}
-		tmp := filepath.Join(s.dir, dropPrefix+name)
-		if err := os.Rename(filepath.Join(s.dir, name), tmp); err != nil {
-			return fmt.Errorf("pebblestore: drop day %s: %w", name, err)
-		}
-		if err := os.RemoveAll(tmp); err != nil {
-			return fmt.Errorf("pebblestore: drop day %s: %w", name, err)
-		}
-	}
-	return nil
+	return closed(s.days.DropBefore(ctx, cutoff))
 }
 
 // PutSpans stores the rows of spans.
@@ -258,18 +91,18 @@ func (s *Store) write(ctx context.Context, spans []schemas.Span, rows, index boo
 	}
 	var days []int64
 	for i := range spans {
-		if d := tracestore.DayOf(spans[i].StartUnixNano).Unix(); !slices.Contains(days, d) {
+		if d := pebbledb.Day(spans[i].StartUnixNano); !slices.Contains(days, d) {
 			days = append(days, d)
 		}
 	}
-	if err := s.ensureDays(days); err != nil {
-		return err
+	if err := s.days.Ensure(days); err != nil {
+		return closed(err)
 	}
-	return s.read(func() error {
+	return closed(s.days.Read(func(v pebbledb.View) error {
 		kv := kvPool.Get().(*sortedKVs)
 		defer kvPool.Put(kv)
 		for _, d := range days {
-			db := s.days[d]
+			db := v.DB(d)
 			if db == nil {
 				// DropBefore removed the day between ensureDays and here: data that old is
 				// past retention, so dropping it is what retention asked for.
@@ -278,7 +111,7 @@ func (s *Store) write(ctx context.Context, spans []schemas.Span, rows, index boo
 			kv.reset()
 			for i := range spans {
 				sp := &spans[i]
-				if len(days) > 1 && tracestore.DayOf(sp.StartUnixNano).Unix() != d {
+				if len(days) > 1 && pebbledb.Day(sp.StartUnixNano) != d {
 					continue
 				}
 				addSpan(kv, sp, rows, index)
@@ -293,7 +126,15 @@ func (s *Store) write(ctx context.Context, spans []schemas.Span, rows, index boo
 			}
 		}
 		return nil
-	})
+	}))
+}
+
+// closed reports a closed engine as the trace store contract names it.
+func closed(err error) error {
+	if errors.Is(err, pebbledb.ErrClosed) {
+		return fmt.Errorf("%w: %w", tracestore.ErrClosed, err)
+	}
+	return err
 }
 
 // sortedKVs collects a batch's entries so they reach the memtable in key order: the
@@ -358,5 +199,13 @@ func addSpan(kv *sortedKVs, sp *schemas.Span, rows, index bool) {
 	buf = set(svcPrefix(buf[:0], ks, idxSvc, sp.Service))
 	if isErr {
 		buf = set(svcPrefix(buf[:0], ks, idxErr, sp.Service))
+	}
+	if sp.ErrorType != "" {
+		buf = set(svcPrefix(buf[:0], ks, idxExc, sp.ErrorType))
+	}
+	for i, ev := range sp.Events {
+		if !slices.ContainsFunc(sp.Events[:i], func(e schemas.SpanEvent) bool { return e.Name == ev.Name }) {
+			buf = set(svcPrefix(buf[:0], ks, idxEv, ev.Name))
+		}
 	}
 }

@@ -16,16 +16,23 @@ func AppendRow(dst []byte, s *schemas.Span) []byte {
 	return schemas.AppendSpan(dst, s)
 }
 
-// UndecodableRows counts stored spans that readers skipped because they did not decode
-// (damaged, or written by a schema this build does not know). One bad row must not hide the
-// rest of its trace or fail a whole search page.
-var UndecodableRows atomic.Int64
+// RowDecoder decodes stored spans for one backend and counts the ones its readers skipped
+// because they did not decode (damaged, or written by a schema this build does not know):
+// one bad row must not hide the rest of its trace or fail a whole search page, and the count
+// tells an operator it happened. Backends embed it.
+type RowDecoder struct{ undecodable atomic.Int64 }
 
 // DecodeRow decodes a stored span. ok is false (and the row counted) when it does not decode.
-func DecodeRow(b []byte, s *schemas.Span) (ok bool) {
+func (d *RowDecoder) DecodeRow(b []byte, s *schemas.Span) (ok bool) {
 	if err := schemas.Unmarshal(b, s); err != nil {
-		UndecodableRows.Add(1)
+		d.undecodable.Add(1)
 		return false
 	}
 	return true
 }
+
+// Skip counts a row that could not even be taken out of its envelope.
+func (d *RowDecoder) Skip() { d.undecodable.Add(1) }
+
+// Undecodable is the number of rows skipped so far.
+func (d *RowDecoder) Undecodable() int64 { return d.undecodable.Load() }

@@ -14,7 +14,8 @@ func TestRowsSurviveSchemaChanges(t *testing.T) {
 	want := schemas.Span{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Service: "order", SampleRate: 1,
 		BusinessKeys: []schemas.KV{{Key: "order_id", Value: "7"}}}
 	var got schemas.Span
-	if !tracestore.DecodeRow(tracestore.AppendRow(nil, &want), &got) || got.Service != "order" || got.SpanID != want.SpanID {
+	var d tracestore.RowDecoder
+	if !d.DecodeRow(tracestore.AppendRow(nil, &want), &got) || got.Service != "order" || got.SpanID != want.SpanID {
 		t.Fatalf("round trip: %+v", got)
 	}
 	// A row stored by an older writer (span.v0 lacks dyed and agent_version) still reads.
@@ -35,12 +36,11 @@ func TestRowsSurviveSchemaChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tracestore.DecodeRow(old, &got) || got.Service != "legacy" || got.AgentVersion != "" {
+	if !d.DecodeRow(old, &got) || got.Service != "legacy" || got.AgentVersion != "" {
 		t.Fatalf("old writer row: %+v", got)
 	}
 	// Damage is skipped and counted, not fatal.
-	before := tracestore.UndecodableRows.Load()
-	if tracestore.DecodeRow([]byte("garbage"), &got) || tracestore.UndecodableRows.Load() != before+1 {
+	if d.DecodeRow([]byte("garbage"), &got) || d.Undecodable() != 1 {
 		t.Fatal("a damaged row was not skipped and counted")
 	}
 }

@@ -1,4 +1,4 @@
-package hbasestore
+package hbaserest
 
 import (
 	"encoding/base64"

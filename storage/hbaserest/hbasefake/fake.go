@@ -17,7 +17,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mercury-apm/mercury/storage/hbasestore"
+	"github.com/mercury-apm/mercury/storage/hbaserest"
 )
 
 // Server is the fake gateway.
@@ -34,7 +34,7 @@ type Server struct {
 }
 
 type table struct {
-	schema hbasestore.TableSchema
+	schema hbaserest.TableSchema
 	rows   map[string]map[string][]byte // row key → column → value
 }
 
@@ -66,6 +66,13 @@ func (s *Server) Fail(method, op string, status, times int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &fault{method: method, op: op, status: status, times: times})
+}
+
+// Heal drops the faults not used up yet: the server answers normally again.
+func (s *Server) Heal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
 }
 
 // Calls returns how many requests of method and op reached the server (failed ones included).
@@ -163,7 +170,7 @@ func (s *Server) schema(w http.ResponseWriter, r *http.Request, name string) {
 		}
 		writeJSON(w, http.StatusOK, t.schema)
 	case http.MethodPut, http.MethodPost:
-		var sc hbasestore.TableSchema
+		var sc hbaserest.TableSchema
 		if err := json.NewDecoder(r.Body).Decode(&sc); err != nil || len(sc.ColumnSchema) == 0 {
 			http.Error(w, "Bad request", http.StatusBadRequest)
 			return
@@ -201,7 +208,7 @@ func (s *Server) row(w http.ResponseWriter, r *http.Request, name, key string) {
 		writeJSON(w, http.StatusOK, cs)
 	case http.MethodPut, http.MethodPost:
 		body, _ := io.ReadAll(r.Body)
-		var cs hbasestore.CellSet
+		var cs hbaserest.CellSet
 		if err := json.Unmarshal(body, &cs); err != nil {
 			http.Error(w, "Bad request: "+err.Error(), http.StatusBadRequest)
 			return
@@ -210,7 +217,7 @@ func (s *Server) row(w http.ResponseWriter, r *http.Request, name, key string) {
 		for _, row := range cs.Row {
 			for _, c := range row.Cell {
 				fam, _, _ := strings.Cut(string(c.Column), ":")
-				if !slices.ContainsFunc(t.schema.ColumnSchema, func(cs hbasestore.ColumnSchema) bool { return cs.Name == fam }) {
+				if !slices.ContainsFunc(t.schema.ColumnSchema, func(cs hbaserest.ColumnSchema) bool { return cs.Name == fam }) {
 					http.Error(w, "Not found: column family "+fam, http.StatusNotFound)
 					return
 				}
@@ -249,8 +256,8 @@ func (s *Server) multiget(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, cs)
 }
 
-func (t *table) cellSet(keys []string) hbasestore.CellSet {
-	var cs hbasestore.CellSet
+func (t *table) cellSet(keys []string) hbaserest.CellSet {
+	var cs hbaserest.CellSet
 	for _, k := range keys {
 		if cols := t.rows[k]; len(cols) > 0 {
 			cs.Row = append(cs.Row, t.rowOf(k, slices.Sorted(maps.Keys(cols))))
@@ -259,10 +266,10 @@ func (t *table) cellSet(keys []string) hbasestore.CellSet {
 	return cs
 }
 
-func (t *table) rowOf(key string, columns []string) hbasestore.Row {
-	row := hbasestore.Row{Key: []byte(key)}
+func (t *table) rowOf(key string, columns []string) hbaserest.Row {
+	row := hbaserest.Row{Key: []byte(key)}
 	for _, c := range columns {
-		row.Cell = append(row.Cell, hbasestore.Cell{Column: []byte(c), Timestamp: 1, Value: t.rows[key][c]})
+		row.Cell = append(row.Cell, hbaserest.Cell{Column: []byte(c), Timestamp: 1, Value: t.rows[key][c]})
 	}
 	return row
 }
@@ -279,7 +286,7 @@ func (s *Server) scanner(w http.ResponseWriter, r *http.Request, seg []string) {
 			http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		var spec hbasestore.ScannerSpec
+		var spec hbaserest.ScannerSpec
 		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
 			http.Error(w, "Bad request", http.StatusBadRequest)
 			return
@@ -314,7 +321,7 @@ func (s *Server) scanner(w http.ResponseWriter, r *http.Request, seg []string) {
 		page := sc.cells[:min(sc.batch, len(sc.cells))]
 		sc.cells = sc.cells[len(page):]
 		t := s.tables[name]
-		var cs hbasestore.CellSet
+		var cs hbaserest.CellSet
 		for i := 0; i < len(page); {
 			j := i
 			var cols []string
