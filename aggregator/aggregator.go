@@ -63,6 +63,10 @@ type Config struct {
 	// range that reaches it is flushed at once, so a burst slows consumption instead of
 	// growing memory. Default 50,000.
 	MaxOpen int
+	// MaxSeries caps the series phase 2 stores per service and UTC day, all partitions
+	// together (each admits its share); further series are merged into the service's
+	// __other__ series. Default 5000.
+	MaxSeries int
 	// MaxPoints bounds the minute points phase 2 keeps per partition; beyond it the oldest
 	// stored ones are evicted and re-read if a late partial needs them. Default 100,000.
 	MaxPoints int
@@ -108,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOpen <= 0 {
 		c.MaxOpen = 50000
+	}
+	if c.MaxSeries <= 0 {
+		c.MaxSeries = 5000
 	}
 	if c.MaxPoints <= 0 {
 		c.MaxPoints = 100000
@@ -194,11 +201,13 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
+	var all []int
+	if err := a.retry(ctx, func() error { all, err = partitionsOf(ctx, cl, a.input); return err }); err != nil {
+		return ended(ctx, err)
+	}
 	parts := a.cfg.Partitions
 	if len(parts) == 0 {
-		if err := a.retry(ctx, func() error { parts, err = partitionsOf(ctx, cl, a.input); return err }); err != nil {
-			return ended(ctx, err)
-		}
+		parts = all
 	}
 	parts = slices.Compact(slices.Sorted(slices.Values(parts)))
 	a.mu.Lock()
@@ -216,7 +225,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			if a.cfg.Phase == 1 {
 				return a.runPhase1(ctx, offs, w, p)
 			}
-			return a.runPhase2(ctx, offs, w, p)
+			return a.runPhase2(ctx, offs, w, p, len(all))
 		})
 	}
 	return g.Wait()

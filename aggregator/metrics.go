@@ -15,7 +15,7 @@ type metrics struct {
 	bad        prometheus.Counter // undecodable spans / bad partials
 	late       prometheus.Counter // phase 1: spans behind a closed window; phase 2: upserts of stored minutes
 	tooLate    prometheus.Counter // phase 1: spans past the lateness, dropped
-	overflow   prometheus.Counter // phase 1: spans counted under __other__
+	overflow   prometheus.Counter // spans (phase 1) or partials (phase 2) counted under __other__
 	duplicates prometheus.Counter // phase 2: copies dropped
 	emitted    prometheus.Counter // partials (phase 1) or points (phase 2) written out
 	flushes    prometheus.Counter
@@ -51,6 +51,7 @@ func newMetrics(phase int) *metrics {
 		m.bad = c("bad_partials_total", "Partials that cannot be merged, dead-lettered.")
 		m.late = c("late_upserts_total", "Upserts of minutes stored before (revision > 1).")
 		m.duplicates = c("duplicate_partials_total", "Copies of merged partials dropped (replays).")
+		m.overflow = c("overflow_partials_total", "Partials of series beyond a service's daily cap, merged into its __other__ series.")
 		m.emitted = c("points_total", "Points upserted and emitted to mercury.metrics.1m.")
 	}
 	return m

@@ -44,23 +44,27 @@ type p2 struct {
 	batch  []kafka.Message
 	// decoded is the batch's partials, reused from batch to batch.
 	decoded []decoded
+	admit   *admission
 }
 
 type decoded struct {
 	part   schemas.MetricPartial
-	key    metricstore.Key
+	key    metricstore.Key // the point it merges into: its series' or the __other__ one
+	labels metric.Labels
+	stream phase2.Stream
 	window uint8
 	stats  metric.Stats
 }
 
 // runPhase2 merges one partition of mercury.metrics.20s into minute points.
-func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writer, part int) error {
+func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writer, part, parts int) error {
 	_, r, err := a.resume(ctx, offs, part)
 	if err != nil {
 		return ended(ctx, err)
 	}
 	defer r.Close()
-	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1}
+	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1,
+		admit: newAdmission(a.cfg.Store, a.cfg.MaxSeries, part, parts)}
 	defer a.m.open.DeleteLabelValues(p.label)
 	defer a.m.series.DeleteLabelValues(p.label)
 	lag := a.m.lag.WithLabelValues(p.label)
@@ -147,7 +151,20 @@ func (p *p2) merge(ctx context.Context) error {
 			}
 			continue
 		}
-		d.key = metricstore.Key{SeriesID: d.part.SeriesID, Minute: phase2.Minute(&d.part)}
+		minute := phase2.Minute(&d.part)
+		var id string
+		var over bool
+		if err := a.retry(ctx, func() (err error) {
+			d.labels, id, over, err = p.admit.target(ctx, phase2.LabelsOf(&d.part), d.part.SeriesID, minute)
+			return err
+		}); err != nil {
+			return err
+		}
+		d.key, d.stream = metricstore.Key{SeriesID: id, Minute: minute}, phase2.Stream{Partition: d.part.SourcePartition}
+		if over {
+			d.stream.Origin = phase2.OriginOf(d.part.SeriesID)
+			a.m.overflow.Inc()
+		}
 		if p.points[d.key] == nil && !seen[d.key] {
 			seen[d.key] = true
 			missing = append(missing, d.key)
@@ -173,9 +190,9 @@ func (p *p2) merge(ctx context.Context) error {
 	for i := range ds {
 		d := &ds[i]
 		pt := p.points[d.key]
-		pt.labels = phase2.LabelsOf(&d.part)
+		pt.labels = d.labels
 		a.m.records.Inc()
-		if !pt.p.Merge(d.part.SourcePartition, d.part.FirstOffset, d.window, &d.stats) {
+		if !pt.p.Merge(d.stream, d.part.FirstOffset, d.window, &d.stats) {
 			a.m.duplicates.Inc()
 			continue
 		}

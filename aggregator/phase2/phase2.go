@@ -12,9 +12,11 @@
 package phase2
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"github.com/mercury-apm/mercury/internal/metric"
@@ -68,28 +70,48 @@ func LabelsOf(p *schemas.MetricPartial) metric.Labels {
 	return metric.Labels{Domain: p.Domain, Service: p.Service, Operation: p.Operation, Kind: p.Kind, Host: p.Host, Peer: p.Peer, Dyed: p.Dyed}
 }
 
-// source is what a point merged from one source partition: the first offset of the latest
-// range, and the windows of the minute merged from it.
+// Stream names what a point merges from: a source partition of phase 1 and, for a
+// service's __other__ point (which merges many series), the series the partial was folded
+// for (0 for the point's own series). The partials of one stream arrive with the first offset
+// never decreasing, which is what Merge relies on.
+type Stream struct {
+	Partition int32
+	Origin    uint64
+}
+
+// OriginOf is the stream origin of a partial of series id merged into another series' point.
+func OriginOf(seriesID string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(seriesID))
+	return h.Sum64() | 1 // never 0, the point's own series
+}
+
+// source is what a point merged from one stream: the first offset of the latest range, and
+// the windows of the minute merged from it.
 type source struct {
-	partition int32
-	first     int64
-	windows   uint64
+	stream  Stream
+	first   int64
+	windows uint64
+}
+
+func cmpStream(a, b Stream) int {
+	return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Origin, b.Origin))
 }
 
 // Point is one series' minute being merged.
 type Point struct {
 	Stats   metric.Stats
-	sources []source // sorted by partition
+	sources []source // sorted by stream
 }
 
 // Merge adds a partial's stats unless the point already holds them; it reports whether it
 // merged.
-func (p *Point) Merge(partition int32, first int64, window uint8, st *metric.Stats) bool {
-	i, found := slices.BinarySearchFunc(p.sources, partition, func(s source, q int32) int { return int(s.partition) - int(q) })
+func (p *Point) Merge(st Stream, first int64, window uint8, stats *metric.Stats) bool {
+	i, found := slices.BinarySearchFunc(p.sources, st, func(s source, t Stream) int { return cmpStream(s.stream, t) })
 	bit := uint64(1) << window
 	switch {
 	case !found:
-		p.sources = slices.Insert(p.sources, i, source{partition, first, bit})
+		p.sources = slices.Insert(p.sources, i, source{st, first, bit})
 	case first < p.sources[i].first:
 		return false
 	case first == p.sources[i].first:
@@ -100,15 +122,17 @@ func (p *Point) Merge(partition int32, first int64, window uint8, st *metric.Sta
 	default:
 		p.sources[i].first, p.sources[i].windows = first, bit
 	}
-	p.Stats.Merge(st)
+	p.Stats.Merge(stats)
 	return true
 }
 
-// AppendState appends the merge bookkeeping, stored with the point.
+// AppendState appends the merge bookkeeping, stored with the point: per stream, partition,
+// origin, first offset and windows (varints).
 func (p *Point) AppendState(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(p.sources)))
 	for _, s := range p.sources {
-		dst = binary.AppendUvarint(dst, uint64(s.partition))
+		dst = binary.AppendUvarint(dst, uint64(s.stream.Partition))
+		dst = binary.AppendUvarint(dst, s.stream.Origin)
 		dst = binary.AppendUvarint(dst, uint64(s.first))
 		dst = binary.AppendUvarint(dst, s.windows)
 	}
@@ -135,15 +159,17 @@ func (p *Point) DecodeState(b []byte) error {
 	}
 	for range n {
 		part, ok1 := next()
-		first, ok2 := next()
-		win, ok3 := next()
-		if !ok1 || !ok2 || !ok3 || part > 1<<31-1 || first > 1<<63-1 {
+		origin, ok2 := next()
+		first, ok3 := next()
+		win, ok4 := next()
+		if !ok1 || !ok2 || !ok3 || !ok4 || part > 1<<31-1 || first > 1<<63-1 {
 			return ErrCorruptState
 		}
-		if k := len(p.sources); k > 0 && int32(part) <= p.sources[k-1].partition {
+		st := Stream{int32(part), origin}
+		if k := len(p.sources); k > 0 && cmpStream(st, p.sources[k-1].stream) <= 0 {
 			return ErrCorruptState
 		}
-		p.sources = append(p.sources, source{int32(part), int64(first), win})
+		p.sources = append(p.sources, source{st, int64(first), win})
 	}
 	if len(b) != 0 {
 		return ErrCorruptState

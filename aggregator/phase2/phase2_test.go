@@ -36,7 +36,7 @@ func TestMergeDropsEveryCopy(t *testing.T) {
 		{1, 7, 0, false},
 		{0, 250, 2, true},
 	} {
-		if got := p.Merge(c.part, c.first, c.window, stats(int64(10+i))); got != c.want {
+		if got := p.Merge(Stream{Partition: c.part}, c.first, c.window, stats(int64(10+i))); got != c.want {
 			t.Fatalf("step %d %+v: merged %v", i, c, got)
 		}
 	}
@@ -48,16 +48,33 @@ func TestMergeDropsEveryCopy(t *testing.T) {
 	if err := q.DecodeState(p.AppendState(nil)); err != nil {
 		t.Fatal(err)
 	}
-	if q.Merge(0, 250, 2, stats(1)) || q.Merge(1, 7, 0, stats(1)) || !q.Merge(1, 9, 0, stats(1)) {
+	if q.Merge(Stream{Partition: 0}, 250, 2, stats(1)) || q.Merge(Stream{Partition: 1}, 7, 0, stats(1)) || !q.Merge(Stream{Partition: 1}, 9, 0, stats(1)) {
 		t.Fatal("restored state does not dedup like the original")
 	}
 	if !bytes.Equal(q.AppendState(nil)[:1], []byte{2}) {
 		t.Fatal("two source partitions expected")
 	}
-	for _, bad := range [][]byte{{}, {1}, {1, 0, 1}, {2, 1, 1, 1, 0, 1, 1}, {0, 0}} {
+	for _, bad := range [][]byte{{}, {1}, {1, 0, 0, 1}, {2, 1, 0, 1, 1, 0, 0, 1, 1}, {0, 0}} {
 		if err := q.DecodeState(bad); !errors.Is(err, ErrCorruptState) {
 			t.Errorf("state %x: %v", bad, err)
 		}
+	}
+}
+
+// An __other__ point merges many series from one source partition, each its own stream: the
+// same range and window of two series are two partials, not a copy.
+func TestOverflowPointsKeepOneStreamPerSeries(t *testing.T) {
+	var p Point
+	a, b := Stream{Partition: 3, Origin: OriginOf("series-a")}, Stream{Partition: 3, Origin: OriginOf("series-b")}
+	if a.Origin == 0 || a.Origin == b.Origin {
+		t.Fatal("origins must be non-zero and differ")
+	}
+	if !p.Merge(a, 100, 0, stats(1)) || !p.Merge(b, 100, 0, stats(2)) || p.Merge(a, 100, 0, stats(1)) || p.Merge(b, 100, 0, stats(2)) {
+		t.Fatal("two series' partials of one range: both merge once")
+	}
+	var q Point
+	if err := q.DecodeState(p.AppendState(nil)); err != nil || q.Merge(b, 100, 0, stats(2)) || !q.Merge(b, 100, 1, stats(2)) {
+		t.Fatalf("restored overflow state: %v", err)
 	}
 }
 
