@@ -111,7 +111,7 @@ func (o *offsets) commit(ctx context.Context, partition int, offset int64, meta 
 	return nil
 }
 
-// partitions lists the topic's partitions.
+// partitionsOf lists the topic's partitions.
 func partitionsOf(ctx context.Context, cl *kafka.Client, topic string) ([]int, error) {
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -128,26 +128,6 @@ func partitionsOf(ctx context.Context, cl *kafka.Client, topic string) ([]int, e
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("aggregator: topic %s has no partitions", topic)
-	}
-	return out, nil
-}
-
-// endOffsets returns the next offset to be written per partition (for lag).
-func endOffsets(ctx context.Context, cl *kafka.Client, topic string, parts []int) (map[int]int64, error) {
-	reqs := make([]kafka.OffsetRequest, 0, len(parts))
-	for _, p := range parts {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
-	}
-	resp, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return nil, fmt.Errorf("aggregator: end offsets of %s: %w", topic, err)
-	}
-	out := map[int]int64{}
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("aggregator: end offset of %s/%d: %w", topic, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
 	}
 	return out, nil
 }
