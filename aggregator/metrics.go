@@ -15,6 +15,7 @@ type metrics struct {
 	bad        prometheus.Counter // undecodable spans / bad partials
 	late       prometheus.Counter // phase 1: spans behind a closed window; phase 2: upserts of stored minutes
 	tooLate    prometheus.Counter // phase 1: spans past the lateness, dropped
+	future     prometheus.Counter // phase 1: spans from too far in the future, dropped
 	overflow   prometheus.Counter // spans (phase 1) or partials (phase 2) counted under __other__
 	duplicates prometheus.Counter // phase 2: copies dropped
 	emitted    prometheus.Counter // partials (phase 1) or points (phase 2) written out
@@ -42,6 +43,7 @@ func newMetrics(phase int) *metrics {
 		m.bad = c("undecodable_total", "Records of mercury.spans that are no span (skipped; the collector dead-letters them).")
 		m.late = c("late_spans_total", "Spans that arrived after their window's end had passed the watermark, still counted.")
 		m.tooLate = c("too_late_spans_total", "Spans later than the lateness bound, dropped.")
+		m.future = c("future_spans_total", "Spans starting more than the allowed skew ahead of this host's clock, dropped.")
 		m.overflow = c("overflow_spans_total", "Spans counted under a service's __other__ series (series cap).")
 		m.emitted = c("partials_total", "Partials emitted to mercury.metrics.20s.")
 	} else {
@@ -59,7 +61,7 @@ func newMetrics(phase int) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.lag, m.open, m.series, m.retries, m.records, m.bad, m.late, m.emitted, m.flushes}
-	for _, c := range []prometheus.Counter{m.tooLate, m.overflow, m.duplicates} {
+	for _, c := range []prometheus.Counter{m.tooLate, m.future, m.overflow, m.duplicates} {
 		if c != nil {
 			out = append(out, c)
 		}

@@ -126,9 +126,11 @@ func (p *p1) add(m kafka.Message, span *schemas.Span) {
 	}
 	a.m.records.Inc()
 	wm := p.rg.Watermark()
-	switch p.rg.Add(m.Offset, span) {
+	switch p.rg.Add(m.Offset, span, time.Now().UnixNano()) {
 	case phase1.TooLate:
 		a.m.tooLate.Inc()
+	case phase1.Future:
+		a.m.future.Inc()
 	case phase1.Overflow:
 		a.m.overflow.Inc()
 	}

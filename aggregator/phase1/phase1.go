@@ -25,6 +25,10 @@ import (
 type Config struct {
 	Window   time.Duration // event-time window; default 20 s; must divide a minute
 	Lateness time.Duration // default 30 min
+	// MaxFuture drops spans that start further than this ahead of the wall clock (a host
+	// with a broken clock): one of them would otherwise move the partition's watermark ahead
+	// and make every correct span too late. Default 1 h.
+	MaxFuture time.Duration
 	// MaxSeriesPerService caps the distinct series of one service (domain, service, dyed)
 	// within a range; spans of further series are counted under operation and host
 	// metric.Other (edges: peer metric.Other). Default 1000.
@@ -41,6 +45,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxSeriesPerService <= 0 {
 		c.MaxSeriesPerService = 1000
+	}
+	if c.MaxFuture <= 0 {
+		c.MaxFuture = time.Hour
 	}
 }
 
@@ -69,6 +76,7 @@ const (
 	Counted  Outcome = iota
 	TooLate          // older than the watermark minus Lateness: dropped
 	Overflow         // counted, under a service's __other__ series
+	Future           // started more than MaxFuture after now: dropped, the watermark untouched
 )
 
 // Range folds one range of one partition. Not safe for concurrent use.
@@ -102,11 +110,18 @@ func (r *Range) extend(offset int64) {
 	r.last = offset
 }
 
-// Add folds the span at offset. Offsets must increase. The span's strings may alias a
-// buffer that is reused after Add returns: whatever is kept is copied.
-func (r *Range) Add(offset int64, s *schemas.Span) Outcome {
+// Add folds the span at offset, read at wall-clock time now (Unix ns). Offsets must increase.
+// The span's strings may alias a buffer that is reused after Add returns: whatever is kept is
+// copied.
+//
+// now only guards against spans from the future, so replays decide alike for every span that
+// started less than MaxFuture ahead of the clock when it was first read.
+func (r *Range) Add(offset int64, s *schemas.Span, now int64) Outcome {
 	r.extend(offset)
 	start := s.StartUnixNano
+	if start > now+int64(r.cfg.MaxFuture) {
+		return Future
+	}
 	r.wm = max(r.wm, start)
 	if r.wm-start > int64(r.cfg.Lateness) {
 		return TooLate

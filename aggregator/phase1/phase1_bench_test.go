@@ -47,7 +47,7 @@ func BenchmarkDecodeAndFold(b *testing.B) {
 		if _, err := schemas.DecodeSpanAliased(body, &span); err != nil {
 			b.Fatal(err)
 		}
-		r.Add(int64(i), &span)
+		r.Add(int64(i), &span, base+int64(n)*int64(time.Millisecond))
 		if i%n == n-1 {
 			partials = r.Partials(partials[:0])
 			r.Next()

@@ -11,6 +11,9 @@ import (
 
 const sec = int64(time.Second)
 
+// wall is the clock the spans are read at: after all of them.
+const wall = 1_800_000_000 * sec
+
 func span(svc, op string, startSec int64, kind schemas.SpanKind, peer string) schemas.Span {
 	return schemas.Span{Domain: "shop", Service: svc, Operation: op, Kind: kind, Peer: peer, Host: "h1",
 		StartUnixNano: 1_700_000_000*sec + startSec*sec, DurationNano: 1000 + startSec, SampleRate: 1}
@@ -29,7 +32,7 @@ func TestWindowsEdgesAndDeterminism(t *testing.T) {
 	fold := func() []schemas.MetricPartial {
 		r := New(Config{}, 3, 0)
 		for i := range spans {
-			if out := r.Add(int64(100+i), &spans[i]); out != Counted {
+			if out := r.Add(int64(100+i), &spans[i], wall); out != Counted {
 				t.Fatalf("span %d: outcome %d", i, out)
 			}
 		}
@@ -69,7 +72,7 @@ func TestLatenessFollowsThePartitionWatermark(t *testing.T) {
 	now := span("a", "op", 3600, schemas.KindServer, "")
 	late := span("a", "op", 3600-25*60, schemas.KindServer, "")
 	tooLate := span("a", "op", 3600-31*60, schemas.KindServer, "")
-	if r.Add(1, &late) != Counted || r.Add(2, &now) != Counted || r.Add(3, &late) != Counted || r.Add(4, &tooLate) != TooLate {
+	if r.Add(1, &late, wall) != Counted || r.Add(2, &now, wall) != Counted || r.Add(3, &late, wall) != Counted || r.Add(4, &tooLate, wall) != TooLate {
 		t.Fatal("25-minute-late spans must count, 31-minute-late ones must not")
 	}
 	wm := r.Watermark()
@@ -79,11 +82,29 @@ func TestLatenessFollowsThePartitionWatermark(t *testing.T) {
 	}
 	// A new range of the same partition resumes at the watermark it is given.
 	r2 := New(Config{}, 0, wm)
-	if r2.Add(5, &tooLate) != TooLate {
+	if r2.Add(5, &tooLate, wall) != TooLate {
 		t.Fatal("the watermark did not carry over")
 	}
 	if _, last, ok := r2.Bounds(); !ok || last != 5 {
 		t.Fatal("a too-late span still belongs to the range")
+	}
+}
+
+// A span from a host whose clock runs a day ahead is dropped and moves no watermark: the
+// partition's correct spans stay on time.
+func TestFutureSpansDoNotMoveTheWatermark(t *testing.T) {
+	r := New(Config{}, 0, 0)
+	ok := span("a", "op", 0, schemas.KindServer, "")
+	clock := ok.StartUnixNano + 10*sec
+	future := span("a", "op", 86400, schemas.KindServer, "")
+	if r.Add(1, &ok, clock) != Counted || r.Add(2, &future, clock) != Future || r.Add(3, &ok, clock) != Counted {
+		t.Fatal("want counted, future, counted")
+	}
+	if r.Watermark() != ok.StartUnixNano || r.Open() != 1 {
+		t.Fatalf("watermark %d, %d aggregates", r.Watermark(), r.Open())
+	}
+	if _, last, _ := r.Bounds(); last != 3 {
+		t.Fatal("a future span still belongs to the range")
 	}
 }
 
@@ -92,7 +113,7 @@ func TestSeriesCapFoldsIntoOther(t *testing.T) {
 	outs := []Outcome{}
 	for i, op := range []string{"a", "b", "c", "a", "d"} {
 		s := span("svc", op, 0, schemas.KindServer, "")
-		outs = append(outs, r.Add(int64(i), &s))
+		outs = append(outs, r.Add(int64(i), &s, wall))
 	}
 	if !reflect.DeepEqual(outs, []Outcome{Counted, Counted, Overflow, Counted, Overflow}) {
 		t.Fatalf("outcomes %v", outs)

@@ -31,6 +31,7 @@ func aggregatorFlags(fs *flag.FlagSet) func(context.Context) error {
 	parts := fs.String("partitions", "", "comma-separated input partitions this instance owns (default all; instances of one phase must own disjoint sets)")
 	window := fs.Duration("window", 20*time.Second, "phase 1: event-time window")
 	lateness := fs.Duration("lateness", 30*time.Minute, "phase 1: spans later than this behind their partition's newest are dropped and counted")
+	maxFuture := fs.Duration("max-future", time.Hour, "phase 1: spans starting further ahead of this host's clock are dropped and counted")
 	maxSeries := fs.Int("max-series", 1000, "phase 1: series per service per flush before the rest count as __other__")
 	seriesPerDay := fs.Int("series-per-day", 5000, "phase 2: series a service may store per day (all partitions together) before the rest count as __other__")
 	flush := fs.Duration("flush", 0, "how long records wait in memory (default 2 s for phase 1, 1 s for phase 2)")
@@ -49,7 +50,7 @@ func aggregatorFlags(fs *flag.FlagSet) func(context.Context) error {
 		}
 		tel := daemon.NewTelemetry(slog.Default())
 		cfg := aggregator.Config{Telemetry: tel, Phase: *phase, Bus: bc, Partitions: owned, FlushInterval: *flush, MaxSeries: *seriesPerDay,
-			Fold: phase1.Config{Window: *window, Lateness: *lateness, MaxSeriesPerService: *maxSeries}}
+			Fold: phase1.Config{Window: *window, Lateness: *lateness, MaxFuture: *maxFuture, MaxSeriesPerService: *maxSeries}}
 		var components []daemon.Component
 		if *phase == 2 {
 			store, err := storage.OpenMetrics(ctx, storage.Config{DataDir: *data, HBaseURL: *hbase})
