@@ -33,21 +33,6 @@ func newAdmission(store metricstore.Store, maxSeries, part, parts int) *admissio
 		days: map[int64]map[serviceKey]map[string]bool{}}
 }
 
-// isOther reports whether l already is an overflow series (phase 1 folds its own overflow).
-func isOther(l metric.Labels) bool {
-	return l.Peer == metric.Other || (l.Operation == metric.Other && l.Host == metric.Other)
-}
-
-// otherOf is the overflow series a series of l's service is merged into.
-func otherOf(l metric.Labels) metric.Labels {
-	if l.IsEdge() {
-		l.Peer = metric.Other
-	} else {
-		l.Operation, l.Host = metric.Other, metric.Other
-	}
-	return l
-}
-
 // partitionOf is the partition of mercury.metrics.20s a series id is keyed to (the writer's
 // murmur2 balancer over every partition).
 func partitionOf(id string, parts int) int {
@@ -61,7 +46,7 @@ func partitionOf(id string, parts int) int {
 // target is the series a partial of series id (labels l) for minute is counted under, and
 // whether it overflowed.
 func (ad *admission) target(ctx context.Context, l metric.Labels, id string, minute int64) (metric.Labels, string, bool, error) {
-	if isOther(l) {
+	if l.IsOverflow() { // phase 1 folded it already
 		return l, id, false, nil
 	}
 	day := minute - ((minute%86400)+86400)%86400
@@ -82,7 +67,7 @@ func (ad *admission) target(ctx context.Context, l metric.Labels, id string, min
 		ids[id] = true
 		return l, id, false, nil
 	}
-	o := otherOf(l)
+	o := l.Overflow()
 	return o, o.OverflowID(ad.part), true, nil
 }
 
@@ -100,7 +85,7 @@ func (ad *admission) day(ctx context.Context, day int64) (map[serviceKey]map[str
 			return nil, err
 		}
 		for _, s := range ss {
-			if isOther(s.Labels) || partitionOf(s.ID, ad.parts) != ad.part {
+			if s.Labels.IsOverflow() || partitionOf(s.ID, ad.parts) != ad.part {
 				continue
 			}
 			k := serviceKey{s.Labels.Domain, s.Labels.Service, s.Labels.Dyed}

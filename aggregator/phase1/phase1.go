@@ -151,11 +151,7 @@ func (r *Range) admit(l metric.Labels) (*seriesAgg, bool) {
 	sk := serviceKey{l.Domain, l.Service, l.Dyed}
 	over := r.perSvc[sk] >= r.cfg.MaxSeriesPerService
 	if over {
-		if l.IsEdge() {
-			l.Peer = metric.Other
-		} else {
-			l.Operation, l.Host = metric.Other, metric.Other
-		}
+		l = l.Overflow()
 		if sa := r.series[l]; sa != nil {
 			return sa, true
 		}

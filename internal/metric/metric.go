@@ -58,6 +58,22 @@ type Labels struct {
 // IsEdge reports whether the series counts calls from Service to Peer.
 func (l Labels) IsEdge() bool { return l.Peer != "" }
 
+// Overflow is the series a series of l's service is counted under beyond a series cap:
+// operation and host Other (edges: peer Other).
+func (l Labels) Overflow() Labels {
+	if l.IsEdge() {
+		l.Peer = Other
+	} else {
+		l.Operation, l.Host = Other, Other
+	}
+	return l
+}
+
+// IsOverflow reports whether l is an overflow series.
+func (l Labels) IsOverflow() bool {
+	return l.Peer == Other || (l.Operation == Other && l.Host == Other)
+}
+
 // SeriesOf is the operation series of a span.
 func SeriesOf(s *schemas.Span) Labels {
 	return Labels{Domain: s.Domain, Service: s.Service, Operation: s.Operation, Kind: s.Kind, Host: s.Host, Dyed: s.Dyed}

@@ -96,3 +96,14 @@ func TestSum128DoesNotOverflow(t *testing.T) {
 		t.Fatal("a 2-byte sum was accepted")
 	}
 }
+
+func TestOverflowLabels(t *testing.T) {
+	op := Labels{Domain: "d", Service: "s", Operation: "GET /x", Host: "h"}
+	edge := Labels{Domain: "d", Service: "s", Peer: "db", Kind: schemas.KindClient}
+	if o := op.Overflow(); o.Operation != Other || o.Host != Other || o.Service != "s" || !o.IsOverflow() || op.IsOverflow() {
+		t.Fatalf("operation overflow %+v", o)
+	}
+	if o := edge.Overflow(); o.Peer != Other || !o.IsEdge() || !o.IsOverflow() || edge.IsOverflow() {
+		t.Fatalf("edge overflow %+v", o)
+	}
+}
