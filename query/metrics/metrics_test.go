@@ -31,6 +31,7 @@ var (
 	orderSrv = metric.Labels{Domain: "shop", Service: "order", Operation: "POST /checkout", Kind: schemas.KindServer, Host: "h1"}
 	edgeOrd  = metric.Labels{Domain: "shop", Service: "api", Kind: schemas.KindClient, Peer: "order"}
 	edgeDB   = metric.Labels{Domain: "shop", Service: "order", Kind: schemas.KindClient, Peer: "orders-db"}
+	apiDyed  = metric.Labels{Domain: "shop", Service: "api", Operation: "POST /orders", Kind: schemas.KindServer, Host: "h1", Dyed: true}
 )
 
 // stats of n spans of duration d (ns), errs of them failed, at sample rate 1.
@@ -69,6 +70,7 @@ func serve(t *testing.T) (*httptest.Server, metricstore.Store) {
 	put(orderSrv, 0, stats(30, 3, 8e6))
 	put(edgeOrd, 0, stats(30, 0, 9e6))
 	put(edgeDB, 0, stats(60, 6, 3e6))
+	put(apiDyed, 0, stats(1000, 0, 1e6)) // a load test: shadow series only
 	if err := store.Upsert(context.Background(), ups); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +123,7 @@ func TestSeries(t *testing.T) {
 		{"error rate", q("metric", "error_rate"), []any{6.0 / 180, 0.5, nil}},
 		{"avg", q("metric", "avg"), []any{math.Round((120*1+60*2)/180.0*1e6) / 1e6, 500.0, nil}},
 		{"operation", q("metric", "count", "operation", "POST /orders"), []any{180.0, 6.0, 0.0}},
+		{"dyed", q("metric", "count", "dyed", "true"), []any{1000.0, 0.0, 0.0}},
 		{"other operation", q("metric", "count", "operation", "GET /"), []any{0.0, 0.0, 0.0}},
 	} {
 		var s metrics.Series
