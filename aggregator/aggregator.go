@@ -59,16 +59,17 @@ type Config struct {
 	// Idle is how long a caught-up input stays quiet before what is held is flushed
 	// anyway, so a minute's last spans do not wait out FlushInterval; default 200 ms.
 	Idle time.Duration
-	// MaxOpen bounds phase 1's aggregates per partition (series × windows in a range): a
-	// range that reaches it is flushed at once, so a burst slows consumption instead of
-	// growing memory. Default 50,000.
+	// MaxOpen bounds phase 1's aggregates per partition (series × windows in a range; each
+	// about 1–3 KB, its sketch included): a range that reaches it is flushed at once, so a
+	// burst slows consumption instead of growing memory. Default 10,000.
 	MaxOpen int
 	// MaxSeries caps the series phase 2 stores per service and UTC day, all partitions
 	// together (each admits its share); further series are merged into the service's
 	// __other__ series. Default 5000.
 	MaxSeries int
-	// MaxPoints bounds the minute points phase 2 keeps per partition; beyond it the oldest
-	// stored ones are evicted and re-read if a late partial needs them. Default 100,000.
+	// MaxPoints bounds the minute points phase 2 keeps per partition (each about 1–3 KB);
+	// beyond it the oldest stored ones are evicted and re-read if a late partial needs them.
+	// Default 10,000.
 	MaxPoints int
 	// Backoff paces retries of broker and store errors; default 100 ms … 5 s.
 	Backoff retry.Backoff
@@ -111,13 +112,13 @@ func (c *Config) Validate() error {
 		c.Idle = 200 * time.Millisecond
 	}
 	if c.MaxOpen <= 0 {
-		c.MaxOpen = 50000
+		c.MaxOpen = 10000
 	}
 	if c.MaxSeries <= 0 {
 		c.MaxSeries = 5000
 	}
 	if c.MaxPoints <= 0 {
-		c.MaxPoints = 100000
+		c.MaxPoints = 10000
 	}
 	if c.Backoff.Min <= 0 {
 		c.Backoff = retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
