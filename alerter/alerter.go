@@ -63,7 +63,7 @@ func New(cfg Config) (*Alerter, error) {
 		receivers[publishReceiver] = p
 	}
 	a.dispatcher, err = notify.NewDispatcher(notify.DispatcherConfig{Store: cfg.Store, Receivers: receivers,
-		LinkBase: cfg.LinkBase, Logger: cfg.Logger, Now: cfg.Now, Owner: cfg.Owner})
+		LinkBase: cfg.LinkBase, Logger: cfg.Logger, Now: cfg.Now, Lease: cfg.ClaimLease})
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package alerter
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/mercury-apm/mercury/alerter/notify"
@@ -60,8 +59,9 @@ type Config struct {
 	RulesRefresh time.Duration
 	// FlushInterval bounds how long event counts and consumer offsets wait; default 200 ms.
 	FlushInterval time.Duration
-	// Owner names this instance in notification claims; default host-pid.
-	Owner string
+	// ClaimLease is how long a notification claimed by an instance is hidden from the
+	// others (an instance that dies mid-delivery delays it this long); default 1 min.
+	ClaimLease time.Duration
 	// Now is the wall clock; default time.Now.
 	Now func() time.Time
 }
@@ -87,6 +87,7 @@ func (c *Config) Validate() error {
 	def(&c.StoppedAfter, time.Minute)
 	def(&c.RulesRefresh, 5*time.Second)
 	def(&c.LagInterval, 30*time.Second)
+	def(&c.ClaimLease, time.Minute)
 	def(&c.FlushInterval, 200*time.Millisecond)
 	if c.StackDepth <= 0 {
 		c.StackDepth = 5
@@ -105,10 +106,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Owner == "" {
-		host, _ := os.Hostname()
-		c.Owner = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	for _, r := range c.Receivers {
 		if r.Name == "log" || r.Name == publishReceiver {

@@ -35,11 +35,12 @@ func (w *wall) Advance(d time.Duration) { w.mu.Lock(); w.t = w.t.Add(d); w.mu.Un
 type webhook struct {
 	mu     sync.Mutex
 	bodies []notify.WebhookBody
+	notice []string // the X-Mercury-Notice header of each
 	at     []time.Time
 	got    chan struct{}
 }
 
-func newWebhook(t *testing.T) (*webhook, string) {
+func newWebhook(t testing.TB) (*webhook, string) {
 	h := &webhook{got: make(chan struct{}, 100000)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -54,6 +55,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	h.bodies = append(h.bodies, b)
+	h.notice = append(h.notice, r.Header.Get(notify.NoticeHeader))
 	h.at = append(h.at, time.Now())
 	h.mu.Unlock()
 	h.got <- struct{}{}
@@ -67,7 +69,7 @@ func (h *webhook) received() []notify.WebhookBody {
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func openStore(t *testing.T) alertstore.Store {
+func openStore(t testing.TB) alertstore.Store {
 	s, err := pebblestore.OpenAlerts(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -29,8 +29,9 @@ const (
 
 // Notification is one alert transition for one receiver.
 type Notification struct {
-	Event string
-	Alert alertstore.Alert
+	NoticeID string // stable across redeliveries of the same notice
+	Event    string
+	Alert    alertstore.Alert
 	// Links lead from the alert to the events and traces behind it (absolute when the
 	// dispatcher knows the query API's address).
 	Links Links
@@ -102,8 +103,6 @@ type DispatcherConfig struct {
 	// Poll is how often the outbox is checked when nothing wakes the dispatcher; default 1 s.
 	Poll        time.Duration
 	Parallelism int // deliveries at once; default 8
-	// Owner names this dispatcher in claims (several dispatchers may share a store).
-	Owner string
 }
 
 // Dispatcher drains the store's outbox.
@@ -141,9 +140,6 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	}
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = 8
-	}
-	if cfg.Owner == "" {
-		cfg.Owner = "dispatcher"
 	}
 	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, 1),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mercury_alerter_notifications_total",
@@ -250,7 +246,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string, n alertstore.Notice
 		sendErr = Permanent(fmt.Errorf("unknown receiver %q", n.Receiver))
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-		sendErr = rcv.Notify(sctx, Notification{Event: n.Event, Alert: a, Links: d.links(&a)})
+		sendErr = rcv.Notify(sctx, Notification{NoticeID: n.ID, Event: n.Event, Alert: a, Links: d.links(&a)})
 		cancel()
 	}
 	if sendErr != nil && ctx.Err() != nil {

@@ -114,8 +114,17 @@ func (w *Webhook) Notify(ctx context.Context, n Notification) error {
 	if err != nil {
 		return Permanent(err)
 	}
-	return post(ctx, w.Client, w.URL, body, w.Headers, "webhook")
+	h := map[string]string{NoticeHeader: n.NoticeID}
+	for k, v := range w.Headers {
+		h[k] = v
+	}
+	return post(ctx, w.Client, w.URL, body, h, "webhook")
 }
+
+// NoticeHeader carries the notice's id on webhook requests: delivery is at least once (a
+// dispatcher that dies between the receiver's reply and recording it leaves the notice to
+// the next), so a receiver that must not act twice deduplicates on it.
+const NoticeHeader = "X-Mercury-Notice"
 
 func post(ctx context.Context, c *http.Client, url string, body []byte, headers map[string]string, what string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -234,6 +243,9 @@ func Message(from string, to []string, n Notification) []byte {
 	a := &n.Alert
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\n", from, strings.Join(to, ", "))
+	if n.NoticeID != "" { // the same notice sent twice is the same message to a mail client
+		fmt.Fprintf(&b, "Message-ID: <%s@mercury>\r\n", strings.NewReplacer("/", ".", " ", "").Replace(n.NoticeID))
+	}
 	fmt.Fprintf(&b, "Subject: [%s %s] %s\r\n", strings.ToUpper(a.Level), n.Event, oneLine(a.Summary))
 	fmt.Fprintf(&b, "Date: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", time.Now().Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "%s\r\n\r\n", a.Summary)
