@@ -95,7 +95,7 @@ func newTestAlerter(t *testing.T, s alertstore.Store, now *wall, hookURL string)
 	return a
 }
 
-func eventMsg(t *testing.T, partition int, offset int64, ev schemas.Event) kafka.Message {
+func eventMsg(t testing.TB, partition int, offset int64, ev schemas.Event) kafka.Message {
 	t.Helper()
 	v, err := schemas.Marshal(&ev)
 	if err != nil {
