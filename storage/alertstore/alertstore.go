@@ -140,7 +140,7 @@ type EventQuery struct {
 
 // StoredEvent is an event with the id and signature the alerter gave it.
 type StoredEvent struct {
-	ID        string        `json:"id"` // topic partition and offset: a replay stores it once
+	ID        string        `json:"id"` // topic, partition and offset: a replay stores it once
 	Signature string        `json:"signature"`
 	Event     schemas.Event `json:"event"`
 }
