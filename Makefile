@@ -3,13 +3,14 @@ GO ?= go
 
 .PHONY: run test bench build
 
-run: ## the whole pipeline in one process on embedded defaults, with demo traffic
-	$(GO) run ./cmd/mercury up --demo
+run: build ## the whole pipeline in one process on embedded defaults, with demo traffic
+	@# The built binary, not `go run`: go run exits 1 on Ctrl-C, mercury exits 0 after a clean stop.
+	./mercury up --demo
 
 test: ## vet, formatting and every test (tests needing avropipe/kcat skip without them)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
-	cd bench && $(GO) vet ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(GO) test -count=1 ./...
 
 bench: ## every benchmark; figures go to docs/BENCHMARKS.md

@@ -127,6 +127,7 @@ const (
 // Agent records spans and events. Its methods are safe for concurrent use.
 type Agent struct {
 	cfg     Config
+	origin  string // cfg.Domain as it travels in tracestate (originName)
 	spool   *spool.Spool
 	mask    *masker
 	spans   *spanQueue
@@ -186,13 +187,13 @@ func New(cfg Config) (*Agent, error) {
 // newAgent builds an agent with defaulted cfg, and starts no goroutine.
 func newAgent(cfg Config, sp *spool.Spool, m *masker) *Agent {
 	a := &Agent{
-		cfg: cfg, spool: sp, mask: m, started: time.Now(), stop: make(chan struct{}),
+		cfg: cfg, origin: originName(cfg.Domain), spool: sp, mask: m, started: time.Now(), stop: make(chan struct{}),
 		spans:  newSpanQueue(cfg.QueueSize),
 		events: make(chan schemas.Event, max(cfg.QueueSize/8, 64)), flushes: make(chan flushRequest),
 	}
 	a.records.New = func() any { return newSpanRecord() }
 	a.clock.Store(newClockBase(nil))
-	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, version: "local"})
+	a.runtime.Store(&runtimeConfig{sampleRate: cfg.SampleRate, overrideDomain: cfg.OverrideDomainSampling, version: "local"})
 	return a
 }
 

@@ -130,6 +130,38 @@ func TestDomainOverride(t *testing.T) {
 	}
 }
 
+// TestRemoteGovernance: the domain override and the per-category switches (cache, rpc, mq
+// beside http, sql and custom) are set remotely and take effect at once.
+func TestRemoteGovernance(t *testing.T) {
+	a := agenttest.New(t, agent.Config{Domain: "pay", SampleRate: 1e-9})
+	upstream := agent.SpanContext{TraceID: schemas.TraceID{1}, SpanID: schemas.SpanID{2}, Sampled: true, SampleRate: 1, OriginDomain: "shop"}
+	ctx := agent.ContextWithRemote(context.Background(), upstream)
+	if _, s := a.StartSpan(ctx, "x"); !s.Sampled() {
+		t.Fatal("without the override the upstream decision is followed")
+	}
+	on, off := true, false
+	if err := a.Apply(agent.RemoteConfig{Version: "2", OverrideDomainSampling: &on, Switches: map[string]bool{agent.CategoryMQ: false, agent.CategoryRPC: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, s := a.StartSpan(ctx, "x"); s.Sampled() {
+		t.Fatal("the remote domain override was ignored")
+	}
+	if _, s := a.Start(context.Background(), "publish", agent.KindProducer, agent.CategoryMQ); s != nil {
+		t.Fatal("an mq span was started with mq switched off")
+	}
+	for _, cat := range []string{agent.CategoryRPC, agent.CategoryCache} {
+		if _, s := a.Start(context.Background(), "call", agent.KindClient, cat); s == nil {
+			t.Fatalf("a %s span was refused", cat)
+		}
+	}
+	if err := a.Apply(agent.RemoteConfig{Version: "3", OverrideDomainSampling: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if _, s := a.StartSpan(ctx, "x"); !s.Sampled() {
+		t.Fatal("switching the override off remotely did not restore following")
+	}
+}
+
 // stallingFile blocks every write until released: a hung disk.
 type stallingFile struct {
 	spool.File

@@ -7,3 +7,6 @@ func NewWithFS(cfg Config, open func(path string) (spool.File, error)) (*Agent, 
 	cfg.spoolOpenFile = open
 	return New(cfg)
 }
+
+// OriginName exposes how a domain travels in tracestate.
+var OriginName = originName

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/hex"
+	"hash/fnv"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,9 +10,10 @@ import (
 	"github.com/mercury-apm/mercury/schemas"
 )
 
-// W3C Trace Context. Mercury's own fields travel in a tracestate entry under the key "mercury":
+// W3C Trace Context. Mercury's own fields travel in a tracestate member under the key "mercury":
 // r = sample rate, d = dyed (load test), o = origin domain, e.g. "mercury=r:0.25;d:1;o:shop".
-// A malformed header never errors: the request simply starts a new root trace.
+// A malformed traceparent never errors: the request simply starts a new root trace; invalid
+// tracestate members are dropped one by one.
 
 const (
 	// HeaderTraceparent and HeaderTracestate are the W3C header names.
@@ -24,7 +26,7 @@ const (
 	canonicalTracestate  = "Tracestate"
 
 	stateKey        = "mercury"
-	maxStateEntries = 32
+	maxStateMembers = 32
 )
 
 // SpanContext is what crosses process boundaries.
@@ -35,7 +37,9 @@ type SpanContext struct {
 	Sampled      bool
 	Dyed         bool   // load-test traffic
 	OriginDomain string // domain that took the sampling decision
-	OtherState   string // other vendors' tracestate entries, passed on untouched
+	// OtherState is the other vendors' tracestate members as Extract kept them (valid, one per
+	// key, at most 31, comma-separated), passed on in order. Inject writes it as it is.
+	OtherState string
 }
 
 // IsValid reports whether both ids are set.
@@ -85,58 +89,184 @@ func appendTraceparent(b []byte, sc SpanContext) []byte {
 	return append(b, "-00"...)
 }
 
-// applyTracestate reads Mercury's entry and keeps the others. It allocates only to join more
-// than four other entries.
-func applyTracestate(sc *SpanContext, h string) {
-	if h == "" {
-		return
+// Tracestate follows W3C Trace Context level 1 (https://www.w3.org/TR/trace-context-1/):
+//
+//	list             = list-member 0*31( OWS "," OWS list-member )
+//	list-member      = (key "=" value) / OWS
+//	key              = simple-key / multi-tenant-key
+//	simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+//	multi-tenant-key = tenant-id "@" system-id
+//	tenant-id        = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+//	system-id        = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+//	value            = 0*255(chr) nblk-chr
+//	nblk-chr         = %x21-2B / %x2D-3C / %x3E-7E
+//	chr              = %x20 / nblk-chr
+//
+// Several tracestate field lines are one list, in order (RFC 7230 §3.2.2). Extract keeps the
+// valid part of the list and drops the rest member by member (spec §4.3: invalid entries MAY be
+// discarded), because tracers such as OpenTelemetry Go discard a whole list over one bad member,
+// Mercury's included, while dropping the whole list here would delete other vendors' valid state:
+//   - members whose key or value breaks the grammar above;
+//   - a key seen before: the leftmost member wins. Tracers move the member they update to the
+//     left, so the leftmost is the latest position (spec §3.3.1.4: one entry per key);
+//   - members beyond the 32nd, Mercury's own counted: the rightmost go (spec §3.3.1.5).
+//
+// Empty and whitespace-only members are allowed and skipped. Inject writes Mercury's member
+// first, then the kept members in their order, joined by bare commas, on one line.
+
+// applyTracestate reads Mercury's member from the tracestate field lines and keeps the other
+// vendors' valid members in sc.OtherState. It allocates only when the kept members are not back
+// to back in one line with bare commas between them (as Mercury and OpenTelemetry write them):
+// those are a substring of that line, otherwise they are joined once.
+func applyTracestate(sc *SpanContext, lines ...string) {
+	if len(lines) == 0 {
+		return // before zeroing kept
 	}
-	var buf [4]string
-	others := buf[:0]
-	for entry := range strings.SplitSeq(h, ",") {
-		entry = strings.TrimSpace(entry)
-		k, v, ok := strings.Cut(entry, "=")
-		if !ok || k == "" {
-			continue // invalid entries are dropped, as the spec allows
-		}
-		if k != stateKey {
-			if len(others) < maxStateEntries-1 {
-				others = append(others, entry)
+	var kept [maxStateMembers - 1]string
+	n, own := 0, false
+	// While contiguous, the kept members are lines[runLine][runStart:runEnd].
+	runLine, runStart, runEnd, contiguous := 0, 0, 0, true
+	for li, line := range lines {
+		for pos := 0; pos <= len(line); {
+			start, stop := pos, len(line)
+			if i := strings.IndexByte(line[pos:], ','); i >= 0 {
+				stop = pos + i
 			}
-			continue
-		}
-		for f := range strings.SplitSeq(v, ";") {
-			name, val, _ := strings.Cut(f, ":")
-			switch name {
-			case "r":
-				if r, err := strconv.ParseFloat(val, 64); err == nil && r > 0 && r <= 1 {
-					sc.SampleRate = r
-				}
-			case "d":
-				sc.Dyed = val == "1"
-			case "o":
-				if ValidName(val) {
-					sc.OriginDomain = val
-				}
+			pos = stop + 1
+			for start < stop && isOWS(line[start]) {
+				start++
 			}
+			for stop > start && isOWS(line[stop-1]) {
+				stop--
+			}
+			key, value, ok := strings.Cut(line[start:stop], "=")
+			if !ok || !validKey(key) || !validValue(value) {
+				continue // empty, whitespace-only or invalid
+			}
+			if key == stateKey {
+				if !own {
+					own = true
+					applyOwnMember(sc, value)
+				}
+				continue
+			}
+			if n == len(kept) || hasKey(kept[:n], key) {
+				continue
+			}
+			if n == 0 {
+				runLine, runStart = li, start
+			} else if li != runLine || start != runEnd+1 {
+				contiguous = false
+			}
+			runEnd = stop
+			kept[n] = line[start:stop]
+			n++
 		}
 	}
-	sc.OtherState = strings.Join(others, ",")
+	switch {
+	case n == 0:
+	case contiguous:
+		sc.OtherState = lines[runLine][runStart:runEnd]
+	default:
+		sc.OtherState = strings.Join(kept[:n], ",")
+	}
 }
 
-// FormatTracestate puts Mercury's entry first (the spec wants the updated entry leftmost).
+// applyOwnMember reads Mercury's fields, each a letter, ':' and a value, separated by ';'.
+// Values out of range and unknown fields are ignored, never trusted.
+func applyOwnMember(sc *SpanContext, v string) {
+	for v != "" {
+		f := v
+		if i := strings.IndexByte(v, ';'); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		if len(f) < 2 || f[1] != ':' {
+			continue
+		}
+		switch val := f[2:]; f[0] {
+		case 'r':
+			if r, err := strconv.ParseFloat(val, 64); err == nil && r > 0 && r <= 1 {
+				sc.SampleRate = r
+			}
+		case 'd':
+			sc.Dyed = val == "1"
+		case 'o':
+			if schemas.ValidName(val) {
+				sc.OriginDomain = val
+			}
+		}
+	}
+}
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// hasKey reports whether one of the members has key k.
+func hasKey(members []string, k string) bool {
+	for _, m := range members {
+		if len(m) > len(k) && m[len(k)] == '=' && m[:len(k)] == k {
+			return true
+		}
+	}
+	return false
+}
+
+func validKey(k string) bool {
+	tenant, system, multi := strings.Cut(k, "@")
+	if !multi {
+		return validKeyPart(k, 256, false)
+	}
+	return validKeyPart(tenant, 241, true) && validKeyPart(system, 14, false)
+}
+
+// validKeyPart checks a simple key, tenant id or system id: 1 to max characters, the first a
+// lowercase letter (or a digit, for a tenant id), the others also digits, '_', '-', '*', '/'.
+func validKeyPart(s string, max int, digitFirst bool) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	if c := s[0]; !('a' <= c && c <= 'z' || digitFirst && '0' <= c && c <= '9') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '*' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue checks 1 to 256 printable ASCII characters but ',' and '=', the last not a space.
+func validValue(v string) bool {
+	if len(v) == 0 || len(v) > 256 || v[len(v)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == ',' || c == '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// FormatTracestate puts Mercury's member first (the spec wants the updated member leftmost).
 func FormatTracestate(sc SpanContext) string {
-	var b [128]byte // Mercury's entry always fits: only other vendors' state can overflow it
+	var b [128]byte // Mercury's member always fits: only other vendors' state can overflow it
 	return string(appendTracestate(b[:0], sc))
 }
 
+// appendTracestate writes Mercury's member, which any conforming tracer keeps: the key is a
+// simple key, and every byte of the value is a value character (the rate's digits, '.', 'e',
+// '+', '-', or NaN or Inf; ':' and ';'; an origin that passes ValidName), at most 97 of them.
 func appendTracestate(b []byte, sc SpanContext) []byte {
 	b = append(b, stateKey+"=r:"...)
 	b = strconv.AppendFloat(b, sc.SampleRate, 'g', -1, 64)
 	if sc.Dyed {
 		b = append(b, ";d:1"...)
 	}
-	if sc.OriginDomain != "" {
+	if schemas.ValidName(sc.OriginDomain) {
 		b = append(b, ";o:"...)
 		b = append(b, sc.OriginDomain...)
 	}
@@ -153,6 +283,14 @@ type Carrier interface {
 	Set(key, value string)
 }
 
+// ValuesCarrier is a Carrier that returns every field line of a header, so that Extract can
+// combine tracestate sent on several lines, as the spec requires; from a plain Carrier it reads
+// the first line only. http.Header and HeaderCarrier satisfy it.
+type ValuesCarrier interface {
+	Carrier
+	Values(key string) []string
+}
+
 // HeaderCarrier is an http.Header that reads and writes the W3C headers under their
 // canonical keys directly: http.Header.Get would canonicalize the lowercase names on every
 // request, an allocation each. Other keys follow net/http's rules.
@@ -165,6 +303,9 @@ func (h HeaderCarrier) Get(k string) string {
 	}
 	return ""
 }
+
+// Values returns every value of k.
+func (h HeaderCarrier) Values(k string) []string { return h[canonicalHeaderKey(k)] }
 
 // Set replaces the values of k.
 func (h HeaderCarrier) Set(k, v string) { h[canonicalHeaderKey(k)] = []string{v} }
@@ -186,7 +327,14 @@ func Extract(c Carrier) (SpanContext, bool) {
 	if !ok {
 		return SpanContext{}, false
 	}
-	applyTracestate(&sc, c.Get(HeaderTracestate))
+	switch c := c.(type) {
+	case HeaderCarrier:
+		applyTracestate(&sc, c[canonicalTracestate]...)
+	case ValuesCarrier:
+		applyTracestate(&sc, c.Values(HeaderTracestate)...)
+	default:
+		applyTracestate(&sc, c.Get(HeaderTracestate))
+	}
 	return sc, true
 }
 
@@ -226,18 +374,25 @@ func lowerHex(s string) bool {
 	return true
 }
 
-// ValidName reports whether s is a name Mercury accepts for domains, services and config
-// switches: 1-64 letters, digits, '-', '_' or '.'. It keeps them safe in tracestate values,
-// store keys and URLs.
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
+// originName is a domain as it travels as the tracestate origin, where it must pass ValidName:
+// unchanged when it does. Otherwise (spaces, commas, non-ASCII, more than 64 bytes) its other
+// bytes become '_', it is cut to 55 bytes and gets '-' and the 8 hex digits of its FNV-1a hash,
+// so all services of one domain send the same origin and different domains rarely share one
+// ("交易" and "支付" would both be "______" without the hash).
+func originName(domain string) string {
+	if domain == "" || schemas.ValidName(domain) {
+		return domain
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
+	b := make([]byte, 0, 64)
+	for i := 0; i < len(domain) && len(b) < 55; i++ {
+		c := domain[i]
+		if !schemas.ValidNameByte(c) {
+			c = '_'
 		}
+		b = append(b, c)
 	}
-	return true
+	h := fnv.New32a()
+	h.Write([]byte(domain))
+	b = append(b, '-')
+	return string(hex.AppendEncode(b, h.Sum(nil)))
 }

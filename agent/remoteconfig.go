@@ -9,27 +9,29 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/mercury-apm/mercury/schemas"
 )
 
 // RemoteConfig is what the config endpoint (or file) serves. Absent fields keep local values.
-type RemoteConfig struct {
-	Version    string          `json:"version"`
-	SampleRate *float64        `json:"sample_rate,omitempty"`
-	Switches   map[string]bool `json:"switches,omitempty"` // category → on; e.g. {"sql": false}
-	Kill       bool            `json:"kill,omitempty"`     // stop recording anything
-}
+type RemoteConfig = schemas.AgentConfig
 
 // runtimeConfig is the hot path's view, swapped atomically.
 type runtimeConfig struct {
-	sampleRate float64
-	killed     bool
-	off        map[string]bool
-	version    string
+	sampleRate     float64
+	killed         bool
+	overrideDomain bool
+	off            map[string]bool
+	version        string
 }
 
 // Apply installs a remote configuration now (the poller calls it; hosts may too).
 func (a *Agent) Apply(rc RemoteConfig) error {
-	rt := &runtimeConfig{sampleRate: a.cfg.SampleRate, killed: rc.Kill, off: map[string]bool{}, version: rc.Version}
+	rt := &runtimeConfig{sampleRate: a.cfg.SampleRate, killed: rc.Kill != nil && *rc.Kill,
+		overrideDomain: a.cfg.OverrideDomainSampling, off: map[string]bool{}, version: rc.Version}
+	if rc.OverrideDomainSampling != nil {
+		rt.overrideDomain = *rc.OverrideDomainSampling
+	}
 	if rc.SampleRate != nil {
 		if r := *rc.SampleRate; r < 0 || r > 1 {
 			return fmt.Errorf("agent: sample_rate %v outside [0,1]", r)

@@ -13,11 +13,15 @@ import (
 )
 
 // Categories name the instrumentation a span comes from, for the per-category switches of the
-// dynamic config.
+// dynamic config: a host instrumenting its cache, RPC or message-queue calls starts their
+// spans with Start(ctx, op, kind, CategoryCache) and so on, and one switch turns them off.
 const (
 	CategoryCustom = "custom"
 	CategoryHTTP   = "http"
 	CategorySQL    = "sql"
+	CategoryCache  = "cache"
+	CategoryRPC    = "rpc"
+	CategoryMQ     = "mq"
 )
 
 // Kinds, re-exported so hosts need not import schemas.
@@ -126,7 +130,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 	parent, ok := SpanContextFrom(ctx)
 	if ok {
 		s.sc = parent
-		if a.cfg.OverrideDomainSampling && parent.OriginDomain != "" && parent.OriginDomain != a.cfg.Domain {
+		if rt.overrideDomain && parent.OriginDomain != "" && parent.OriginDomain != a.origin {
 			a.decide(&s.sc, rt.sampleRate)
 		}
 		s.sc.SpanID = newSpanID()
@@ -158,7 +162,7 @@ func (a *Agent) Start(ctx context.Context, op string, kind schemas.SpanKind, cat
 
 // decide takes the sampling decision for a trace entering here.
 func (a *Agent) decide(sc *SpanContext, rate float64) {
-	sc.SampleRate, sc.OriginDomain = rate, a.cfg.Domain
+	sc.SampleRate, sc.OriginDomain = rate, a.origin
 	sc.Sampled = rate >= 1 || rand.Float64() < rate
 }
 

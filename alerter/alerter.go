@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/mercury-apm/mercury/alerter/rules"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
 
@@ -35,6 +37,8 @@ type Alerter struct {
 	memory     *rules.MemoryHistory // set when History was nil: fed by the metric consumer
 	evaluator  *rules.Evaluator
 	ready      atomic.Bool
+	mu         sync.Mutex
+	consumers  []*bus.Consumer
 
 	events, fired, suppressed, undecodable prometheus.Counter
 	metricPoints, ruleTransitions          prometheus.Counter
@@ -120,10 +124,17 @@ func (a *Alerter) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Ready is nil once the rules are loaded and the consumers run.
+// Ready is nil once the rules are loaded and the consumers run without failing.
 func (a *Alerter) Ready() error {
 	if !a.ready.Load() {
 		return errors.New("alerter: not running")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.consumers {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("alerter: consumer: %w", err)
+		}
 	}
 	return nil
 }
@@ -220,7 +231,7 @@ func (a *Alerter) update(ctx context.Context, id string, fn func(*alertstore.Ale
 // retry runs op until it succeeds, fails for good (invalid, conflict, not found, closed)
 // or ctx ends: the store's writes are idempotent, so repeating one is safe.
 func (a *Alerter) retry(ctx context.Context, op func() error) error {
-	b := bus.Backoff{Min: 50 * time.Millisecond, Max: 5 * time.Second}
+	b := retry.Backoff{Min: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := op()
 		if err == nil || errors.Is(err, alertstore.ErrInvalid) || errors.Is(err, alertstore.ErrConflict) ||

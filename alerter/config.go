@@ -57,8 +57,9 @@ type Config struct {
 
 	// RulesRefresh is how often rules, strategies and silences are reloaded; default 5 s.
 	RulesRefresh time.Duration
-	// FlushInterval bounds how long event counts and consumer offsets wait; default 200 ms.
-	FlushInterval time.Duration
+	// BatchWait is how long a consumer batch waits for more messages once it has one (the
+	// first occurrence of a signature alerts this much later at most); default 10 ms.
+	BatchWait time.Duration
 	// ClaimLease is how long a notification claimed by an instance is hidden from the
 	// others (an instance that dies mid-delivery delays it this long); default 1 min.
 	ClaimLease time.Duration
@@ -88,7 +89,7 @@ func (c *Config) Validate() error {
 	def(&c.RulesRefresh, 5*time.Second)
 	def(&c.LagInterval, 30*time.Second)
 	def(&c.ClaimLease, time.Minute)
-	def(&c.FlushInterval, 200*time.Millisecond)
+	def(&c.BatchWait, 10*time.Millisecond)
 	if c.StackDepth <= 0 {
 		c.StackDepth = 5
 	}

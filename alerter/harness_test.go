@@ -1,6 +1,7 @@
 package alerter
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -112,4 +113,15 @@ func alerts(t *testing.T, s alertstore.Store, f alertstore.AlertFilter) []alerts
 		t.Fatal(err)
 	}
 	return out
+}
+
+// flushAll flushes every partition's batch, then runs the time-driven work, as the consumer
+// and its ticker would.
+func flushAll(ctx context.Context, rt *realtime) error {
+	for part := range rt.parts {
+		if err := rt.flush(ctx, part); err != nil {
+			return err
+		}
+	}
+	return rt.tick(ctx)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
@@ -18,27 +19,43 @@ import (
 // carries on where the old one stopped.
 type metricConsumer struct {
 	a      *Alerter
-	latest map[string]int64 // newest minute seen per series
+	latest map[int]map[string]int64 // partition → series → newest minute seen
 }
 
 func (c *metricConsumer) handle(ctx context.Context, m kafka.Message) error {
 	var p schemas.MetricPoint
 	if err := schemas.Unmarshal(m.Value, &p); err != nil {
-		return bus.Permanent(fmt.Errorf("decode metric point: %w", err))
+		return retry.Permanent(fmt.Errorf("decode metric point: %w", err))
 	}
 	c.a.metricPoints.Inc()
 	if c.a.memory != nil {
 		c.a.memory.Put(p)
 	}
 	if c.latest == nil {
-		c.latest = map[string]int64{}
+		c.latest = map[int]map[string]int64{}
 	}
-	at := max(c.latest[p.SeriesID], p.MinuteUnix)
-	c.latest[p.SeriesID] = at
+	latest := c.latest[m.Partition]
+	if latest == nil {
+		latest = map[string]int64{}
+		c.latest[m.Partition] = latest
+	}
+	at := max(latest[p.SeriesID], p.MinuteUnix)
+	latest[p.SeriesID] = at
 	return c.a.evaluatePoint(ctx, &p, at)
 }
 
-func (c *metricConsumer) flush(context.Context) error { return nil } // decisions are stored as made
+// Decisions are stored as they are made, and the alert state lives in the store.
+func (c *metricConsumer) flush(context.Context, int) error                 { return nil }
+func (c *metricConsumer) tick(context.Context) error                       { return nil }
+func (c *metricConsumer) assigned(context.Context, []bus.Assignment) error { return nil }
+
+// revoked forgets the newest minutes of the partitions' series; a new owner learns them
+// from the points it replays.
+func (c *metricConsumer) revoked(parts []int) {
+	for _, p := range parts {
+		delete(c.latest, p)
+	}
+}
 
 // evaluatePoint evaluates every rule covering p's series at minute at (the newest minute of
 // the series; p may be a late revision of an earlier one).

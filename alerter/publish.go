@@ -8,6 +8,7 @@ import (
 
 	"github.com/mercury-apm/mercury/alerter/notify"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
@@ -50,7 +51,7 @@ func (p *publisher) Notify(ctx context.Context, n notify.Notification) error {
 	}
 	v, err := schemas.Marshal(&rec)
 	if err != nil {
-		return notify.Permanent(err)
+		return retry.Permanent(err)
 	}
 	return p.w.WriteMessages(ctx, kafka.Message{Key: []byte(n.Alert.Key), Value: v,
 		Headers: []kafka.Header{{Key: "mercury.alert.event", Value: []byte(n.Event)}}})

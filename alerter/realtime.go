@@ -12,6 +12,7 @@ import (
 	"github.com/mercury-apm/mercury/alerter/converge"
 	"github.com/mercury-apm/mercury/alerter/signature"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
@@ -107,7 +108,7 @@ func (r *realtime) handle(ctx context.Context, m kafka.Message) error {
 	var ev schemas.Event
 	if err := schemas.Unmarshal(m.Value, &ev); err != nil {
 		p.conv.Next, p.saved = m.Offset+1, false
-		return bus.Permanent(fmt.Errorf("decode event: %w", err))
+		return retry.Permanent(fmt.Errorf("decode event: %w", err))
 	}
 	rule := r.a.rules.Load().forEvent(&ev)
 	depth := rule.rule.StackDepth
@@ -208,15 +209,44 @@ func (r *realtime) close(ctx context.Context, w *converge.Window, at time.Time) 
 	return err
 }
 
-// flush stores the batch's events and counts, closes windows that ended, and saves each
-// changed partition's state: all before the consumer commits.
-func (r *realtime) flush(ctx context.Context) error {
-	for part, p := range r.parts {
-		if err := r.flushPartition(ctx, part, p); err != nil {
-			return err
+// flush stores a partition's batch (events, counts) and saves its state: before the
+// consumer commits the batch.
+func (r *realtime) flush(ctx context.Context, part int) error {
+	if p := r.parts[part]; p != nil {
+		return r.flushPartition(ctx, part, p)
+	}
+	return nil
+}
+
+// tick closes the alerts of windows that have ended (processing time).
+func (r *realtime) tick(ctx context.Context) error {
+	now := r.a.cfg.Now().UnixNano()
+	for _, p := range r.parts {
+		for _, w := range p.conv.Ended(now) {
+			if err := r.close(ctx, w, time.Unix(0, w.End)); err != nil {
+				return err
+			}
+			w.MarkClosed()
 		}
 	}
 	return nil
+}
+
+// assigned starts the partitions afresh: their state is loaded from the store with their
+// first message (see own).
+func (r *realtime) assigned(_ context.Context, parts []bus.Assignment) error {
+	for _, p := range parts {
+		delete(r.parts, p.Partition)
+	}
+	return nil
+}
+
+// revoked forgets the partitions: every batch of theirs was flushed before its commit, and
+// the new owner starts from the saved state.
+func (r *realtime) revoked(parts []int) {
+	for _, p := range parts {
+		delete(r.parts, p)
+	}
 }
 
 func (r *realtime) flushPartition(ctx context.Context, part int, p *partition) error {
@@ -232,13 +262,6 @@ func (r *realtime) flushPartition(ctx context.Context, part int, p *partition) e
 			return err
 		}
 		delete(p.dirty, sig)
-	}
-	now := r.a.cfg.Now().UnixNano()
-	for _, w := range p.conv.Ended(now) {
-		if err := r.close(ctx, w, time.Unix(0, w.End)); err != nil {
-			return err
-		}
-		w.MarkClosed()
 	}
 	if p.saved {
 		return nil

@@ -42,7 +42,7 @@ func BenchmarkRealtimeHandle(b *testing.B) {
 		}
 		if i%1000 == 999 {
 			now.Advance(time.Second)
-			if err := rt.flush(b.Context()); err != nil {
+			if err := flushAll(b.Context(), rt); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
@@ -41,7 +42,7 @@ func TestConvergenceThousandExceptionsOneAlert(t *testing.T) {
 		feed(exception(at, fmt.Sprintf("pay-%03d", i%200), "*pay.DeclinedError", fmt.Sprintf("charge order %d failed: card %d declined", 100000+i, 4000+i)))
 	}
 	now.Set(t0.Add(3 * time.Second))
-	if err := rt.flush(ctx); err != nil {
+	if err := flushAll(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
 	got := alerts(t, s, alertstore.AlertFilter{})
@@ -65,7 +66,7 @@ func TestConvergenceThousandExceptionsOneAlert(t *testing.T) {
 
 	// Once the window has passed (processing time) the alert is resolved with its counts.
 	now.Set(t0.Add(11 * time.Second))
-	if err := rt.flush(ctx); err != nil {
+	if err := flushAll(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
 	if a1, _ := s.GetAlert(ctx, first.ID); a1.State != alertstore.StateResolved || !a1.ResolvedAt.Equal(t0.Add(10*time.Second)) {
@@ -76,7 +77,7 @@ func TestConvergenceThousandExceptionsOneAlert(t *testing.T) {
 	feed(exception(t0.Add(12*time.Second), "pay-007", "*pay.DeclinedError", "charge order 123456 failed: card 9999 declined"))
 	// A different class is a different problem, even with the same message.
 	feed(exception(t0.Add(12*time.Second), "pay-007", "*net.OpError", "charge order 123456 failed: card 9999 declined"))
-	if err := rt.flush(ctx); err != nil {
+	if err := flushAll(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
 	got = alerts(t, s, alertstore.AlertFilter{State: alertstore.StateFiring})
@@ -129,7 +130,7 @@ func TestNewOwnerResumesFromSavedState(t *testing.T) {
 	ref := openStore(t)
 	one := newRealtime(newTestAlerter(t, ref, now, url), bus.TopicEvents)
 	run(one, 0, 60)
-	if err := one.flush(ctx); err != nil {
+	if err := flushAll(ctx, one); err != nil {
 		t.Fatal(err)
 	}
 	want := alerts(t, ref, alertstore.AlertFilter{})
@@ -138,13 +139,13 @@ func TestNewOwnerResumesFromSavedState(t *testing.T) {
 	// commit and replays 25..40 before going on.
 	a := newRealtime(newTestAlerter(t, s, now, url), bus.TopicEvents)
 	run(a, 0, 25)
-	if err := a.flush(ctx); err != nil {
+	if err := flushAll(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	run(a, 25, 40) // alerts fired, counts not saved: lost with A
 	b := newRealtime(newTestAlerter(t, s, now, url), bus.TopicEvents)
 	run(b, 25, 60)
-	if err := b.flush(ctx); err != nil {
+	if err := flushAll(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	got := alerts(t, s, alertstore.AlertFilter{})
@@ -174,13 +175,13 @@ func TestUndecodableEventIsPermanentAndSkipped(t *testing.T) {
 	m := eventMsg(t, 0, 0, exception(t0, "h", "E", "x"))
 	m.Value = []byte("not avro")
 	err := rt.handle(t.Context(), m)
-	if !bus.IsPermanent(err) {
+	if !retry.IsPermanent(err) {
 		t.Fatalf("undecodable event: %v, want a permanent error", err)
 	}
 	if err := rt.handle(t.Context(), eventMsg(t, 0, 1, exception(t0, "h", "E", "x"))); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.flush(t.Context()); err != nil {
+	if err := flushAll(t.Context(), rt); err != nil {
 		t.Fatal(err)
 	}
 	if got := alerts(t, s, alertstore.AlertFilter{}); len(got) != 1 {
@@ -232,7 +233,7 @@ func TestEventRulesWindowFingerprintIgnoreAndSilence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := rt.flush(ctx); err != nil {
+	if err := flushAll(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
 	got := alerts(t, s, alertstore.AlertFilter{})

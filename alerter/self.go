@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
@@ -18,25 +19,58 @@ import (
 // selfWatch raises alerts about Mercury itself, like any other alert: agents dropping
 // records, shippers falling behind, services that stopped sending heartbeats, and consumer
 // groups lagging on their topics.
+// Heartbeats are keyed by service, so a service's agents are watched by the owner of its
+// partition; consumer lag by the owner of partition 0.
 type selfWatch struct {
 	a        *Alerter
 	agents   map[string]agentSeen // service/host/pid → last heartbeat
 	services map[string]serviceSeen
+	owned    map[int]bool
 	lastLag  time.Time
 }
 
 type agentSeen struct {
-	drops int64
+	partition int
+	drops     int64
 }
 
 type serviceSeen struct {
-	domain string
-	last   time.Time // newest heartbeat time of any of its agents
+	partition int
+	domain    string
+	last      time.Time // newest heartbeat time of any of its agents
 }
 
 func newSelfWatch(a *Alerter) *selfWatch {
-	return &selfWatch{a: a, agents: map[string]agentSeen{}, services: map[string]serviceSeen{}}
+	return &selfWatch{a: a, agents: map[string]agentSeen{}, services: map[string]serviceSeen{}, owned: map[int]bool{}}
 }
+
+func (s *selfWatch) assigned(_ context.Context, parts []bus.Assignment) error {
+	for _, p := range parts {
+		s.owned[p.Partition] = true
+	}
+	return nil
+}
+
+// revoked forgets the partitions' agents and services: their new owner watches them (and
+// learns them from the heartbeats it replays), so this instance raises nothing about them.
+func (s *selfWatch) revoked(parts []int) {
+	for _, p := range parts {
+		delete(s.owned, p)
+		for k, v := range s.agents {
+			if v.partition == p {
+				delete(s.agents, k)
+			}
+		}
+		for k, v := range s.services {
+			if v.partition == p {
+				delete(s.services, k)
+			}
+		}
+	}
+}
+
+// Decisions are stored as they are made.
+func (s *selfWatch) flush(context.Context, int) error { return nil }
 
 func drops(stats map[string]int64) int64 {
 	var n int64
@@ -51,14 +85,14 @@ func drops(stats map[string]int64) int64 {
 func (s *selfWatch) handle(ctx context.Context, m kafka.Message) error {
 	var hb schemas.Heartbeat
 	if err := schemas.Unmarshal(m.Value, &hb); err != nil {
-		return bus.Permanent(fmt.Errorf("decode heartbeat: %w", err))
+		return retry.Permanent(fmt.Errorf("decode heartbeat: %w", err))
 	}
 	s.a.selfChecks.Inc()
 	at := time.Unix(0, hb.TimeUnixNano)
 	id := fmt.Sprintf("%s/%s/%d", hb.Service, hb.Host, hb.PID)
 	prev, seen := s.agents[id]
 	d := drops(hb.Stats)
-	s.agents[id] = agentSeen{drops: d}
+	s.agents[id] = agentSeen{partition: m.Partition, drops: d}
 	tmpl := alertstore.Alert{Kind: alertstore.KindSelf, Domain: hb.Domain, Service: hb.Service,
 		Labels: map[string]string{"host": hb.Host, "pid": fmt.Sprint(hb.PID), "agent_version": hb.AgentVersion}}
 	if seen {
@@ -85,7 +119,7 @@ func (s *selfWatch) handle(ctx context.Context, m kafka.Message) error {
 	}
 	sv := s.services[hb.Service]
 	if at.After(sv.last) {
-		sv.last, sv.domain = at, hb.Domain
+		sv.last, sv.domain, sv.partition = at, hb.Domain, m.Partition
 		s.services[hb.Service] = sv
 	}
 	return s.check(ctx, "stopped_reporting", "self/stopped/"+hb.Service, "", at, 0, 0,
@@ -100,9 +134,9 @@ func (s *selfWatch) check(ctx context.Context, rule, key, level string, at time.
 		receivers: func(string) []string { return s.a.cfg.DefaultReceivers }})
 }
 
-// flush raises "stopped reporting" for services whose newest heartbeat is older than
+// tick raises "stopped reporting" for services whose newest heartbeat is older than
 // StoppedAfter, and samples consumer lag every LagInterval.
-func (s *selfWatch) flush(ctx context.Context) error {
+func (s *selfWatch) tick(ctx context.Context) error {
 	now := s.a.cfg.Now()
 	names := make([]string, 0, len(s.services))
 	for name := range s.services {
@@ -121,7 +155,7 @@ func (s *selfWatch) flush(ctx context.Context) error {
 			return err
 		}
 	}
-	if now.Sub(s.lastLag) < s.a.cfg.LagInterval {
+	if !s.owned[0] || now.Sub(s.lastLag) < s.a.cfg.LagInterval {
 		return nil
 	}
 	s.lastLag = now

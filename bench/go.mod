@@ -2,7 +2,12 @@ module github.com/mercury-apm/mercury/bench
 
 go 1.26.8
 
-require github.com/mercury-apm/mercury v0.0.0
+require (
+	github.com/mercury-apm/mercury v0.0.0
+	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
+)
+
+require github.com/felixge/httpsnoop v1.1.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

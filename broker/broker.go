@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 
@@ -40,10 +41,11 @@ type Broker struct {
 	addr string
 }
 
-// Start starts the broker, creates the Mercury topics if they do not exist yet (a restart on
+// New starts the broker, creates the Mercury topics if they do not exist yet (a restart on
 // the same DataDir finds them, with their records and group offsets) and returns once it
-// accepts connections. ctx bounds the start only; the broker runs until Close.
-func Start(ctx context.Context, cfg Config) (*Broker, error) {
+// accepts connections. ctx bounds the start only; the broker runs until Close (or until
+// Run's context ends).
+func New(ctx context.Context, cfg Config) (*Broker, error) {
 	addr := cfg.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -83,6 +85,18 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	return b, nil
 }
+
+// Run serves until ctx ends, then closes the broker (persisting its state).
+func (b *Broker) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return b.Close()
+}
+
+// Ready: a running broker is ready.
+func (b *Broker) Ready() error { return nil }
+
+// Routes: the broker has no HTTP endpoints.
+func (b *Broker) Routes(*http.ServeMux) {}
 
 // Addr is the host:port clients connect to.
 func (b *Broker) Addr() string { return b.addr }

@@ -27,7 +27,7 @@ func start(t *testing.T, dir, addr string) *broker.Broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{DataDir: dir, Addr: addr})
+	b, err := broker.New(ctx, broker.Config{DataDir: dir, Addr: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,81 +136,6 @@ func writeRetry(w *kafka.Writer, m ...kafka.Message) error {
 	return errors.Join(errors.New("write after restart"), err)
 }
 
-// TestConsumeLoopAgainstBroker runs bus.Consume with a real group reader: a poison message
-// lands in mercury.dlq with its origin in the headers, the others are processed, and the
-// group's committed offset covers all of them.
-func TestConsumeLoopAgainstBroker(t *testing.T) {
-	b := start(t, "", "")
-	defer b.Close()
-	cfg := bus.Config{Brokers: []string{b.Addr()}}
-	w, err := bus.NewWriter(cfg, bus.WriterConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.CloseWriter(w)
-	var msgs []kafka.Message
-	for i := range 6 {
-		msgs = append(msgs, kafka.Message{Topic: bus.TopicAlerts, Key: []byte("k"), Value: fmt.Appendf(nil, "a%d", i)})
-	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	r, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicAlerts, GroupID: "loop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var seen []string
-	err = bus.Consume(ctx, bus.LoopConfig{Reader: r, DLQ: w, CommitInterval: 100 * time.Millisecond, Handle: func(_ context.Context, m kafka.Message) error {
-		if string(m.Value) == "a3" {
-			return bus.Permanent(errors.New("poison"))
-		}
-		seen = append(seen, string(m.Value))
-		if len(seen) == 5 {
-			cancel()
-		}
-		return nil
-	}})
-	r.Close()
-	if !errors.Is(err, context.Canceled) || len(seen) != 5 {
-		t.Fatalf("Consume: %v, seen %v", err, seen)
-	}
-	dr, err := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicDLQ, GroupID: "dlq-check"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dr.Close()
-	fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer fcancel()
-	d, err := dr.FetchMessage(fctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, _ := bus.Header(d, bus.HeaderDLQTopic)
-	off, _ := bus.Header(d, bus.HeaderDLQOffset)
-	why, _ := bus.Header(d, bus.HeaderDLQError)
-	if string(d.Value) != "a3" || topic != bus.TopicAlerts || off != "3" || why != "permanent: poison" {
-		t.Fatalf("dead letter %q topic %q offset %q error %q", d.Value, topic, off, why)
-	}
-	// The final commit on shutdown covered offset 5: a new member of the group starts at 6.
-	cl, _ := cfg.Client()
-	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
-	resp, err := cl.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "loop", Topics: map[string][]int{bus.TopicAlerts: {0, 1, 2}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var maxOff int64
-	for _, p := range resp.Topics[bus.TopicAlerts] {
-		maxOff = max(maxOff, p.CommittedOffset)
-	}
-	if maxOff != 6 {
-		t.Fatalf("committed offsets %+v", resp.Topics[bus.TopicAlerts])
-	}
-}
-
-// TestProducerMatchesWriterPartitioning: bus.Producer (the shipper's path) and bus.NewWriter
-// put a key in the same partition, and a batch larger than one request is split and arrives
 // complete and in order.
 func TestProducerMatchesWriterPartitioning(t *testing.T) {
 	b := start(t, "", "")

@@ -22,7 +22,7 @@ import (
 func childBroker() {
 	time.AfterFunc(10*time.Minute, func() { os.Exit(3) }) // never outlive a stuck parent
 	dir := os.Getenv("MERCURY_BROKER_CHILD")
-	b, err := broker.Start(context.Background(), broker.Config{DataDir: dir, SyncWrites: os.Getenv("MERCURY_BROKER_SYNC") != ""})
+	b, err := broker.New(context.Background(), broker.Config{DataDir: dir, SyncWrites: os.Getenv("MERCURY_BROKER_SYNC") != ""})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

@@ -21,7 +21,7 @@ import (
 func TestReplayDeadLetters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
+	b, err := broker.New(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,23 +76,31 @@ func TestReplayDeadLetters(t *testing.T) {
 		t.Fatalf("only the new dead letter should replay: %+v", st)
 	}
 
-	// --follow replays what arrives until it is stopped, and reports the cancellation.
+	// --follow replays what arrives until it is stopped, and reports the cancellation. Records
+	// are handled one after the other, so once "g" (which has no origin and only counts as
+	// skipped, whether or not its commit finishes before the stop) is reported, "f" has been
+	// produced and committed: the stop needs no guess of how long that takes.
 	fctx, stop := context.WithCancel(ctx)
-	seen := make(chan struct{})
+	seen := make(chan string, 2)
 	done := make(chan bus.ReplayStats)
 	go func() {
 		st, err := bus.Replay(fctx, cfg, bus.ReplayConfig{Follow: true, Logger: quiet,
-			Report: func(kafka.Message, string, error) { close(seen) }})
+			Report: func(m kafka.Message, _ string, _ error) { seen <- string(m.Value) }})
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("follow ended with %v", err)
 		}
 		done <- st
 	}()
 	deadLetter(bus.TopicSpans, "f")
-	<-seen
-	time.Sleep(time.Second) // an idle fetch deadline (200 ms) flushes it
+	if v := <-seen; v != "f" {
+		t.Fatalf("follow reported %q first", v)
+	}
+	deadLetter("not.mercury", "g")
+	if v := <-seen; v != "g" {
+		t.Fatalf("follow reported %q second", v)
+	}
 	stop()
-	if st := <-done; st != (bus.ReplayStats{Replayed: 1}) {
+	if st := <-done; st != (bus.ReplayStats{Replayed: 1, Skipped: 1}) {
 		t.Fatalf("follow: %+v", st)
 	}
 }

@@ -8,33 +8,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/retry"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/schemas"
-	"github.com/mercury-apm/mercury/tracestore"
+	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
-// Reader is what the collector needs of a *kafka.Reader.
-type Reader interface {
-	bus.Fetcher
-	Stats() kafka.ReaderStats
-	Close() error
-}
+// Group is the consumer group of every collector.
+const Group = "collector"
 
 // Config wires a collector.
 type Config struct {
-	Reader    Reader            // mercury.spans, group "collector"
-	DLQ       bus.MessageWriter // mercury.dlq; closed by Run when it is an io.Closer
+	daemon.Telemetry
+	Bus       bus.Config // mercury.spans, mercury.dlq
+	Group     string     // consumer group (default Group)
 	Store     *tracestore.Store
 	BatchSize int           // spans per store write (default 1000)
 	BatchWait time.Duration // how long a partial batch waits for more (default 100 ms)
@@ -44,154 +42,146 @@ type Config struct {
 	// Zero accepts any start time.
 	MaxAge time.Duration
 	// Grace bounds how long shutdown may spend finishing the batch in hand (default 15 s).
-	Grace    time.Duration
-	Backoff  bus.Backoff // store and DLQ retries (default 100 ms … 10 s)
-	Logger   *slog.Logger
-	Registry prometheus.Registerer // nil: a private registry
+	Grace   time.Duration
+	Backoff retry.Backoff // store and DLQ retries (default 100 ms … 10 s)
+}
+
+// Validate fills the defaults and checks what is required.
+func (c *Config) Validate() error {
+	if c.Store == nil {
+		return errors.New("collector: Store is required")
+	}
+	if len(c.Bus.Brokers) == 0 {
+		return errors.New("collector: Bus.Brokers is required")
+	}
+	if c.Group == "" {
+		c.Group = Group
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.BatchWait <= 0 {
+		c.BatchWait = 100 * time.Millisecond
+	}
+	if c.Grace <= 0 {
+		c.Grace = 15 * time.Second
+	}
+	c.Telemetry.Defaults()
+	return nil
 }
 
 // Collector is the daemon. Run it once.
 type Collector struct {
 	cfg      Config
-	gatherer prometheus.Gatherer
+	consumer *bus.Consumer
+	dlq      *kafka.Writer
 	m        metrics
 	mu       sync.Mutex
-	lastErr  error // the last store error, for /readyz
+	lastErr  error // the last store error, for Ready
+	spans    []schemas.Span
 }
+
+var _ daemon.Component = (*Collector)(nil)
 
 type metrics struct {
 	spans, dlq, batches prometheus.Counter
 	storeErrors         prometheus.Counter
 	batchSeconds        prometheus.Histogram
-	lag                 prometheus.Gauge
+	lag                 *prometheus.GaugeVec
 }
 
-// New checks the configuration and registers the metrics.
+// New checks the configuration, registers the metrics and builds the Kafka clients (Run
+// closes them).
 func New(cfg Config) (*Collector, error) {
-	if cfg.Reader == nil || cfg.Store == nil || cfg.DLQ == nil {
-		return nil, errors.New("collector: Reader, DLQ and Store are required")
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1000
-	}
-	if cfg.BatchWait <= 0 {
-		cfg.BatchWait = 100 * time.Millisecond
-	}
-	if cfg.Grace <= 0 {
-		cfg.Grace = 15 * time.Second
-	}
-	if cfg.Backoff.Min <= 0 {
-		cfg.Backoff = bus.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	c := &Collector{cfg: cfg}
-	reg := cfg.Registry
-	if reg == nil {
-		r := prometheus.NewRegistry()
-		reg, c.gatherer = r, r
-	} else if g, ok := reg.(prometheus.Gatherer); ok {
-		c.gatherer = g
-	}
 	c.m = metrics{
 		spans:        prometheus.NewCounter(prometheus.CounterOpts{Name: "mercury_collector_spans_total", Help: "Spans written to the trace stores."}),
 		dlq:          prometheus.NewCounter(prometheus.CounterOpts{Name: "mercury_collector_dlq_total", Help: "Records sent to mercury.dlq."}),
 		batches:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mercury_collector_batches_total", Help: "Batches written and committed."}),
 		storeErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "mercury_collector_store_errors_total", Help: "Failed store writes (retried)."}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mercury_collector_batch_seconds", Help: "Time to write and commit one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		lag:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "mercury_collector_consumer_lag", Help: "Messages behind the end of mercury.spans (this consumer's partitions)."}),
+		lag:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mercury_collector_consumer_lag", Help: "Messages behind the end of mercury.spans, per partition this member holds."}, []string{"partition"}),
 	}
-	for _, col := range []prometheus.Collector{c.m.spans, c.m.dlq, c.m.batches, c.m.storeErrors, c.m.batchSeconds, c.m.lag} {
-		if err := reg.Register(col); err != nil {
-			return nil, fmt.Errorf("collector: metrics: %w", err)
-		}
+	if err := cfg.Register(c.m.spans, c.m.dlq, c.m.batches, c.m.storeErrors, c.m.batchSeconds, c.m.lag); err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	dlq, err := bus.NewWriter(cfg.Bus, bus.WriterConfig{})
+	if err != nil {
+		return nil, err
+	}
+	c.dlq = dlq
+	c.consumer, err = bus.NewConsumer(cfg.Bus, bus.ConsumerConfig{
+		Topic: bus.TopicSpans, Group: cfg.Group, MaxBatch: cfg.BatchSize, MaxWait: cfg.BatchWait,
+		DLQ: dlq, Backoff: cfg.Backoff, Grace: cfg.Grace, Logger: cfg.Logger,
+		Revoked: func(parts []int) {
+			for _, p := range parts {
+				c.m.lag.DeleteLabelValues(strconv.Itoa(p))
+			}
+		},
+	})
+	if err != nil {
+		bus.CloseWriter(dlq)
+		return nil, err
 	}
 	return c, nil
 }
 
-// Handler serves /metrics, /healthz and /readyz.
-func (c *Collector) Handler() http.Handler {
-	mux := http.NewServeMux()
-	if c.gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(c.gatherer, promhttp.HandlerOpts{}))
+// Routes: the collector has no endpoints beyond /metrics, /healthz and /readyz.
+func (c *Collector) Routes(*http.ServeMux) {}
+
+// Ready is nil unless the last store write or the consumer failed.
+func (c *Collector) Ready() error {
+	c.mu.Lock()
+	err := c.lastErr
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("collector: store failing: %w", err)
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		c.mu.Lock()
-		err := c.lastErr
-		c.mu.Unlock()
-		if err != nil {
-			http.Error(w, "store failing: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	return mux
+	if err := c.consumer.Err(); err != nil {
+		return fmt.Errorf("collector: consumer: %w", err)
+	}
+	return nil
 }
 
 // Run consumes until ctx ends, then finishes the batch in hand (within Grace), commits it and
-// closes the reader. It returns nil after a clean shutdown.
+// closes its clients. It returns nil after a clean shutdown.
 func (c *Collector) Run(ctx context.Context) error {
-	defer c.cfg.Reader.Close()
-	if dlq, ok := c.cfg.DLQ.(io.Closer); ok {
-		defer dlq.Close()
-	}
-	// Work on a batch continues past ctx's end, for at most Grace: shutdown flushes.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.Grace, cancelWork) })
-	defer stop()
-
-	msgs := make([]kafka.Message, 0, c.cfg.BatchSize)
-	spans := make([]schemas.Span, 0, c.cfg.BatchSize)
-	for {
-		msgs = c.fetch(ctx, msgs[:0])
-		if len(msgs) == 0 {
-			if ctx.Err() != nil {
-				return nil
-			}
-			continue
-		}
-		start := time.Now()
-		var err error
-		if spans, err = c.decode(work, msgs, spans[:0]); err != nil {
-			return err
-		}
-		if err := c.write(work, spans); err != nil {
-			return err
-		}
-		if err := c.commit(work, msgs); err != nil {
-			return err
-		}
-		c.m.spans.Add(float64(len(spans)))
-		c.m.batches.Inc()
-		c.m.batchSeconds.Observe(time.Since(start).Seconds())
-		c.m.lag.Set(float64(c.cfg.Reader.Stats().Lag))
-	}
+	defer bus.CloseWriter(c.dlq)
+	return c.consumer.Run(ctx, c.handle)
 }
 
-// fetch blocks for the first message, then gathers more for at most BatchWait.
-func (c *Collector) fetch(ctx context.Context, msgs []kafka.Message) []kafka.Message {
-	m, err := c.cfg.Reader.FetchMessage(ctx)
+// handle stores one batch: decode (poison records to the DLQ), write rows and index; the
+// consumer commits when it returns nil. A store error marked permanent dead-letters the
+// batch (replayable with `mercury dlq replay`) instead of stalling every partition behind
+// it; any other store error is retried by the consumer, so a span is never skipped.
+func (c *Collector) handle(ctx context.Context, b bus.Batch) error {
+	start := time.Now()
+	spans, err := c.decode(ctx, b.Messages, c.spans[:0])
+	c.spans = spans[:0]
 	if err != nil {
-		if ctx.Err() == nil {
-			c.cfg.Logger.Warn("collector: fetch", "err", err)
-			time.Sleep(c.cfg.Backoff.Min)
-		}
-		return msgs
+		return err
 	}
-	msgs = append(msgs, m)
-	wait, cancel := context.WithTimeout(ctx, c.cfg.BatchWait)
-	defer cancel()
-	for len(msgs) < c.cfg.BatchSize {
-		m, err := c.cfg.Reader.FetchMessage(wait)
+	if len(spans) > 0 {
+		err = c.cfg.Store.WriteSpans(ctx, spans)
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
 		if err != nil {
-			break
+			c.m.storeErrors.Inc()
+			if retry.IsPermanent(err) {
+				c.m.dlq.Add(float64(len(b.Messages)))
+			}
+			return err
 		}
-		msgs = append(msgs, m)
 	}
-	return msgs
+	c.m.spans.Add(float64(len(spans)))
+	c.m.batches.Inc()
+	c.m.batchSeconds.Observe(time.Since(start).Seconds())
+	c.m.lag.WithLabelValues(strconv.Itoa(b.Partition)).Set(float64(b.Lag))
+	return nil
 }
 
 // decode turns messages into spans; a record that does not decode goes to the DLQ with the
@@ -206,7 +196,7 @@ func (c *Collector) decode(ctx context.Context, msgs []kafka.Message, spans []sc
 		}
 		if err != nil {
 			spans = spans[:len(spans)-1]
-			if err := c.retry(ctx, "dead-letter", func() error { return bus.SendDLQ(ctx, c.cfg.DLQ, m, err) }); err != nil {
+			if err := c.consumer.DeadLetter(ctx, m, err); err != nil {
 				return spans, err
 			}
 			c.m.dlq.Inc()
@@ -224,53 +214,6 @@ func checkStart(startNano int64, now time.Time, maxAge time.Duration) error {
 	return nil
 }
 
-// write stores the batch, retrying with backoff until it succeeds: a span is never skipped.
-// A permanent store error (a mapping conflict, say) still retries: dropping data silently is
-// worse than a stalled, alerting collector.
-func (c *Collector) write(ctx context.Context, spans []schemas.Span) error {
-	if len(spans) == 0 {
-		return nil
-	}
-	return c.retry(ctx, "store", func() error { return c.cfg.Store.WriteSpans(ctx, spans) })
-}
-
-// commit records the batch's offsets: the last message of each partition (kafka-go commits
-// offset+1). Batches are processed whole and in order, so this is the lowest contiguous
-// offset not yet stored.
-func (c *Collector) commit(ctx context.Context, msgs []kafka.Message) error {
-	last := map[int]kafka.Message{}
-	for _, m := range msgs {
-		last[m.Partition] = m
-	}
-	commits := make([]kafka.Message, 0, len(last))
-	for _, m := range last {
-		commits = append(commits, m)
-	}
-	return c.retry(ctx, "commit", func() error { return c.cfg.Reader.CommitMessages(ctx, commits...) })
-}
-
-func (c *Collector) retry(ctx context.Context, what string, fn func() error) error {
-	b := c.cfg.Backoff
-	for {
-		err := fn()
-		c.mu.Lock()
-		if what == "store" {
-			c.lastErr = err
-		}
-		c.mu.Unlock()
-		if err == nil {
-			return nil
-		}
-		if what == "store" {
-			c.m.storeErrors.Inc()
-		}
-		c.cfg.Logger.Warn("collector: retrying", "what", what, "err", err)
-		if werr := b.Wait(ctx); werr != nil {
-			return fmt.Errorf("collector: %s: giving up at shutdown: %w (last error: %w)", what, werr, err)
-		}
-	}
-}
-
 // Stats is a snapshot of the collector's counters.
 type Stats struct {
 	Spans, DLQ, Batches, StoreErrors int64
@@ -284,29 +227,4 @@ func (c *Collector) Stats() Stats {
 		return int64(d.GetCounter().GetValue())
 	}
 	return Stats{Spans: read(c.m.spans), DLQ: read(c.m.dlq), Batches: read(c.m.batches), StoreErrors: read(c.m.storeErrors)}
-}
-
-// Group is the consumer group of every collector.
-const Group = "collector"
-
-// NewOnBus builds the collector's Kafka clients — a reader of mercury.spans in Group and a
-// DLQ writer — and the collector around them (cfg.Reader and cfg.DLQ are set here). Run
-// closes both.
-func NewOnBus(bc bus.Config, cfg Config) (*Collector, error) {
-	r, err := bus.NewReader(bc, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: Group})
-	if err != nil {
-		return nil, err
-	}
-	dlq, err := bus.NewWriter(bc, bus.WriterConfig{})
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	cfg.Reader, cfg.DLQ = r, dlq
-	c, err := New(cfg)
-	if err != nil {
-		r.Close()
-		bus.CloseWriter(dlq)
-	}
-	return c, err
 }

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
 	"github.com/mercury-apm/mercury/internal/cputime"
-	"github.com/mercury-apm/mercury/tracestore"
-	"github.com/mercury-apm/mercury/tracestore/pebblestore"
+	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/storage/pebblestore"
+	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
 // BenchmarkCollectorPebble drains spans pre-produced to the in-process broker into embedded
@@ -32,10 +32,8 @@ func BenchmarkCollectorPebble(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, _ := bus.NewReader(cfg, bus.ReaderConfig{Topic: bus.TopicSpans, GroupID: "bench-" + strconv.Itoa(i)}) // a fresh group per run
-		w, _ := bus.NewWriter(cfg, bus.WriterConfig{})
-		c, err := collector.New(collector.Config{Reader: r, DLQ: w, Store: tracestore.New(db, db), BatchSize: 5000,
-			Logger: slog.New(slog.DiscardHandler)})
+		c, err := collector.New(collector.Config{Bus: cfg, Group: "bench-" + strconv.Itoa(i), // a fresh group per run
+			Store: tracestore.New(db, db), BatchSize: 5000, Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}})
 		if err != nil {
 			b.Fatal(err)
 		}

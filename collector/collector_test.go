@@ -16,14 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/retry"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
 	"github.com/mercury-apm/mercury/schemas"
-	"github.com/mercury-apm/mercury/tracestore"
-	"github.com/mercury-apm/mercury/tracestore/pebblestore"
+	"github.com/mercury-apm/mercury/storage/pebblestore"
+	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
 // The crash test re-runs this test binary as the collector process, so it can be SIGKILLed.
@@ -43,22 +46,38 @@ func childCollector() int {
 		return 1
 	}
 	defer db.Close()
-	c, err := newCollector(bus.Config{Brokers: []string{os.Getenv("MERCURY_BROKERS")}}, tracestore.New(db, db), slog.New(slog.DiscardHandler))
+	var rows tracestore.Rows = db
+	if n, err := strconv.Atoi(os.Getenv("MERCURY_STALL_AFTER")); err == nil {
+		rows = &stallingRows{Rows: db, after: n}
+	}
+	c, err := newCollector(bus.Config{Brokers: []string{os.Getenv("MERCURY_BROKERS")}}, tracestore.New(db, rows), slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Println("new:", err)
 		return 1
 	}
-	go func() { // progress for the parent, one line per second
-		for ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			fmt.Printf("written %d\n", c.Stats().Spans)
-		}
-	}()
 	if err := c.Run(ctx); err != nil {
 		fmt.Println("run:", err)
 		return 1
 	}
 	return 0
+}
+
+// stallingRows stores spans until after of them are stored, then says so on stdout and hangs
+// in the next write: the parent kills the process at a point it chose, not at whatever point
+// a progress report happened to reach it.
+type stallingRows struct {
+	tracestore.Rows
+	after, stored int
+}
+
+func (s *stallingRows) PutSpans(ctx context.Context, spans []schemas.Span) error {
+	if s.stored >= s.after {
+		fmt.Printf("stalled after %d spans\n", s.stored)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	s.stored += len(spans)
+	return s.Rows.PutSpans(ctx, spans)
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -70,7 +89,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func newCollector(cfg bus.Config, store *tracestore.Store, log *slog.Logger) (*collector.Collector, error) {
-	return collector.NewOnBus(cfg, collector.Config{Store: store, Logger: log, BatchSize: 2000})
+	return collector.New(collector.Config{Bus: cfg, Store: store, Telemetry: daemon.Telemetry{Logger: log}, BatchSize: 2000})
 }
 
 const spansPerTrace = 10
@@ -150,7 +169,7 @@ func verify(t *testing.T, store *tracestore.Store, traces int) {
 
 func startBroker(t testing.TB) (bus.Config, *broker.Broker) {
 	t.Helper()
-	b, err := broker.Start(context.Background(), broker.Config{DataDir: t.TempDir(), Partitions: map[string]int{bus.TopicSpans: 6}})
+	b, err := broker.New(context.Background(), broker.Config{DataDir: t.TempDir(), Partitions: map[string]int{bus.TopicSpans: 6}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,30 +268,34 @@ func TestCrashAnywhere(t *testing.T) {
 	cfg, _ := startBroker(t)
 	produce(t, cfg, traces)
 	dir := t.TempDir()
-	child := func(stdout io.Writer) *exec.Cmd {
+	child := func(stdout io.Writer, env ...string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "MERCURY_COLLECTOR_CHILD=1", "MERCURY_STORE_DIR="+dir, "MERCURY_BROKERS="+cfg.Brokers[0])
+		cmd.Env = append(cmd.Env, env...)
 		cmd.Stdout, cmd.Stderr = stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		return cmd
 	}
-	// First run: kill -9 once about a quarter is written.
+	// First run: stall the store once a quarter is written, with later batches fetched and
+	// possibly indexed, and kill -9 there.
 	pr, pw := io.Pipe()
-	cmd := child(pw)
+	cmd := child(pw, "MERCURY_STALL_AFTER="+strconv.Itoa(traces*spansPerTrace/4))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); pw.Close() }()
 	out := bufio.NewScanner(pr)
-	for out.Scan() {
-		if n, ok := strings.CutPrefix(out.Text(), "written "); ok {
-			if v, _ := strconv.Atoi(n); v >= traces*spansPerTrace/4 {
-				break
-			}
-		}
+	for out.Scan() && !strings.HasPrefix(out.Text(), "stalled ") {
+	}
+	if out.Err() != nil || !strings.HasPrefix(out.Text(), "stalled ") {
+		t.Fatalf("the collector ended before it stalled: %v", <-exited)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	go io.Copy(io.Discard, pr)
-	cmd.Wait()
-	pw.Close()
+	<-exited
+	if lag := groupLag(t, cfg, collector.Group); lag == 0 {
+		t.Fatal("the killed collector had committed everything")
+	}
 	// Second run: to the end, then a graceful stop.
 	cmd = child(io.Discard)
 	deadline := time.Now().Add(2 * time.Minute)
@@ -313,7 +336,7 @@ type flakyRows struct {
 
 func (f *flakyRows) PutSpans(ctx context.Context, spans []schemas.Span) error {
 	if f.failures.Add(-1) >= 0 {
-		return tracestore.AsRetryable(errors.New("HTTP 503 from the store"))
+		return retry.Retryable(errors.New("HTTP 503 from the store"))
 	}
 	return f.Rows.PutSpans(ctx, spans)
 }
@@ -329,8 +352,8 @@ func TestDeadStoreIsRetriedNeverSkipped(t *testing.T) {
 	rows := &flakyRows{Rows: db}
 	rows.failures.Store(4)
 	store := tracestore.New(db, rows)
-	c, err := collector.NewOnBus(cfg, collector.Config{Store: store, Logger: slog.New(slog.DiscardHandler),
-		Backoff: bus.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
+	c, err := collector.New(collector.Config{Bus: cfg, Store: store, Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)},
+		Backoff: retry.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +394,8 @@ func TestStartOutsideWindowIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	c, err := collector.NewOnBus(cfg, collector.Config{Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
-		Logger: slog.New(slog.DiscardHandler)})
+	c, err := collector.New(collector.Config{Bus: cfg, Store: tracestore.New(db, db), MaxAge: 7 * 24 * time.Hour,
+		Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

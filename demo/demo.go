@@ -49,21 +49,21 @@ type Config struct {
 
 // Demo is the running services.
 type Demo struct {
-	cfg      Config
-	agents   []*agent.Agent
-	servers  []*http.Server
-	db       *sql.DB
-	client   *http.Client
-	apiURL   string
-	next     atomic.Int64
-	stop     context.CancelFunc // ends the traffic
-	wg       sync.WaitGroup
-	shipStop context.CancelFunc // ends the in-process shippers
-	shipWG   sync.WaitGroup
+	cfg       Config
+	agents    []*agent.Agent
+	servers   []*http.Server
+	db        *sql.DB
+	client    *http.Client
+	apiURL    string
+	next      atomic.Int64
+	shipStop  context.CancelFunc // ends the in-process shippers
+	closeOnce sync.Once
+	closeErr  error
+	shipWG    sync.WaitGroup
 }
 
-// Start brings the three services up on loopback ports and starts the traffic.
-func Start(ctx context.Context, cfg Config) (*Demo, error) {
+// New brings the three services up on loopback ports; Run sends the traffic.
+func New(ctx context.Context, cfg Config) (*Demo, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = 250 * time.Millisecond
 	}
@@ -74,7 +74,9 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 		cfg.Logger = slog.Default()
 	}
 	d := &Demo{cfg: cfg}
-	d.next.Store(100000)
+	// Ids grow with the wall clock (10 a second, faster than the default traffic), so a
+	// restart does not reuse the order ids of an earlier run and a search finds one trace.
+	d.next.Store(time.Now().UnixMilli() / 100)
 	ag := map[string]*agent.Agent{}
 	for _, svc := range Services {
 		a, err := agent.New(agent.Config{Service: svc, Domain: "shop", SpoolDir: filepath.Join(cfg.SpoolRoot, svc),
@@ -117,14 +119,27 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 		return nil, err
 	}
 	d.client = &http.Client{Timeout: 10 * time.Second}
-	if cfg.Interval > 0 {
-		tctx, stop := context.WithCancel(ctx)
-		d.stop = stop
-		d.wg.Add(1)
-		go d.traffic(tctx)
-	}
 	return d, nil
 }
+
+// Run sends the traffic (unless Interval is negative) until ctx ends, then closes the
+// services and flushes their agents.
+func (d *Demo) Run(ctx context.Context) error {
+	if d.cfg.Interval > 0 {
+		d.traffic(ctx)
+	} else {
+		<-ctx.Done()
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	return d.Close(cctx)
+}
+
+// Ready: the services are up once New returned.
+func (d *Demo) Ready() error { return nil }
+
+// Routes: the demo serves on its own ports.
+func (d *Demo) Routes(*http.ServeMux) {}
 
 // startShippers runs one in-process shipper per service, until Close.
 func (d *Demo) startShippers(ctx context.Context) error {
@@ -172,7 +187,6 @@ func (d *Demo) Order(ctx context.Context, orderID int64, userID string) (int, er
 func (d *Demo) NextOrderID() int64 { return d.next.Load() }
 
 func (d *Demo) traffic(ctx context.Context) {
-	defer d.wg.Done()
 	t := time.NewTicker(d.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -276,12 +290,13 @@ func forward(ctx context.Context, c *http.Client, url, user string) (int, error)
 	return resp.StatusCode, nil
 }
 
-// Close stops the traffic and the services and flushes the agents.
+// Close stops the services and flushes the agents (Run calls it; call it when not running).
 func (d *Demo) Close(ctx context.Context) error {
-	if d.stop != nil {
-		d.stop()
-	}
-	d.wg.Wait()
+	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
+	return d.closeErr
+}
+
+func (d *Demo) close(ctx context.Context) error {
 	for _, s := range d.servers {
 		s.Shutdown(ctx) // handlers finish (and end their spans) before the agents close
 	}

@@ -27,9 +27,9 @@ func spoolRecords(t *testing.T, a *agent.Agent) (spans []schemas.Span, events []
 		t.Fatal(err)
 	}
 	scan := func(stream string, decode func(fp uint64, b []byte) error) {
-		skipped, err := spool.Scan(a.SpoolDir(), stream, func(s *schemas.Schema, b []byte) error { return decode(s.Fingerprint, b) })
-		if err != nil || skipped != 0 {
-			t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
+		res, err := spool.Scan(a.SpoolDir(), stream, func(s *schemas.Schema, b []byte) error { return decode(s.Fingerprint, b) })
+		if err != nil || res != (spool.ScanResult{}) {
+			t.Fatalf("scan %s: %+v, %v", stream, res, err)
 		}
 	}
 	scan(spool.StreamSpans, func(fp uint64, b []byte) error {

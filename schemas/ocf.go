@@ -158,6 +158,23 @@ func ReadOCFBlock(r ByteReader, h *OCFHeader, buf []byte) (OCFBlock, int64, erro
 	return OCFBlock{Count: count, Data: buf}, cr.n, nil
 }
 
+// OCFBlockHeader parses a block header (record count, byte size) at the start of b, which
+// need hold only the header. ok is false when b does not start with a plausible one.
+func OCFBlockHeader(b []byte) (count, size int64, n int, ok bool) {
+	r := bytes.NewReader(b)
+	var err error
+	if count, err = readLong(r); err != nil {
+		return 0, 0, 0, false
+	}
+	if size, err = readLong(r); err != nil {
+		return 0, 0, 0, false
+	}
+	if count < 0 || size < 0 || size > MaxOCFBlock || count > size+1 {
+		return 0, 0, 0, false
+	}
+	return count, size, len(b) - r.Len(), true
+}
+
 type countingReader struct {
 	r ByteReader
 	n int64

@@ -5,8 +5,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // The Prometheus figures are read from Stats() at scrape time, so the metrics, the heartbeat
@@ -24,7 +22,10 @@ var (
 	descSendErrors = desc("send_errors_total", "Failed send attempts (each is retried).")
 	descDups       = desc("possible_duplicates_total", "Records that may have been produced twice (a send retried after an unclear failure, or a restart after an unacknowledged batch).")
 	descSegments   = desc("segments", "Spool segment files on disk.")
-	descSkipped    = desc("skipped_segments_total", "Segments or segment tails skipped because they vanished or were corrupt.")
+	descSkipped    = desc("skipped_segments_total", "Whole segments (or the rest of one) skipped: vanished, unreadable header or read error.")
+	descSkipBlocks = desc("skipped_blocks_total", "Damaged spool blocks stepped over; reading resumed at the next good block.")
+	descSkipBytes  = desc("skipped_bytes_total", "Bytes of the damaged blocks stepped over.")
+	descSkipRecs   = desc("skipped_records_total", "Records the damaged blocks' headers declared, where a header was readable.")
 	descDropped    = desc("dropped_records_total", "Records larger than the maximum message size, dropped.")
 	descCursorAge  = desc("cursor_age_seconds", "Time since the cursor last advanced while records wait on disk; 0 when caught up.")
 )
@@ -48,6 +49,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		m(descDups, prometheus.CounterValue, float64(v.PossibleDuplicates))
 		m(descSegments, prometheus.GaugeValue, float64(v.Segments))
 		m(descSkipped, prometheus.CounterValue, float64(v.SkippedSegments))
+		m(descSkipBlocks, prometheus.CounterValue, float64(v.SkippedBlocks))
+		m(descSkipBytes, prometheus.CounterValue, float64(v.SkippedBytes))
+		m(descSkipRecs, prometheus.CounterValue, float64(v.SkippedRecords))
 		m(descDropped, prometheus.CounterValue, float64(v.DroppedRecords))
 		m(descCursorAge, prometheus.GaugeValue, v.CursorAge.Seconds())
 	}
@@ -57,24 +61,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // registers it with the host's registry).
 func (s *Shipper) Collector() prometheus.Collector { return collector{s} }
 
-// Handler serves /metrics (this shipper plus Go runtime metrics, on a private registry) and
-// /healthz (200 with the stats while running normally, 503 once Run failed).
-func (s *Shipper) Handler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		failed := s.failed
-		s.mu.Unlock()
+// Routes mounts GET /api/v1/ship/stats: the figures as JSON, and the failure once Run failed.
+func (s *Shipper) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/ship/stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		body := map[string]any{"status": "ok", "stats": s.Stats().Map()}
-		if failed != nil {
+		if err := s.Ready(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			body["status"], body["error"] = "failed", failed.Error()
+			body["status"], body["error"] = "failed", err.Error()
 		}
 		_ = json.NewEncoder(w).Encode(body)
 	})
-	return mux
+}
+
+// Ready is nil until Run failed.
+func (s *Shipper) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
 }

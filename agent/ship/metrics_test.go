@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestMetricsHealthAndCompression ships with lz4 and a byte-rate cap, then checks that the
@@ -46,7 +48,9 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "lag 0", func() bool { st := sh.s.Stats(); return st.LagRecords == 0 && st.CursorAge == 0 })
 
-	srv := httptest.NewServer(sh.s.Handler())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sh.s.Collector())
+	srv := httptest.NewServer(daemon.Handler(reg, sh.s.Routes, sh.s.Ready))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(srv.URL + path)
@@ -62,6 +66,9 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 		`mercury_shipper_records_total{stream="spans"} 400`,
 		`mercury_shipper_lag_records{stream="spans"} 0`,
 		`mercury_shipper_skipped_segments_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_blocks_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_bytes_total{stream="spans"} 0`,
+		`mercury_shipper_skipped_records_total{stream="spans"} 0`,
 		`mercury_shipper_segments{stream="spans"} 1`,
 		`mercury_shipper_bytes_total{stream="spans"} `,
 		`mercury_shipper_send_errors_total{stream="spans"} 0`,
@@ -71,8 +78,8 @@ func TestMetricsHealthAndCompression(t *testing.T) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
-	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, `"shipper_records":400`) {
-		t.Errorf("/healthz %d %s", code, body)
+	if code, body := get("/api/v1/ship/stats"); code != 200 || !strings.Contains(body, `"shipper_records":400`) || !strings.Contains(body, `"shipper_skipped_blocks":0`) {
+		t.Errorf("/api/v1/ship/stats %d %s", code, body)
 	}
 	if sh.s.Stats().Bytes != size {
 		t.Errorf("bytes %d, want %d", sh.s.Stats().Bytes, size)

@@ -201,7 +201,10 @@ type StreamStats struct {
 	SendErrors         int64         // failed send attempts
 	PossibleDuplicates int64         // records that may have been sent twice
 	Segments           int64         // segment files on disk
-	SkippedSegments    int64         // segments (or their tails) skipped: vanished or corrupt
+	SkippedSegments    int64         // whole segments (or the rest of one) skipped: vanished, unreadable header or I/O error
+	SkippedBlocks      int64         // damaged blocks stepped over (resynchronised at the next sync marker)
+	SkippedBytes       int64         // bytes of those blocks
+	SkippedRecords     int64         // records their headers declared, where readable
 	DroppedRecords     int64         // records larger than MaxMessageBytes
 	CursorAge          time.Duration // time since the cursor last advanced while lagging; 0 when caught up
 }
@@ -227,6 +230,9 @@ func (s *Shipper) Stats() Stats {
 		t.PossibleDuplicates += v.PossibleDuplicates
 		t.Segments += v.Segments
 		t.SkippedSegments += v.SkippedSegments
+		t.SkippedBlocks += v.SkippedBlocks
+		t.SkippedBytes += v.SkippedBytes
+		t.SkippedRecords += v.SkippedRecords
 		t.DroppedRecords += v.DroppedRecords
 		t.CursorAge = max(t.CursorAge, v.CursorAge)
 	}
@@ -244,6 +250,9 @@ func (s Stats) Map() map[string]int64 {
 		"shipper_possible_duplicates": s.PossibleDuplicates,
 		"shipper_segments":            s.Segments,
 		"shipper_skipped_segments":    s.SkippedSegments,
+		"shipper_skipped_blocks":      s.SkippedBlocks,
+		"shipper_skipped_bytes":       s.SkippedBytes,
+		"shipper_skipped_records":     s.SkippedRecords,
 		"shipper_dropped_records":     s.DroppedRecords,
 		"shipper_cursor_age_ms":       s.CursorAge.Milliseconds(),
 	}

@@ -3,20 +3,25 @@ package ship
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/agent/spool"
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
@@ -24,7 +29,7 @@ func startBroker(t testing.TB, dir, addr string) *broker.Broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{DataDir: dir, Addr: addr, Logger: quietLog()})
+	b, err := broker.New(ctx, broker.Config{DataDir: dir, Addr: addr, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +49,14 @@ type running struct {
 	stop func() error
 }
 
-func startShipper(t testing.TB, cfg Config) running {
+func startShipper(t testing.TB, cfg Config, setup ...func(*Shipper)) running {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -61,6 +69,24 @@ func startShipper(t testing.TB, cfg Config) running {
 	}
 	t.Cleanup(func() { stop() })
 	return running{s, stop}
+}
+
+// holdCursorAt freezes each stream's committer once it has committed n records or more, as
+// if the process hung there: the reader and sender go on until their buffers fill, nothing
+// more is committed. reached is closed when the first stream stops.
+func holdCursorAt(n int64) (hold func(*Shipper), reached <-chan struct{}) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return func(s *Shipper) {
+		for _, st := range s.streams {
+			st.afterCommit = func(ctx context.Context, committed int64) {
+				if committed >= n {
+					once.Do(func() { close(ch) })
+					<-ctx.Done()
+				}
+			}
+		}
+	}, ch
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -166,16 +192,24 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 		Logger: quietLog(),
 	}
 
-	// (a) a shipper is killed mid-stream and a new one resumes from the cursor.
+	// (a) a shipper is killed mid-stream and a new one resumes from the cursor. Its cursor is
+	// held at the first batch that reaches 600 records, and it is killed once later batches are
+	// in flight: the kill point is the test's, not a race with the shipper's speed.
 	write(40, 60)
-	s1 := startShipper(t, cfg)
-	waitFor(t, 20*time.Second, "first shipper to ship some", func() bool { return s1.s.Stats().Records >= 600 })
+	hold, held := holdCursorAt(600)
+	s1 := startShipper(t, cfg, hold)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("first shipper committed only %d records", s1.s.Stats().Records)
+	}
+	waitFor(t, 20*time.Second, "a batch in flight behind the held cursor", func() bool { return s1.s.streams[0].inflight.Load() > 0 })
 	if err := s1.stop(); err != nil {
 		t.Fatal(err)
 	}
 	st1 := s1.s.Stats()
-	if st1.Records >= int64(len(want)) {
-		t.Fatalf("first shipper finished everything (%d records) before the kill", st1.Records)
+	if st1.Records < 600 || st1.Records >= int64(len(want)) {
+		t.Fatalf("first shipper committed %d of %d records; the hold is at 600", st1.Records, len(want))
 	}
 	t.Logf("killed the first shipper after %d of %d records (possible duplicates %d)", st1.Records, len(want), st1.PossibleDuplicates)
 	write(20, 60)
@@ -184,6 +218,9 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 		st := s2.s.Stats()
 		return st.Records > 0 && st.LagRecords == 0 && st.LagBytes == 0
 	})
+	if d := s2.s.Stats().PossibleDuplicates; d == 0 {
+		t.Fatal("the second shipper counted no possible duplicates for the batches in flight at the kill")
+	}
 
 	// (b) the broker goes away for a while; the spool keeps growing; the broker restarts on
 	// the same data directory and the shipper catches up from disk.
@@ -267,15 +304,22 @@ func TestCorruptSegmentsAreSkipped(t *testing.T) {
 	badSync[len(badSync)-1] ^= 0xff
 	raw(badSync) // bad sync marker
 	good()
-	garbageRecords := append([]byte{}, header...)
-	garbageRecords = schemas.AppendOCFBlock(garbageRecords, 3, []byte{0xff, 0xff, 0xff, 0xff}, w.sync)
-	raw(garbageRecords) // block whose records do not parse
+	garbageBlock := schemas.AppendOCFBlock(nil, 3, []byte{0xff, 0xff, 0xff, 0xff}, w.sync)
+	raw(append(append([]byte{}, header...), garbageBlock...)) // block whose records do not parse
 	good()
 
 	c := newSpanConsumer(t, b.Addr(), "test-corrupt")
 	sh := startShipper(t, Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: 5 * time.Millisecond, Logger: quietLog()})
 	c.readUntil(20*time.Second, want)
-	waitFor(t, 10*time.Second, "5 skipped segments", func() bool { return sh.s.Stats().SkippedSegments == 5 })
+	// The first two are skipped whole; the other three lose their one block each (10, 10 and 3
+	// records by their headers).
+	wantSkipped := StreamStats{SkippedSegments: 2, SkippedBlocks: 3, SkippedRecords: 23,
+		SkippedBytes: int64(len(fullBlock) - 9 + len(fullBlock) + len(garbageBlock))}
+	skipped := func() StreamStats {
+		st := sh.s.Stats().StreamStats
+		return StreamStats{SkippedSegments: st.SkippedSegments, SkippedBlocks: st.SkippedBlocks, SkippedRecords: st.SkippedRecords, SkippedBytes: st.SkippedBytes}
+	}
+	waitFor(t, 10*time.Second, "the skip counters", func() bool { return skipped() == wantSkipped })
 	if len(c.seen) != len(want) {
 		t.Fatalf("got %d spans, want %d", len(c.seen), len(want))
 	}
@@ -427,5 +471,163 @@ func TestSegmentListedBeforeItsHeaderIsRead(t *testing.T) {
 	c.readUntil(20*time.Second, want)
 	if st := sh.s.Stats(); st.SkippedSegments != 0 {
 		t.Fatalf("skipped %d segments", st.SkippedSegments)
+	}
+}
+
+// TestDamagedBlocksAreSteppedOver: a large sealed segment damaged in a block header, in the
+// data, in a sync marker, across a block boundary and in its last block, then an active
+// segment damaged in the middle and ending in a block still being written. Everything outside
+// the damaged blocks arrives exactly once, the counters say what was lost, the unfinished
+// block is waited for, and a shipper restarted after the resync neither re-ships nor loses.
+func TestDamagedBlocksAreSteppedOver(t *testing.T) {
+	spoolDir := t.TempDir()
+	b := startBroker(t, "", "")
+	defer b.Close()
+	w := newSpoolWriter(t, spoolDir, StreamSpans, schemas.NameSpan)
+	defer w.close()
+	gen := newSpanGen(19)
+	type written struct {
+		path     string
+		off, end int64
+		ids      []schemas.SpanID
+	}
+	size := func() int64 {
+		fi, err := w.f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	var blocks []written
+	add := func(n int) {
+		off := size()
+		ids := gen.block(w, n)
+		blocks = append(blocks, written{w.path(w.seq), off, size(), ids})
+	}
+	w.rotate()
+	for range 200 {
+		add(100) // 20,000 spans in one segment
+	}
+	w.rotate()
+	for range 20 {
+		add(100)
+	}
+	second, ids := gen.bodies(100) // the agent is in the middle of writing this one
+	var data []byte
+	for _, body := range second {
+		data = append(data, body...)
+	}
+	tail := schemas.AppendOCFBlock(nil, len(second), data, w.sync)
+	tornAt := size()
+	w.write(tail[:len(tail)/2])
+
+	// Overwrite with fill, or flip the bits when fill is 0.
+	damage := func(blk int, at, n int64, fill byte) {
+		f, err := os.OpenFile(blocks[blk].path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, at); err != nil {
+			t.Fatal(err)
+		}
+		for i := range buf {
+			if fill == 0 {
+				buf[i] ^= 0xff
+			} else {
+				buf[i] = fill
+			}
+		}
+		if _, err := f.WriteAt(buf, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mid := func(i int) int64 { return (blocks[i].off + blocks[i].end) / 2 }
+	damage(10, blocks[10].off, 12, 0xff)      // block header
+	damage(50, mid(50), 100, 0)               // data
+	damage(90, blocks[90].end-12, 6, 0)       // sync marker
+	damage(130, blocks[130].end-40, 50, 0xff) // across into block 131's header
+	damage(199, mid(199), 100, 0)             // last block of the sealed segment
+	damage(205, mid(205), 100, 0)             // middle of the active segment
+	lost := map[int]bool{10: true, 50: true, 90: true, 130: true, 131: true, 199: true, 205: true}
+	var wantSkipped StreamStats
+	want := map[schemas.SpanID]bool{}
+	for i, blk := range blocks {
+		if !lost[i] {
+			expect(want, blk.ids)
+			continue
+		}
+		wantSkipped.SkippedBlocks++
+		wantSkipped.SkippedBytes += blk.end - blk.off
+		if i != 10 && i != 131 { // their headers are destroyed
+			wantSkipped.SkippedRecords += int64(len(blk.ids))
+		}
+	}
+	skipped := func(s *Shipper) StreamStats {
+		st := s.Stats().StreamStats
+		return StreamStats{SkippedSegments: st.SkippedSegments, SkippedBlocks: st.SkippedBlocks, SkippedBytes: st.SkippedBytes, SkippedRecords: st.SkippedRecords}
+	}
+
+	cfg := Config{Spool: spoolDir, Bus: bus.Config{Brokers: []string{b.Addr()}}, Streams: []string{StreamSpans}, Poll: 5 * time.Millisecond, Logger: quietLog()}
+	sh := startShipper(t, cfg)
+	c := newSpanConsumer(t, b.Addr(), "test-damaged")
+	c.readUntil(30*time.Second, want)
+	waitFor(t, 10*time.Second, "all but the damaged blocks committed", func() bool { return sh.s.Stats().Records == int64(len(want)) })
+	// The unfinished block is polled a few more times, and neither shipped nor counted.
+	polls := sh.s.streams[0].polls.Load()
+	waitFor(t, 10*time.Second, "5 more poll rounds", func() bool { return sh.s.streams[0].polls.Load() >= polls+5 })
+	if got := skipped(sh.s); got != wantSkipped {
+		t.Fatalf("skip counters %+v, want %+v", got, wantSkipped)
+	}
+	if st := sh.s.Stats(); st.Records != int64(len(want)) || st.SendErrors != 0 {
+		t.Fatalf("first shipper: %+v", st)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sh.s.Collector())
+	rec := httptest.NewRecorder()
+	daemon.Handler(reg, sh.s.Routes, sh.s.Ready).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range []string{
+		fmt.Sprintf(`mercury_shipper_skipped_blocks_total{stream="spans"} %d`, wantSkipped.SkippedBlocks),
+		fmt.Sprintf(`mercury_shipper_skipped_bytes_total{stream="spans"} %d`, wantSkipped.SkippedBytes),
+		fmt.Sprintf(`mercury_shipper_skipped_records_total{stream="spans"} %d`, wantSkipped.SkippedRecords),
+		`mercury_shipper_skipped_segments_total{stream="spans"} 0`,
+	} {
+		if !strings.Contains(rec.Body.String(), line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if err := sh.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := loadCursor(filepath.Join(spoolDir, ".ship"), StreamSpans)
+	if err != nil || cur != (cursor{Seq: w.seq, Off: tornAt}) {
+		t.Fatalf("cursor %+v (%v), want the unfinished block's start %d in segment %d", cur, err, tornAt, w.seq)
+	}
+	if _, err := os.Stat(blocks[0].path); !os.IsNotExist(err) {
+		t.Fatalf("the shipped sealed segment is still there: %v", err)
+	}
+
+	// The writer completes the block and goes on; a new shipper starts at the cursor.
+	w.write(tail[len(tail)/2:])
+	expect(want, ids)
+	w.rotate()
+	expect(want, gen.block(w, 100))
+	sh2 := startShipper(t, cfg)
+	c.readUntil(30*time.Second, want)
+	waitFor(t, 10*time.Second, "the second shipper's 200 records", func() bool { return sh2.s.Stats().Records == 200 })
+	if got := skipped(sh2.s); got != (StreamStats{}) {
+		t.Fatalf("the restarted shipper stepped over damage again: %+v", got)
+	}
+	for id, n := range c.seen {
+		if !want[id] {
+			t.Fatalf("span %x from a damaged block arrived", id)
+		}
+		if n != 1 {
+			t.Fatalf("span %x arrived %d times", id, n)
+		}
+	}
+	if len(c.seen) != len(want) {
+		t.Fatalf("got %d spans, want %d", len(c.seen), len(want))
 	}
 }

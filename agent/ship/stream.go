@@ -3,6 +3,7 @@ package ship
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mercury-apm/mercury/internal/retry"
 
 	"github.com/segmentio/kafka-go"
 
@@ -64,10 +67,17 @@ type stream struct {
 
 	seen map[uint64]bool // segments listed at or after the read position and not opened yet
 
+	// afterCommit, set by tests before Run, is called by the committer after each durable
+	// cursor advance with the records committed so far. Blocking in it holds the cursor where
+	// it is while the reader and sender go on, so a test can kill the shipper mid-stream at a
+	// point it chooses instead of racing it.
+	afterCommit func(ctx context.Context, committed int64)
+
 	scan     map[uint64]*scanState
 	lastScan time.Time // under mu
 
 	records, bytes, lagRecords, lagBytes, sendErrors, dups, segments, skipped, droppedTotal atomic.Int64
+	skippedBlocks, skippedBytes, skippedRecords                                             atomic.Int64 // damaged stretches stepped over
 	lastAdvance                                                                             atomic.Int64 // unix nanos
 	polls                                                                                   atomic.Int64 // caught-up rounds of the reader (tests wait on it)
 }
@@ -91,6 +101,7 @@ func (st *stream) stats() StreamStats {
 		LagRecords: st.lagRecords.Load(), LagBytes: st.lagBytes.Load(),
 		SendErrors: st.sendErrors.Load(), PossibleDuplicates: st.dups.Load(),
 		Segments: st.segments.Load(), SkippedSegments: st.skipped.Load(), DroppedRecords: st.droppedTotal.Load(),
+		SkippedBlocks: st.skippedBlocks.Load(), SkippedBytes: st.skippedBytes.Load(), SkippedRecords: st.skippedRecords.Load(),
 	}
 	if s.LagBytes > 0 {
 		s.CursorAge = time.Since(time.Unix(0, st.lastAdvance.Load()))
@@ -139,7 +150,7 @@ func (st *stream) run(ctx context.Context) error {
 		close(acked)
 	}()
 	go func() {
-		commitErr <- st.commitLoop(acked, free)
+		commitErr <- st.commitLoop(ctx, acked, free)
 		cancel() // a failed cursor write stops the reader and the sender too
 	}()
 	readErr := st.readLoop(ctx, full, free)
@@ -248,7 +259,7 @@ func (st *stream) sendLoop(ctx context.Context, w *bus.Producer, full <-chan *ba
 // commitLoop makes the cursor durable past each acknowledged batch, in order, off the sender's
 // path: the fsync (milliseconds) overlaps the next sends instead of delaying them. It drains
 // acked even after a failure so the sender never blocks on it.
-func (st *stream) commitLoop(acked <-chan *batch, free chan<- *batch) error {
+func (st *stream) commitLoop(ctx context.Context, acked <-chan *batch, free chan<- *batch) error {
 	var failed error
 	for b := range acked {
 		if failed != nil {
@@ -257,6 +268,9 @@ func (st *stream) commitLoop(acked <-chan *batch, free chan<- *batch) error {
 		if err := st.commit(b); err != nil {
 			failed = err
 			continue
+		}
+		if st.afterCommit != nil {
+			st.afterCommit(ctx, st.records.Load())
 		}
 		free <- b
 		st.updateLag(false)
@@ -297,7 +311,7 @@ func (st *stream) fill(ctx context.Context) error {
 		if !now.Before(lingerUntil) {
 			break
 		}
-		if err := bus.Sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
+		if err := retry.Sleep(ctx, min(lingerUntil.Sub(now), st.cfg.Linger/4+time.Millisecond)); err != nil {
 			return nil // shutting down: the caller sees ctx and abandons the batch
 		}
 	}
@@ -315,7 +329,7 @@ func (st *stream) readBlock() (bool, error) {
 		return true, st.appendBlock(blk)
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, schemas.ErrTornBlock) {
-		st.skip(err, "corrupt block", true)
+		st.skip(err, "unreadable segment", true) // an I/O error: damage is stepped over by Next
 		return true, nil
 	}
 	// End of the data written so far. The segment is finished only once it is sealed; the
@@ -332,14 +346,35 @@ func (st *stream) readBlock() (bool, error) {
 	case errors.Is(err, io.EOF):
 		st.finish(true)
 	case errors.Is(err, schemas.ErrTornBlock):
-		st.skip(err, "torn block at the end of a sealed segment (writer crashed)", true)
+		// A block torn by a crashed writer, or damage reaching the end: one lost block.
+		if blk, err = st.cur.SkipTail(err); err != nil {
+			st.skip(err, "unreadable segment", true)
+			return true, nil
+		}
+		st.damaged(blk, "the end of a sealed segment does not parse (a crashed writer's torn block, or damage)")
+		st.finish(true)
 	default:
-		st.skip(err, "corrupt block", true)
+		st.skip(err, "unreadable segment", true)
 	}
 	return true, nil
 }
 
+// damaged counts and logs a damaged stretch the segment reader stepped over, and moves the
+// read position past it: the cursor may stop there like after any block.
+func (st *stream) damaged(blk spool.Block, why string) {
+	st.skippedBlocks.Add(blk.Damage.Blocks)
+	st.skippedBytes.Add(blk.Damage.Bytes)
+	st.skippedRecords.Add(blk.Damage.Records)
+	st.log.Warn("ship: stepped over damaged blocks", "reason", why, "seq", st.pos.Seq, "offset", blk.Offset, "end", blk.End,
+		"blocks", blk.Damage.Blocks, "bytes", blk.Damage.Bytes, "records", blk.Damage.Records, "err", blk.Err)
+	st.pos.Off = blk.End
+}
+
 func (st *stream) appendBlock(blk spool.Block) error {
+	if blk.Damage != (spool.Damage{}) {
+		st.damaged(blk, "corrupt block")
+		return nil
+	}
 	b := st.b
 	n0, a0, b0, d0 := len(b.msgs), len(b.arena), b.bytes, b.dropped
 	fp := st.curFP
@@ -351,7 +386,8 @@ func (st *stream) appendBlock(blk spool.Block) error {
 		k0, k1, err := st.curSplit.keys(body)
 		if err != nil {
 			b.msgs, b.arena, b.bytes, b.dropped = b.msgs[:n0], b.arena[:a0], b0, d0
-			st.skip(err, "corrupt record", true)
+			blk.Damage, blk.Err = spool.Damage{Blocks: 1, Bytes: blk.End - blk.Offset, Records: int64(len(blk.Records))}, err
+			st.damaged(blk, "a record's key fields do not parse")
 			return nil
 		}
 		ks := len(b.arena)
@@ -525,7 +561,7 @@ func (st *stream) produce(ctx context.Context, w *bus.Producer, b *batch) error 
 	if n == 0 {
 		return nil
 	}
-	bo := bus.Backoff{Min: st.cfg.BackoffMin, Max: st.cfg.BackoffMax}
+	bo := retry.Backoff{Min: st.cfg.BackoffMin, Max: st.cfg.BackoffMax}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, st.cfg.SendTimeout)
 		err := w.WriteMessages(sctx, b.msgs...)
@@ -647,7 +683,8 @@ type scanState struct {
 	data int64   // offset of the first block (file header length), once parsed
 	ends []int64 // block end offsets
 	cum  []int64 // records up to and including each block
-	dead bool    // unreadable: counted no further
+	sync [16]byte
+	dead bool // unreadable or damaged: counted no further (the reader steps over damage, this walk does not)
 }
 
 func (s *scanState) total() int64 {
@@ -727,26 +764,24 @@ func (s *scanState) advance(seg spool.Segment) {
 			s.dead = !errors.Is(err, schemas.ErrTornBlock)
 			return
 		}
-		s.off, s.data = h.Len, h.Len
+		s.off, s.data, s.sync = h.Len, h.Len, h.Sync
 	}
-	var hdr [20]byte
+	var hdr [2 * binary.MaxVarintLen64]byte
+	var sync [16]byte
 	for s.off < seg.Size {
 		n, _ := f.ReadAt(hdr[:], s.off)
-		count, p, err := readVarint(hdr[:n], 0)
-		if err != nil {
-			return
-		}
-		size, p, err := readVarint(hdr[:n], p)
-		if err != nil {
-			return
-		}
-		if count < 0 || size < 0 {
-			s.dead = true
+		count, size, p, ok := schemas.OCFBlockHeader(hdr[:n])
+		if !ok {
+			s.dead = n == len(hdr) // else perhaps a header still being written
 			return
 		}
 		end := s.off + int64(p) + size + 16
 		if end > seg.Size {
 			return // block not complete yet
+		}
+		if _, err := f.ReadAt(sync[:], end-16); err != nil || sync != s.sync {
+			s.dead = err == nil // a header that lies about its size
+			return
 		}
 		s.ends = append(s.ends, end)
 		s.cum = append(s.cum, s.total()+count)
@@ -771,5 +806,5 @@ func (l *rateLimiter) wait(ctx context.Context, n int64) error {
 	}
 	d := l.next.Sub(now)
 	l.next = l.next.Add(time.Duration(float64(n) / float64(l.rate) * float64(time.Second)))
-	return bus.Sleep(ctx, d)
+	return retry.Sleep(ctx, d)
 }

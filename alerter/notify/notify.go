@@ -11,12 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
 
@@ -44,33 +44,10 @@ type Links struct {
 	Traces []string `json:"traces,omitempty"`
 }
 
-// Receiver delivers notifications somewhere. An error wrapped by Permanent is not retried.
+// Receiver delivers notifications somewhere. An error marked retry.Permanent (a receiver
+// refusing the request) is not retried; any other is, with backoff.
 type Receiver interface {
 	Notify(ctx context.Context, n Notification) error
-}
-
-type permanentError struct{ err error }
-
-func (p permanentError) Error() string { return "permanent: " + p.err.Error() }
-func (p permanentError) Unwrap() error { return p.err }
-
-// Permanent marks err as one retrying will not fix (a receiver refusing the request).
-func Permanent(err error) error { return permanentError{err} }
-
-// IsPermanent reports whether err was marked Permanent.
-func IsPermanent(err error) bool { return errors.As(err, new(permanentError)) }
-
-// statusError classifies an HTTP reply: 2xx is delivered; 408, 429 and 5xx may pass later;
-// any other status will not.
-func statusError(resp *http.Response, what string) error {
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return nil
-	}
-	err := fmt.Errorf("%s: HTTP %s", what, resp.Status)
-	if resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return err
-	}
-	return Permanent(err)
 }
 
 // Log writes notifications to a logger.
@@ -243,7 +220,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string, n alertstore.Notice
 	rcv, known := d.cfg.Receivers[n.Receiver]
 	var sendErr error
 	if !known {
-		sendErr = Permanent(fmt.Errorf("unknown receiver %q", n.Receiver))
+		sendErr = retry.Permanent(fmt.Errorf("unknown receiver %q", n.Receiver))
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 		sendErr = rcv.Notify(sctx, Notification{NoticeID: n.ID, Event: n.Event, Alert: a, Links: d.links(&a)})
@@ -266,7 +243,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string, n alertstore.Notice
 		nt := &a.Outbox[i]
 		nt.Attempts++
 		nt.LastErr = sendErr.Error()
-		if IsPermanent(sendErr) || nt.Attempts >= d.cfg.MaxAttempts {
+		if retry.IsPermanent(sendErr) || nt.Attempts >= d.cfg.MaxAttempts {
 			a.Outbox = append(a.Outbox[:i], a.Outbox[i+1:]...)
 			a.History = append(a.History, alertstore.Change{At: done, What: "notify failed", By: n.Receiver,
 				Note: fmt.Sprintf("%s after %d attempt(s): %v", n.Event, nt.Attempts, sendErr)})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/alerter/notify"
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
@@ -341,7 +342,7 @@ func TestEmailToADeadServerIsRetryable(t *testing.T) {
 	ln.Close()
 	e := &notify.Email{Addr: addr, From: "a@b", To: []string{"c@d"}}
 	err := e.Notify(t.Context(), notify.Notification{Event: notify.Fired})
-	if err == nil || notify.IsPermanent(err) {
+	if err == nil || retry.IsPermanent(err) {
 		t.Fatalf("dead SMTP server: %v, want a retryable error", err)
 	}
 }
@@ -365,8 +366,8 @@ func TestBuildRejectsBadConfig(t *testing.T) {
 }
 
 func TestPermanentIsDetectedThroughWrapping(t *testing.T) {
-	err := errors.Join(errors.New("x"), notify.Permanent(errors.New("refused")))
-	if !notify.IsPermanent(err) {
+	err := errors.Join(errors.New("x"), retry.Permanent(errors.New("refused")))
+	if !retry.IsPermanent(err) {
 		t.Fatal("wrapped permanent error not detected")
 	}
 }

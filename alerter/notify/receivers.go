@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
 
@@ -112,7 +113,7 @@ func (w *Webhook) Notify(ctx context.Context, n Notification) error {
 	a.Outbox, a.History = nil, nil // delivery bookkeeping is not the receiver's business
 	body, err := json.Marshal(WebhookBody{Version: "mercury.alert.v1", Event: n.Event, Alert: a, Links: n.Links})
 	if err != nil {
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 	h := map[string]string{NoticeHeader: n.NoticeID}
 	for k, v := range w.Headers {
@@ -129,7 +130,7 @@ const NoticeHeader = "X-Mercury-Notice"
 func post(ctx context.Context, c *http.Client, url string, body []byte, headers map[string]string, what string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range headers {
@@ -144,7 +145,10 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, headers 
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return statusError(resp, what)
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	return retry.StatusError(resp.StatusCode, what)
 }
 
 // Alertmanager posts to an Alertmanager's API v2 (POST /api/v2/alerts) so an existing
@@ -199,7 +203,7 @@ func (m *Alertmanager) Notify(ctx context.Context, n Notification) error {
 	}
 	body, err := json.Marshal([]AMAlert{am})
 	if err != nil {
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 	return post(ctx, m.Client, m.URL+"/api/v2/alerts", body, nil, "alertmanager")
 }
@@ -227,7 +231,7 @@ func (e *Email) Notify(ctx context.Context, n Notification) error {
 	case err := <-done:
 		var perr *textproto.Error
 		if errors.As(err, &perr) && perr.Code >= 500 {
-			return Permanent(err) // 5xx: the server refused the mail for good
+			return retry.Permanent(err) // 5xx: the server refused the mail for good
 		}
 		if err != nil {
 			return fmt.Errorf("email: %w", err)

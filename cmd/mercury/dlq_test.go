@@ -18,7 +18,7 @@ import (
 func TestDLQReplayCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
+	b, err := broker.New(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log"
 	"os"
 	"time"
@@ -25,11 +24,8 @@ func runGateway(ctx context.Context, args []string) error {
 	spoolDir := fs.String("spool", "gateway-spool", "agent spool directory the shipper reads")
 	service := fs.String("service", "gateway", "service name on the gateway's spans and events")
 	configURL := fs.String("agent-config-url", "", "query service's agent-config endpoint (sample rate, switches); empty: trace everything")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	// Config first: a typo must not leave a spool directory and an agent behind.
 	cfg, err := gateway.LoadConfig(*configPath)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -20,28 +21,29 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"up":        {runUp, "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
-	"broker":    {runBroker, "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
-	"ship":      {runShip, "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
-	"collector": {runCollector, "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
-	"query":     {runQuery, "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
+	"up":        {daemonCommand("up", upFlags), "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
+	"broker":    {daemonCommand("broker", brokerFlags), "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
+	"ship":      {daemonCommand("ship", shipFlags), "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
+	"collector": {daemonCommand("collector", collectorFlags), "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
+	"query":     {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
 	"gateway":   {runGateway, "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
 	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
 	"dlq":       {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
 	"spool":     {runSpool, "spool cat DIR                              print spool records as JSON lines"},
+	"config":    {runConfig, "config check FILE | config defaults        check a configuration file; print every key with its default"},
 	"version":   {runVersion, "version                                    print the version"},
 }
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
+		usage(os.Stdout) // asked for: not an error
+		return
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "mercury: unknown command %q\n\n", os.Args[1])
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,12 +55,34 @@ func main() {
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: mercury COMMAND [flags]\n\ncommands:")
-	for _, n := range slices.Sorted(maps.Keys(commands)) {
-		fmt.Fprintf(os.Stderr, "  %s\n", commands[n].usage)
+// daemonCommand is a daemon's subcommand: flags declares its flags on a set and returns
+// what runs it once they are parsed, so the same declaration serves the command line, the
+// configuration file (--config-file, applied under the command line) and `mercury config`.
+func daemonCommand(name string, flags func(fs *flag.FlagSet) func(context.Context) error) func(context.Context, []string) error {
+	newSet := func() (*flag.FlagSet, func(context.Context) error) {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		registerConfigFlag(fs)
+		return fs, flags(fs)
 	}
-	fmt.Fprintln(os.Stderr, "\nRun 'mercury COMMAND -h' for a command's flags.")
+	flagSets[name] = func() *flag.FlagSet { fs, _ := newSet(); return fs }
+	return func(ctx context.Context, args []string) error {
+		fs, run := newSet()
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if err := withConfigFile(fs); err != nil {
+			return err
+		}
+		return run(ctx)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: mercury COMMAND [flags]\n\ncommands:")
+	for _, n := range slices.Sorted(maps.Keys(commands)) {
+		fmt.Fprintf(w, "  %s\n", commands[n].usage)
+	}
+	fmt.Fprintln(w, "\nFlags may stand before or after the arguments. Run 'mercury COMMAND -h' for a command's flags.")
 }
 
 func runVersion(context.Context, []string) error {

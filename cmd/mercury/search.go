@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"os"
 
-	"github.com/mercury-apm/mercury/query"
+	"github.com/mercury-apm/mercury/query/client"
 )
 
 // runSearch: mercury search [flags] key=value ... prints matching traces.
@@ -20,11 +20,12 @@ func runSearch(ctx context.Context, args []string) error {
 	minDur := fs.String("min-duration", "", "only spans at least this long, e.g. 100ms")
 	errorsOnly := fs.Bool("errors", false, "only failed spans")
 	limit := fs.String("limit", "", "at most this many traces (default 20)")
-	if err := fs.Parse(args); err != nil {
+	keys, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	p := url.Values{}
-	for _, kv := range fs.Args() {
+	for _, kv := range keys {
 		p.Add("bk", kv)
 	}
 	set := func(k, v string) {
@@ -43,11 +44,11 @@ func runSearch(ctx context.Context, args []string) error {
 	if len(p) == 0 {
 		return errors.New("usage: mercury search [flags] key=value ... (or --service)")
 	}
-	res, err := (&query.Client{BaseURL: *api}).Search(ctx, p)
+	res, err := (&client.Client{BaseURL: *api}).Search(ctx, p)
 	if err != nil {
 		return err
 	}
-	query.PrintSearch(os.Stdout, res)
+	client.PrintSearch(os.Stdout, res)
 	return nil
 }
 
@@ -55,16 +56,17 @@ func runSearch(ctx context.Context, args []string) error {
 func runTrace(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	api := fs.String("query", "http://127.0.0.1:8080", "query API base URL")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: mercury trace [--query URL] TRACE_ID")
-	}
-	t, err := (&query.Client{BaseURL: *api}).Trace(ctx, fs.Arg(0))
+	ids, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	query.PrintTrace(os.Stdout, t)
+	if len(ids) != 1 {
+		return errors.New("usage: mercury trace [--query URL] TRACE_ID")
+	}
+	t, err := (&client.Client{BaseURL: *api}).Trace(ctx, ids[0])
+	if err != nil {
+		return err
+	}
+	client.PrintTrace(os.Stdout, t)
 	return nil
 }

@@ -9,11 +9,11 @@ import (
 
 	"github.com/mercury-apm/mercury/agent/ship"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/daemon"
 )
 
-// runShip runs the spool shipper as a sidecar, with /metrics and /healthz on --http.
-func runShip(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("ship", flag.ContinueOnError)
+// shipFlags: the spool shipper as a sidecar, with /metrics, /healthz and its stats on --http.
+func shipFlags(fs *flag.FlagSet) func(context.Context) error {
 	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
 	cfg := ship.Config{}
 	fs.StringVar(&cfg.Spool, "spool", "", "the agent's spool directory (required)")
@@ -26,28 +26,28 @@ func runShip(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Linger, "linger", 10*time.Millisecond, "wait this long for a batch to fill once the spool is drained")
 	fs.Int64Var(&cfg.RateBytes, "rate-bytes", 0, "cap on produced bytes per second, for cross-DC links (0: unlimited)")
 	fs.StringVar(&cfg.Compression, "compression", "none", "none, gzip, snappy, lz4 or zstd")
-	httpAddr := fs.String("http", "127.0.0.1:9465", "address for /metrics and /healthz (empty: off)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var err error
-	if cfg.Bus, err = bf.Config(); err != nil {
-		return err
-	}
-	cfg.Streams = bus.ParseBrokers(*streams) // same comma-splitting rules
-	s, err := ship.New(cfg)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if *httpAddr != "" {
-		_, stop, err := serve(ctx, "ship", *httpAddr, s.Handler(), cancel)
+	httpAddr := fs.String("http", "127.0.0.1:9465", "address for /metrics, /healthz, /readyz and /api/v1/ship/stats (empty: off)")
+	return func(ctx context.Context) error {
+		var err error
+		if cfg.Bus, err = bf.Config(); err != nil {
+			return err
+		}
+		cfg.Streams = bus.ParseBrokers(*streams) // same comma-splitting rules
+		tel := daemon.NewTelemetry(slog.Default())
+		cfg.Logger = tel.Logger
+		s, err := ship.New(cfg)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		if err := tel.Register(s.Collector()); err != nil {
+			return err
+		}
+		o := daemon.Options{Name: "ship", Telemetry: tel, Components: []daemon.Component{s}}
+		if *httpAddr != "" {
+			if o.Listener, err = daemon.Listen(*httpAddr); err != nil {
+				return err
+			}
+		}
+		return daemon.Run(ctx, o)
 	}
-	slog.Info("ship: shipping", "spool", cfg.Spool, "brokers", cfg.Bus.Brokers)
-	return s.Run(ctx)
 }

@@ -31,6 +31,11 @@ func runSpool(_ context.Context, args []string) error {
 	if *stream != "all" {
 		streams = []string{*stream}
 	}
+	if fi, err := os.Stat(fs.Arg(0)); err != nil {
+		return fmt.Errorf("spool %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("spool %s: not a directory (want the agent's spool root, holding spans/, events/, heartbeats/)", fs.Arg(0))
+	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	return catSpool(out, fs.Arg(0), streams, os.Stderr)
@@ -44,7 +49,7 @@ func catSpool(w io.Writer, root string, streams []string, warn io.Writer) error 
 		if !validStream(st) {
 			return fmt.Errorf("unknown stream %q", st)
 		}
-		skipped, err := spool.Scan(root, st, func(s *schemas.Schema, body []byte) error {
+		res, err := spool.Scan(root, st, func(s *schemas.Schema, body []byte) error {
 			native, _, err := s.Codec.NativeFromBinary(body)
 			if err != nil {
 				return fmt.Errorf("%s: %w", st, err)
@@ -56,8 +61,14 @@ func catSpool(w io.Writer, root string, streams []string, warn io.Writer) error 
 		if err != nil {
 			return err
 		}
-		if skipped > 0 {
-			fmt.Fprintf(warn, "mercury spool cat: %s: skipped %d damaged or torn segment part(s)\n", st, skipped)
+		if res.Unreadable > 0 {
+			fmt.Fprintf(warn, "mercury spool cat: %s: skipped %d unreadable segment(s)\n", st, res.Unreadable)
+		}
+		if d := res.Damage; d.Blocks > 0 {
+			fmt.Fprintf(warn, "mercury spool cat: %s: stepped over %d damaged block(s), %d bytes, %d records lost (as far as block headers say)\n", st, d.Blocks, d.Bytes, d.Records)
+		}
+		if res.Unfinished > 0 {
+			fmt.Fprintf(warn, "mercury spool cat: %s: %d bytes at the end of the newest segment are a block still being written (or torn by a crash)\n", st, res.Unfinished)
 		}
 	}
 	return nil

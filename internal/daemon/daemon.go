@@ -268,3 +268,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	return err
 }
+
+// Task is a component that is only a loop (retention, a follower): always ready, no routes.
+type Task func(ctx context.Context) error
+
+func (t Task) Run(ctx context.Context) error { return t(ctx) }
+func (Task) Ready() error                    { return nil }
+func (Task) Routes(*http.ServeMux)           {}

@@ -39,14 +39,14 @@ func Records(t testing.TB, a *agent.Agent) (spans []schemas.Span, events []schem
 func Read[T any](t testing.TB, dir, stream string) []T {
 	t.Helper()
 	var out []T
-	skipped, err := spool.Scan(dir, stream, func(s *schemas.Schema, b []byte) error {
+	res, err := spool.Scan(dir, stream, func(s *schemas.Schema, b []byte) error {
 		var rec T
 		_, err := schemas.DecodeBinary(s.Fingerprint, b, &rec)
 		out = append(out, rec)
 		return err
 	})
-	if err != nil || skipped != 0 {
-		t.Fatalf("scan %s: skipped %d, %v", stream, skipped, err)
+	if err != nil || res != (spool.ScanResult{}) {
+		t.Fatalf("scan %s: %+v, %v", stream, res, err)
 	}
 	return out
 }

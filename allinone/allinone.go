@@ -1,0 +1,169 @@
+// Package allinone is `mercury up`: the whole pipeline in one process on embedded defaults —
+// the Kafka-protocol broker, shippers for local spools, the collector into Pebble, the query
+// API and UI, optionally the instrumented demo services. It is a list of the same New calls
+// the separate daemons make, run in one daemon.Group and served on one listener.
+//
+// The components meet exactly as when they run apart: through Kafka topics and the query
+// HTTP API, never by calling each other.
+package allinone
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mercury-apm/mercury/agent/ship"
+	"github.com/mercury-apm/mercury/broker"
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/demo"
+	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/query"
+	"github.com/mercury-apm/mercury/storage"
+)
+
+// Config places the pipeline. Zero values take the defaults.
+type Config struct {
+	daemon.Telemetry
+	DataDir    string        // default ./data; a restart reuses it
+	KafkaAddr  string        // embedded broker (default 127.0.0.1:9092; port 0 picks one)
+	HTTPAddr   string        // query API and UI (default 127.0.0.1:8080; port 0 picks one)
+	AdminToken string        // for the query API's admin endpoints ("": disabled)
+	Spools     []string      // extra agent spools to ship (services running beside it)
+	Retention  time.Duration // keep traces this long (default 7 days)
+	Demo       bool          // run the demo services and their traffic
+	DemoEvery  time.Duration // between demo requests (negative: no traffic)
+}
+
+// Validate fills the defaults.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.KafkaAddr == "" {
+		c.KafkaAddr = "127.0.0.1:9092"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.Retention <= 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.Registry == nil {
+		t := daemon.NewTelemetry(c.Logger)
+		c.Telemetry = t
+	}
+	c.Telemetry.Defaults()
+	return nil
+}
+
+// Pipeline is the started pipeline; Run runs it.
+type Pipeline struct {
+	cfg        Config
+	broker     *broker.Broker
+	stores     *storage.Stores
+	listener   *daemon.Listener
+	url        string
+	demo       *demo.Demo
+	components []daemon.Component
+}
+
+// New starts the broker (the others need its address) and builds every component. Run it,
+// or Close it if it will not run.
+func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pipeline{cfg: cfg}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.broker, err = broker.New(ctx, broker.Config{DataDir: filepath.Join(cfg.DataDir, "broker"), Addr: cfg.KafkaAddr, Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	bc := bus.Config{Brokers: []string{p.broker.Addr()}}
+	if p.stores, err = storage.Open(ctx, storage.Config{DataDir: cfg.DataDir, Retention: cfg.Retention}); err != nil {
+		return nil, err
+	}
+	if p.listener, err = daemon.Listen(cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("query API: %w", err)
+	}
+	p.url = p.listener.URL()
+	col, err := collector.New(collector.Config{Telemetry: cfg.Telemetry, Bus: bc, Store: p.stores.Traces, MaxAge: cfg.Retention})
+	if err != nil {
+		return nil, err
+	}
+	q, err := query.New(query.Config{Telemetry: cfg.Telemetry, Bus: bc, Traces: p.stores.Traces, AdminToken: cfg.AdminToken,
+		AgentConfigPath: filepath.Join(cfg.DataDir, "agent-config.json")})
+	if err != nil {
+		return nil, err
+	}
+	retention := daemon.Task(func(ctx context.Context) error { return p.stores.RunRetention(ctx, cfg.Logger) })
+	p.components = []daemon.Component{col, q, retention}
+	for _, sp := range cfg.Spools {
+		sh, err := ship.New(ship.Config{Spool: sp, Bus: bc, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("shipper %s: %w", sp, err)
+		}
+		// One registry, several shippers: label each one's series with its spool.
+		if err := prometheus.WrapRegistererWith(prometheus.Labels{"spool": sp}, cfg.Registry).Register(sh.Collector()); err != nil {
+			return nil, err
+		}
+		p.components = append(p.components, sh)
+	}
+	if cfg.Demo {
+		if p.demo, err = demo.New(ctx, demo.Config{SpoolRoot: filepath.Join(cfg.DataDir, "spool"), ConfigURL: p.url + "/api/v1/agent-config",
+			Interval: cfg.DemoEvery, Logger: cfg.Logger, Bus: bc, Registry: cfg.Registry}); err != nil {
+			return nil, err
+		}
+		p.components = append(p.components, p.demo)
+	}
+	return p, nil
+}
+
+// QueryURL is the base URL of the API and UI.
+func (p *Pipeline) QueryURL() string { return p.url }
+
+// KafkaAddr is the embedded broker's address.
+func (p *Pipeline) KafkaAddr() string { return p.broker.Addr() }
+
+// Demo is the demo services, when configured.
+func (p *Pipeline) Demo() *demo.Demo { return p.demo }
+
+// Stores are the embedded stores (for tests and tools in the same process).
+func (p *Pipeline) Stores() *storage.Stores { return p.stores }
+
+// Run runs every component until ctx ends or one fails, then stops them all and closes the
+// stores and the broker (last: the others drain through it).
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer p.Close()
+	ln := p.listener
+	p.listener = nil // served, and closed, by daemon.Run
+	return daemon.Run(ctx, daemon.Options{Name: "mercury up", Telemetry: p.cfg.Telemetry, Listener: ln, Components: p.components})
+}
+
+// Close releases what New opened; Run does it itself.
+func (p *Pipeline) Close() {
+	if p.demo != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		p.demo.Close(ctx)
+		cancel()
+	}
+	if p.listener != nil {
+		p.listener.Close() // already closed when it was served
+		p.listener = nil
+	}
+	if p.stores != nil {
+		p.stores.Close()
+		p.stores = nil
+	}
+	if p.broker != nil {
+		p.broker.Close()
+		p.broker = nil
+	}
+}
