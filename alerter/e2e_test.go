@@ -323,3 +323,59 @@ func groupMembers(t testing.TB, bc bus.Config, group string) int {
 }
 
 func counterValue(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
+
+// BenchmarkMetricPointToWebhook measures the alerter's share of "a metric rule fires after
+// the minute that breached it": from producing a breaching one-minute point to
+// mercury.metrics.1m to its notification at a local webhook (each iteration a new series, so
+// each fires). The aggregator's own delay in emitting the minute comes on top.
+func BenchmarkMetricPointToWebhook(b *testing.B) {
+	bc := startBroker(b)
+	hook, url := newWebhook(b)
+	s := openStore(b)
+	ctx := context.Background()
+	if _, err := s.PutRule(ctx, alertstore.Rule{Name: "busy", Kind: alertstore.RuleMetric,
+		Conditions: []alertstore.Condition{{Metric: "qps", Op: ">", Warning: ptr(1)}}}, 0, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.PutStrategy(ctx, alertstore.Strategy{Name: "all", Rules: []string{"busy"}}, 0, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	startAlerter(b, bc, s, url, nil)
+	w, err := bus.NewWriter(bc, bus.WriterConfig{Topic: bus.TopicMetrics1m, BatchTimeout: time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	send := func(series string) time.Time {
+		minute := time.Now().Truncate(time.Minute).Add(-time.Minute)
+		p := schemas.MetricPoint{SeriesID: series, Service: series, Operation: "GET /", MinuteUnix: minute.Unix(), Count: 600, Revision: 1}
+		v, err := schemas.Marshal(&p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent := time.Now()
+		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(series), Value: v}); err != nil {
+			b.Fatal(err)
+		}
+		return sent
+	}
+	send("warmup")
+	<-hook.got
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		sent := send(fmt.Sprintf("svc-%d", i))
+		select {
+		case <-hook.got:
+		case <-time.After(30 * time.Second):
+			b.Fatal("no webhook notification in 30 s")
+		}
+		hook.mu.Lock()
+		lat = append(lat, hook.at[len(hook.at)-1].Sub(sent))
+		hook.mu.Unlock()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
