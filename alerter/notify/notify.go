@@ -25,6 +25,7 @@ const (
 	Fired     = "fired"
 	Escalated = "escalated" // warning → alarm
 	Resolved  = "resolved"
+	Refreshed = "refreshed" // still firing (to Alertmanagers, which forget alerts not re-sent)
 )
 
 // Notification is one alert transition for one receiver.
@@ -142,13 +143,21 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Run delivers due notices until ctx ends.
+// Run delivers due notices until ctx ends, and refreshes firing alerts at Alertmanagers
+// every RefreshEvery.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	t := time.NewTicker(d.cfg.Poll)
 	defer t.Stop()
+	refreshed := d.cfg.Now()
 	for {
 		if _, err := d.DeliverDue(ctx); err != nil && ctx.Err() == nil {
 			d.cfg.Logger.Warn("notify: outbox", "err", err)
+		}
+		if now := d.cfg.Now(); now.Sub(refreshed) >= RefreshEvery {
+			refreshed = now
+			if _, err := d.Refresh(ctx); err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("notify: alertmanager refresh", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -157,6 +166,40 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Refresh re-posts every firing alert without a known end to the Alertmanagers that were
+// notified of it, and returns how many posts succeeded. A failed refresh is not retried:
+// the next one comes within RefreshEvery, well inside the Hold.
+func (d *Dispatcher) Refresh(ctx context.Context) (int, error) {
+	firing, err := d.cfg.Store.ListAlerts(ctx, alertstore.AlertFilter{State: alertstore.StateFiring, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var firstErr error
+	for _, a := range firing {
+		if !a.EndsAt.IsZero() {
+			continue // an event alert: Alertmanager already knows its end
+		}
+		sent := map[string]bool{}
+		for _, c := range a.History {
+			am, ok := d.cfg.Receivers[c.By].(*Alertmanager)
+			if c.What != "notified" || !ok || sent[c.By] {
+				continue
+			}
+			sent[c.By] = true
+			sctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+			err := am.Notify(sctx, Notification{NoticeID: a.ID + "/" + Refreshed + "/" + c.By, Event: Refreshed, Alert: a, Links: d.links(&a)})
+			cancel()
+			if err == nil {
+				n++
+			} else if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return n, firstErr
 }
 
 // DeliverDue delivers every notice due now, once, and returns how many were delivered.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +32,8 @@ type fakeNow struct {
 
 func (f *fakeNow) Now() time.Time          { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
 func (f *fakeNow) Advance(d time.Duration) { f.mu.Lock(); f.t = f.t.Add(d); f.mu.Unlock() }
+
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newStore(t *testing.T) alertstore.Store {
 	s, err := pebblestore.OpenAlerts(t.TempDir())
@@ -369,5 +372,66 @@ func TestPermanentIsDetectedThroughWrapping(t *testing.T) {
 	err := errors.Join(errors.New("x"), retry.Permanent(errors.New("refused")))
 	if !retry.IsPermanent(err) {
 		t.Fatal("wrapped permanent error not detected")
+	}
+}
+
+// amRecorder is a fake Alertmanager that keeps the alerts posted to it.
+type amRecorder struct {
+	mu    sync.Mutex
+	posts []notify.AMAlert
+}
+
+func (r *amRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var as []notify.AMAlert
+	if req.URL.Path != "/api/v2/alerts" || json.NewDecoder(req.Body).Decode(&as) != nil {
+		http.Error(w, "bad", 400)
+		return
+	}
+	r.mu.Lock()
+	r.posts = append(r.posts, as...)
+	r.mu.Unlock()
+}
+
+func (r *amRecorder) last() notify.AMAlert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.posts[len(r.posts)-1]
+}
+
+// A metric alert has no known end: Alertmanager is told it ends Hold ahead, and told again
+// every refresh while it fires, so an alerter that dies does not leave it firing forever.
+func TestAlertmanagerHoldAndRefresh(t *testing.T) {
+	rec := &amRecorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	s := newStore(t)
+	now := &fakeNow{t: t0}
+	am := &notify.Alertmanager{URL: srv.URL, Now: now.Now}
+	d := newDispatcher(t, s, now, map[string]notify.Receiver{"am": am, "hook": notify.Log{Logger: quietLog()}})
+	metric := alertstore.Alert{ID: "m1", Key: "metric/x", Kind: alertstore.KindMetric, Rule: "r", Level: alertstore.LevelWarning,
+		State: alertstore.StateFiring, StartsAt: t0, Outbox: []alertstore.Notice{{ID: "n1", Receiver: "am", Event: notify.Fired, NextAt: t0}}}
+	event := alertstore.Alert{ID: "e1", Key: "event/x", Kind: alertstore.KindEvent, Level: alertstore.LevelWarning,
+		State: alertstore.StateFiring, StartsAt: t0, EndsAt: t0.Add(10 * time.Second),
+		Outbox: []alertstore.Notice{{ID: "n2", Receiver: "am", Event: notify.Fired, NextAt: t0}}}
+	for _, a := range []alertstore.Alert{metric, event} {
+		if _, err := s.CreateAlert(t.Context(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := d.DeliverDue(t.Context()); n != 2 || err != nil {
+		t.Fatalf("delivered %d %v", n, err)
+	}
+	now.Advance(time.Minute)
+	if n, err := d.Refresh(t.Context()); n != 1 || err != nil {
+		t.Fatalf("refreshed %d %v, want only the metric alert", n, err)
+	}
+	if p := rec.last(); p.Labels["mercury_key"] != "metric/x" || !p.EndsAt.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("refresh posted %+v, want endsAt +5m", p)
+	}
+	if _, err := s.UpdateAlert(t.Context(), "m1", func(a *alertstore.Alert) error { a.State = alertstore.StateResolved; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := d.Refresh(t.Context()); n != 0 {
+		t.Fatalf("a resolved alert was refreshed")
 	}
 }

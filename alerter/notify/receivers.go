@@ -154,11 +154,19 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, headers 
 // Alertmanager posts to an Alertmanager's API v2 (POST /api/v2/alerts) so an existing
 // Alertmanager routes, groups and inhibits. A resolution is the same alert (same labels)
 // with endsAt set; an event alert is posted with endsAt at its window's end, so
-// Alertmanager resolves it by itself when the window passes.
+// Alertmanager resolves it by itself when the window passes. A metric or self alert, whose
+// end is not known, is posted with endsAt Hold ahead and re-posted (Refreshed) while it
+// fires, as Prometheus does: if the alerter dies, Alertmanager resolves it after Hold
+// instead of keeping it forever.
 type Alertmanager struct {
 	URL    string // base, e.g. http://127.0.0.1:9093
 	Client *http.Client
+	Hold   time.Duration // default 4 × RefreshEvery
+	Now    func() time.Time
 }
+
+// RefreshEvery is how often the dispatcher re-posts firing alerts to Alertmanagers.
+const RefreshEvery = time.Minute
 
 // AMAlert is one element of Alertmanager's postable alerts.
 type AMAlert struct {
@@ -189,14 +197,24 @@ func (m *Alertmanager) Notify(ctx context.Context, n Notification) error {
 	am := AMAlert{Labels: AMLabels(a), StartsAt: a.StartsAt, GeneratorURL: n.Links.Alert,
 		Annotations: map[string]string{"summary": a.Summary, "mercury_id": a.ID,
 			"count": fmt.Sprint(a.Count), "suppressed": fmt.Sprint(a.Suppressed)}}
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
 	switch {
 	case n.Event == Resolved:
 		am.EndsAt = a.ResolvedAt
 		if am.EndsAt.IsZero() {
-			am.EndsAt = time.Now()
+			am.EndsAt = now()
 		}
 	case !a.EndsAt.IsZero():
 		am.EndsAt = a.EndsAt
+	default:
+		hold := m.Hold
+		if hold <= 0 {
+			hold = 4 * RefreshEvery
+		}
+		am.EndsAt = now().Add(hold)
 	}
 	if !strings.HasPrefix(am.GeneratorURL, "http") {
 		am.GeneratorURL = "" // Alertmanager rejects a relative URL
