@@ -193,6 +193,8 @@ func TestUndecodableEventIsPermanentAndSkipped(t *testing.T) {
 	}
 }
 
+func dyed(ev schemas.Event) schemas.Event { ev.Dyed = true; return ev }
+
 func TestEventRulesWindowFingerprintIgnoreAndSilence(t *testing.T) {
 	s := openStore(t)
 	ctx := t.Context()
@@ -224,10 +226,11 @@ func TestEventRulesWindowFingerprintIgnoreAndSilence(t *testing.T) {
 	}
 	for i, ev := range []schemas.Event{
 		breaker(0, "/pay", "open"),
-		breaker(5*time.Second, "/pay", "closed"), // ignored
-		breaker(20*time.Second, "/pay", "open"),  // within the rule's 30 s: folded
-		breaker(20*time.Second, "/cart", "open"), // another route
-		exception(t0, "h1", "E", "silenced"),     // silenced by service=payment
+		breaker(5*time.Second, "/pay", "closed"),  // ignored
+		breaker(20*time.Second, "/pay", "open"),   // within the rule's 30 s: folded
+		breaker(20*time.Second, "/cart", "open"),  // another route
+		exception(t0, "h1", "E", "silenced"),      // silenced by service=payment
+		dyed(exception(t0, "h1", "Load", "test")), // a load test's: stored, no alert
 	} {
 		if err := rt.handle(ctx, eventMsg(t, 0, int64(i), ev)); err != nil {
 			t.Fatal(err)
@@ -255,6 +258,9 @@ func TestEventRulesWindowFingerprintIgnoreAndSilence(t *testing.T) {
 	}
 	pay := bySvc["payment"]
 	if len(pay) != 1 || pay[0].SilencedBy == "" || len(pay[0].Outbox) != 0 {
-		t.Fatalf("silenced alert: %+v", pay)
+		t.Fatalf("silenced alert (and none for the dyed event): %+v", pay)
+	}
+	if evs, _ := s.SearchEvents(ctx, alertstore.EventQuery{Service: "payment", To: t0.Add(time.Hour)}); len(evs) != 2 {
+		t.Fatalf("stored payment events: %d, want 2 (the dyed one too)", len(evs))
 	}
 }
