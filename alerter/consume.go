@@ -37,7 +37,7 @@ func (a *Alerter) consume(ctx context.Context, topic, group string, h batchHandl
 	if err != nil {
 		return err
 	}
-	defer dlq.Close()
+	defer bus.CloseWriter(dlq)
 	var mu sync.Mutex
 	c, err := bus.NewConsumer(a.cfg.Bus, bus.ConsumerConfig{Topic: topic, Group: group, MaxWait: a.cfg.BatchWait,
 		DLQ: dlq, Logger: a.cfg.Logger, Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},

@@ -57,4 +57,4 @@ func (p *publisher) Notify(ctx context.Context, n notify.Notification) error {
 		Headers: []kafka.Header{{Key: "mercury.alert.event", Value: []byte(n.Event)}}})
 }
 
-func (p *publisher) Close() error { return p.w.Close() }
+func (p *publisher) Close() error { return bus.CloseWriter(p.w) }
