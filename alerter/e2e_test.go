@@ -85,7 +85,7 @@ func newWriter(t testing.TB, bc bus.Config) *kafka.Writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { w.Close() })
+	t.Cleanup(func() { bus.CloseWriter(w) })
 	return w
 }
 
@@ -345,7 +345,7 @@ func BenchmarkMetricPointToWebhook(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer w.Close()
+	defer bus.CloseWriter(w)
 	send := func(series string) time.Time {
 		minute := time.Now().Truncate(time.Minute).Add(-time.Minute)
 		p := schemas.MetricPoint{SeriesID: series, Service: series, Operation: "GET /", MinuteUnix: minute.Unix(), Count: 600, Revision: 1}

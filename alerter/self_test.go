@@ -117,7 +117,7 @@ func TestConsumerLagSelfAlert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	defer bus.CloseWriter(w)
 	msgs := make([]kafka.Message, 50)
 	for i := range msgs {
 		msgs[i] = kafka.Message{Key: []byte{byte(i)}, Value: []byte("x")}
