@@ -1,7 +1,8 @@
 // Package allinone is `mercury up`: the whole pipeline in one process on embedded defaults —
-// the Kafka-protocol broker, shippers for local spools, the collector into Pebble, the query
-// API and UI, optionally the instrumented demo services. It is a list of the same New calls
-// the separate daemons make, run in one daemon.Group and served on one listener.
+// the Kafka-protocol broker, shippers for local spools, OTLP ingest, the collector into
+// Pebble, the query API and UI, optionally the instrumented demo services. It is a list of
+// the same New calls the separate daemons make, run in one daemon.Group and served on one
+// listener (OTLP on its own, at the ports exporters expect).
 //
 // The components meet exactly as when they run apart: through Kafka topics and the query
 // HTTP API, never by calling each other.
@@ -10,6 +11,8 @@ package allinone
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
 	"github.com/mercury-apm/mercury/demo"
+	"github.com/mercury-apm/mercury/ingest/otlp"
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query"
 	"github.com/mercury-apm/mercury/storage"
@@ -28,14 +32,17 @@ import (
 // Config places the pipeline. Zero values take the defaults.
 type Config struct {
 	daemon.Telemetry
-	DataDir    string        // default ./data; a restart reuses it
-	KafkaAddr  string        // embedded broker (default 127.0.0.1:9092; port 0 picks one)
-	HTTPAddr   string        // query API and UI (default 127.0.0.1:8080; port 0 picks one)
-	AdminToken string        // for the query API's admin endpoints ("": disabled)
-	Spools     []string      // extra agent spools to ship (services running beside it)
-	Retention  time.Duration // keep traces this long (default 7 days)
-	Demo       bool          // run the demo services and their traffic
-	DemoEvery  time.Duration // between demo requests (negative: no traffic)
+	DataDir   string // default ./data; a restart reuses it
+	KafkaAddr string // embedded broker (default 127.0.0.1:9092; port 0 picks one)
+	HTTPAddr  string // query API and UI (default 127.0.0.1:8080; port 0 picks one)
+	// OTLPHTTPAddr and OTLPGRPCAddr are where OpenTelemetry exporters send traces (default
+	// 127.0.0.1:4318 and 127.0.0.1:4317; port 0 picks one; "off" disables).
+	OTLPHTTPAddr, OTLPGRPCAddr string
+	AdminToken                 string        // for the query API's admin endpoints ("": disabled)
+	Spools                     []string      // extra agent spools to ship (services running beside it)
+	Retention                  time.Duration // keep traces this long (default 7 days)
+	Demo                       bool          // run the demo services and their traffic
+	DemoEvery                  time.Duration // between demo requests (negative: no traffic)
 }
 
 // Validate fills the defaults.
@@ -48,6 +55,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.OTLPHTTPAddr == "" {
+		c.OTLPHTTPAddr = otlp.DefaultHTTPAddr
+	}
+	if c.OTLPGRPCAddr == "" {
+		c.OTLPGRPCAddr = otlp.DefaultGRPCAddr
 	}
 	if c.Retention <= 0 {
 		c.Retention = 7 * 24 * time.Hour
@@ -67,6 +80,10 @@ type Pipeline struct {
 	stores     *storage.Stores
 	listener   *daemon.Listener
 	url        string
+	otlpHTTP   *daemon.Listener
+	otlpGRPC   net.Listener
+	otlpURL    string // OTLP/HTTP base URL
+	otlpAddr   string // OTLP/gRPC address
 	demo       *demo.Demo
 	components []daemon.Component
 }
@@ -105,6 +122,25 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	}
 	retention := daemon.Task(func(ctx context.Context) error { return p.stores.RunRetention(ctx, cfg.Logger) })
 	p.components = []daemon.Component{col, q, retention}
+	if cfg.OTLPHTTPAddr != "off" {
+		if p.otlpHTTP, err = daemon.Listen(cfg.OTLPHTTPAddr); err != nil {
+			return nil, fmt.Errorf("OTLP/HTTP ingest (another collector on the port? move or turn it off): %w", err)
+		}
+		p.otlpURL = p.otlpHTTP.URL()
+	}
+	if cfg.OTLPGRPCAddr != "off" {
+		if p.otlpGRPC, err = net.Listen("tcp", cfg.OTLPGRPCAddr); err != nil {
+			return nil, fmt.Errorf("OTLP/gRPC ingest (another collector on the port? move or turn it off): %w", err)
+		}
+		p.otlpAddr = p.otlpGRPC.Addr().String()
+	}
+	if p.otlpHTTP != nil || p.otlpGRPC != nil {
+		in, err := otlp.New(otlp.Config{Telemetry: cfg.Telemetry, Bus: bc, HTTP: p.otlpHTTP, GRPC: p.otlpGRPC})
+		if err != nil {
+			return nil, err
+		}
+		p.components = append(p.components, otlpOnly{in})
+	}
 	for _, sp := range cfg.Spools {
 		sh, err := ship.New(ship.Config{Spool: sp, Bus: bc, Logger: cfg.Logger})
 		if err != nil {
@@ -126,6 +162,17 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	return p, nil
 }
 
+// otlpOnly serves OTLP on its own listeners only: the query listener keeps to the API and UI.
+type otlpOnly struct{ *otlp.Ingest }
+
+func (otlpOnly) Routes(*http.ServeMux) {}
+
+// OTLPHTTPURL is the OTLP/HTTP base URL ("" when disabled): exporters post to /v1/traces.
+func (p *Pipeline) OTLPHTTPURL() string { return p.otlpURL }
+
+// OTLPGRPCAddr is the OTLP/gRPC address ("" when disabled).
+func (p *Pipeline) OTLPGRPCAddr() string { return p.otlpAddr }
+
 // QueryURL is the base URL of the API and UI.
 func (p *Pipeline) QueryURL() string { return p.url }
 
@@ -143,7 +190,7 @@ func (p *Pipeline) Stores() *storage.Stores { return p.stores }
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.Close()
 	ln := p.listener
-	p.listener = nil // served, and closed, by daemon.Run
+	p.listener, p.otlpHTTP, p.otlpGRPC = nil, nil, nil // served, and closed, by daemon.Run and the OTLP component
 	return daemon.Run(ctx, daemon.Options{Name: "mercury up", Telemetry: p.cfg.Telemetry, Listener: ln, Components: p.components})
 }
 
@@ -157,6 +204,14 @@ func (p *Pipeline) Close() {
 	if p.listener != nil {
 		p.listener.Close() // already closed when it was served
 		p.listener = nil
+	}
+	if p.otlpHTTP != nil {
+		p.otlpHTTP.Close()
+		p.otlpHTTP = nil
+	}
+	if p.otlpGRPC != nil {
+		p.otlpGRPC.Close()
+		p.otlpGRPC = nil
 	}
 	if p.stores != nil {
 		p.stores.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -25,7 +26,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := start(ctx, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1, Telemetry: daemon.Telemetry{Logger: log}})
+	s, err := start(ctx, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Demo: true, DemoEvery: -1, Telemetry: daemon.Telemetry{Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	// Restart on the same data: the traces are still there.
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	s2, err := start(ctx2, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Telemetry: daemon.Telemetry{Logger: log}})
+	s2, err := start(ctx2, allinone.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Telemetry: daemon.Telemetry{Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestOneMetricsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Demo (in-process shippers) and an extra spool (a suite shipper) register the same
 	// metric names side by side.
-	s, err := start(ctx, allinone.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Demo: true, DemoEvery: -1,
+	s, err := start(ctx, allinone.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Demo: true, DemoEvery: -1,
 		Spools: []string{t.TempDir()}, Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
@@ -187,4 +188,29 @@ func start(ctx context.Context, cfg allinone.Config) (running, error) {
 	r := running{p, make(chan error, 1)}
 	go func() { r.done <- p.Run(ctx) }()
 	return r, nil
+}
+
+// An OTLP port held by another process (a collector already running) stops `mercury up` with
+// a message that says so, and nothing it had started stays open.
+func TestOTLPPortTaken(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	cfg := allinone.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OTLPHTTPAddr: "127.0.0.1:0",
+		OTLPGRPCAddr: held.Addr().String(), Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}}
+	if _, err := allinone.New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "OTLP/gRPC ingest (another collector on the port?") {
+		t.Fatalf("New = %v", err)
+	}
+	// The data directory is free again: a second pipeline opens it.
+	cfg.OTLPGRPCAddr = "off"
+	p, err := allinone.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("after the failed start: %v", err)
+	}
+	if p.OTLPGRPCAddr() != "" || p.OTLPHTTPURL() == "" {
+		t.Fatalf("OTLP addresses: %q %q", p.OTLPGRPCAddr(), p.OTLPHTTPURL())
+	}
+	p.Close()
 }

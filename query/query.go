@@ -16,6 +16,7 @@ import (
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query/agents"
 	"github.com/mercury-apm/mercury/query/api"
+	"github.com/mercury-apm/mercury/query/jaeger"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/query/ui"
 	"github.com/mercury-apm/mercury/storage/tracestore"
@@ -36,7 +37,7 @@ type Config struct {
 	AdminToken string
 	// AgentConfigPath persists the agent configuration ("": memory only).
 	AgentConfigPath string
-	// Rooms are mounted beside the built-in ones (traces, agents).
+	// Rooms are mounted beside the built-in ones (traces, agents, Jaeger's API).
 	Rooms []Room
 	// Alerts tells the domain registry each domain's alert strategy and what fires there.
 	Alerts agents.AlertState
@@ -82,7 +83,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.Register(undecodable); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	rooms := append([]Room{&traces.Room{Store: cfg.Traces}, s.agents}, cfg.Rooms...)
+	rooms := append([]Room{&traces.Room{Store: cfg.Traces}, s.agents, &jaeger.Room{Store: cfg.Traces, Logger: cfg.Logger}}, cfg.Rooms...)
 	for _, r := range rooms {
 		r.Register(rt)
 	}

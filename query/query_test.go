@@ -539,3 +539,24 @@ func TestDomainRegistry(t *testing.T) {
 		t.Fatalf("bad domain: %d", rec.Code)
 	}
 }
+
+// TestSearchByExceptionAndEvent: the API finds traces by exception type or event name
+// without a service.
+func TestSearchByExceptionAndEvent(t *testing.T) {
+	s, store := newTestServer(t)
+	spans := chain("8080", time.Now())
+	spans[1].Events = []schemas.SpanEvent{{TimeUnixNano: spans[1].StartUnixNano, Name: "cache.miss"}}
+	if err := store.WriteSpans(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"errorType=" + url.QueryEscape("*payment.DeclinedError"), "event=cache.miss", "event=cache.miss&bk=order_id:8080"} {
+		rec := do(t, s, "GET", "/api/v1/traces?"+q, "", nil)
+		var res traces.SearchResult
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &res) != nil || len(res.Traces) != 1 || res.Traces[0].TraceID != spans[0].TraceID.String() {
+			t.Fatalf("%s: %d %s", q, rec.Code, rec.Body)
+		}
+	}
+	if rec := do(t, s, "GET", "/api/v1/traces?event=cache.miss&bk=order_id:1", "", nil); rec.Code != 200 || strings.Contains(rec.Body.String(), spans[0].TraceID.String()) {
+		t.Fatalf("event with another order: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -134,7 +134,7 @@ func spans(t *testing.T, a *agent.Agent) map[schemas.SpanKind]schemas.Span {
 		t.Fatal(err)
 	}
 	out := map[schemas.SpanKind]schemas.Span{}
-	skipped, err := spool.Scan(a.SpoolDir(), spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
+	res, err := spool.Scan(a.SpoolDir(), spool.StreamSpans, func(s *schemas.Schema, b []byte) error {
 		var sp schemas.Span
 		if _, err := schemas.DecodeBinary(s.Fingerprint, b, &sp); err != nil {
 			return err
@@ -145,8 +145,8 @@ func spans(t *testing.T, a *agent.Agent) map[schemas.SpanKind]schemas.Span {
 		out[sp.Kind] = sp
 		return nil
 	})
-	if err != nil || skipped != 0 {
-		t.Fatalf("spool: skipped %d, %v", skipped, err)
+	if err != nil || res != (spool.ScanResult{}) {
+		t.Fatalf("spool: %+v, %v", res, err)
 	}
 	return out
 }

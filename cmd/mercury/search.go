@@ -16,6 +16,8 @@ func runSearch(ctx context.Context, args []string) error {
 	api := fs.String("query", "http://127.0.0.1:8080", "query API base URL")
 	service := fs.String("service", "", "service")
 	operation := fs.String("operation", "", "operation (needs --service)")
+	errorType := fs.String("error-type", "", "only spans that failed with this exception type, e.g. '*payment.DeclinedError'")
+	event := fs.String("event", "", "only spans that carry an event of this name, e.g. exception")
 	lookback := fs.String("lookback", "", "only traces this recent, e.g. 1h")
 	minDur := fs.String("min-duration", "", "only spans at least this long, e.g. 100ms")
 	errorsOnly := fs.Bool("errors", false, "only failed spans")
@@ -35,6 +37,8 @@ func runSearch(ctx context.Context, args []string) error {
 	}
 	set("service", *service)
 	set("operation", *operation)
+	set("errorType", *errorType)
+	set("event", *event)
 	set("lookback", *lookback)
 	set("minDuration", *minDur)
 	set("limit", *limit)
@@ -42,7 +46,7 @@ func runSearch(ctx context.Context, args []string) error {
 		p.Set("errors", "true")
 	}
 	if len(p) == 0 {
-		return errors.New("usage: mercury search [flags] key=value ... (or --service)")
+		return errors.New("usage: mercury search [flags] key=value ... (or --service, --error-type, --event)")
 	}
 	res, err := (&client.Client{BaseURL: *api}).Search(ctx, p)
 	if err != nil {

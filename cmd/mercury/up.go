@@ -19,6 +19,8 @@ func upFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.StringVar(&cfg.DataDir, "data", "data", "data directory (broker, traces, agent config); a restart reuses it")
 	fs.StringVar(&cfg.KafkaAddr, "kafka", "127.0.0.1:9092", "embedded broker address")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "query API and web UI address")
+	fs.StringVar(&cfg.OTLPHTTPAddr, "otlp-http", "127.0.0.1:4318", `OTLP/HTTP trace ingest address ("off": none; move it when another collector holds the port)`)
+	fs.StringVar(&cfg.OTLPGRPCAddr, "otlp-grpc", "127.0.0.1:4317", `OTLP/gRPC trace ingest address ("off": none; move it when another collector holds the port)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin bearer token (empty: $MERCURY_ADMIN_TOKEN; both empty: a random one is printed)")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "keep traces this long; older days are dropped")
 	fs.BoolVar(&cfg.Demo, "demo", false, "run three instrumented demo services (api → order → payment) with traffic")
@@ -43,8 +45,9 @@ func upFlags(fs *flag.FlagSet) func(context.Context) error {
 Mercury is up (data under %s).
   web UI and API   %s
   Kafka broker     %s   (topics mercury.*)
+  OTLP/HTTP        %s   OTLP/gRPC %s
   admin token      %s
-`, dataDir, p.QueryURL(), p.KafkaAddr(), cfg.AdminToken)
+`, dataDir, p.QueryURL(), p.KafkaAddr(), orOff(p.OTLPHTTPURL()), orOff(p.OTLPGRPCAddr()), cfg.AdminToken)
 		if d := p.Demo(); d != nil {
 			next := d.NextOrderID()
 			fmt.Printf(`  demo             api → order → payment at %s, one order every %s (ids from %d)
@@ -58,4 +61,11 @@ Try, in another terminal:
 		fmt.Println("\nCtrl-C stops everything cleanly.")
 		return p.Run(ctx)
 	}
+}
+
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
 }

@@ -13,7 +13,7 @@ const mod = "github.com/mercury-apm/mercury/"
 
 // daemons are the packages (with their subpackages) that only cmd/mercury and allinone may
 // import side by side.
-var daemons = []string{"collector", "aggregator", "alerter", "query", "gateway", "demo"}
+var daemons = []string{"collector", "aggregator", "alerter", "query", "gateway", "demo", "ingest"}
 
 // imports maps each package of the module to its direct imports.
 func imports(t *testing.T) map[string][]string {

@@ -15,7 +15,7 @@ const DefaultLookback = 24 * time.Hour
 // ParseSearch turns /api/v1/traces parameters into a validated store query. Every value is
 // taken literally: the stores build structured queries, never query strings.
 func ParseSearch(v url.Values, now time.Time) (tracestore.Query, error) {
-	p := api.NewParams(v, "bk", "service", "operation", "start", "end", "lookback", "minDuration", "maxDuration", "errors", "dyed", "limit")
+	p := api.NewParams(v, "bk", "service", "operation", "errorType", "event", "start", "end", "lookback", "minDuration", "maxDuration", "errors", "dyed", "limit")
 	var q tracestore.Query
 	for _, bk := range p.Strings("bk") {
 		kv, err := tracestore.ParseBusinessKey(bk)
@@ -26,6 +26,7 @@ func ParseSearch(v url.Values, now time.Time) (tracestore.Query, error) {
 		q.BusinessKeys = append(q.BusinessKeys, kv)
 	}
 	q.Service, q.Operation = p.String("service"), p.String("operation")
+	q.ErrorType, q.Event = p.String("errorType"), p.String("event")
 	q.Start, q.End = p.Time("start"), p.Time("end")
 	lookback := p.Duration("lookback", true)
 	if lookback == 0 {

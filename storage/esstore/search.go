@@ -39,6 +39,12 @@ func SearchBody(q *tracestore.Query) M {
 	if q.Operation != "" {
 		filters = append(filters, M{"term": M{"operation": q.Operation}})
 	}
+	if q.ErrorType != "" {
+		filters = append(filters, M{"term": M{"error_type": q.ErrorType}})
+	}
+	if q.Event != "" {
+		filters = append(filters, M{"term": M{"events": q.Event}})
+	}
 	if !q.Start.IsZero() || !q.End.IsZero() {
 		r := M{}
 		if !q.Start.IsZero() {
@@ -109,7 +115,7 @@ type searchReply struct {
 	} `json:"hits"`
 }
 
-func (s *Store) search(ctx context.Context, what string, indices []string, body M, out *searchReply) error {
+func (s *Store) search(ctx context.Context, what string, indices []string, body M, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return retry.Permanent(err)
@@ -149,6 +155,47 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		refs = append(refs, tracestore.TraceRef{TraceID: id, Time: time.Unix(0, ns).UTC(), Dyed: src.Dyed})
 	}
 	return refs, nil
+}
+
+// TermsBody builds the request body of Services and Operations: no hits, one terms
+// aggregation over field among the documents that pass filters, in key order.
+func TermsBody(field string, filters []M) M {
+	return M{
+		"size":             0,
+		"track_total_hits": false,
+		"query":            M{"bool": M{"filter": filters}},
+		"aggs":             M{"names": M{"terms": M{"field": field, "size": tracestore.MaxNames, "order": M{"_key": "asc"}}}},
+	}
+}
+
+// Services aggregates the service field over the production indices.
+func (s *Store) Services(ctx context.Context) ([]string, error) {
+	return s.names(ctx, "services", TermsBody("service", []M{}))
+}
+
+// Operations aggregates the operation field of one service's production spans.
+func (s *Store) Operations(ctx context.Context, service string) ([]string, error) {
+	return s.names(ctx, "operations", TermsBody("operation", []M{{"term": M{"service": service}}}))
+}
+
+func (s *Store) names(ctx context.Context, what string, body M) ([]string, error) {
+	var reply struct {
+		Aggregations struct {
+			Names struct {
+				Buckets []struct {
+					Key string `json:"key"`
+				} `json:"buckets"`
+			} `json:"names"`
+		} `json:"aggregations"`
+	}
+	if err := s.search(ctx, what, []string{SpansPrefix + "*"}, body, &reply); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(reply.Aggregations.Names.Buckets))
+	for i, b := range reply.Aggregations.Names.Buckets {
+		out[i] = b.Key
+	}
+	return out, nil
 }
 
 // pageSize of GetTraces; Elasticsearch caps from+size at 10,000 by default.

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -145,6 +146,8 @@ func (s *Store) Template() map[string]any {
 					"start":           map[string]any{"type": "date", "format": "epoch_millis"},
 					"duration_nano":   map[string]any{"type": "long"},
 					"error":           map[string]any{"type": "boolean"},
+					"error_type":      keyword,
+					"events":          keyword, // an array of names: a term matches any
 					"dyed":            map[string]any{"type": "boolean"},
 					// One field for any number of business keys, each searchable as
 					// bk.<key> with keyword semantics; long values are not indexed (a
@@ -267,6 +270,8 @@ type doc struct {
 	StartMillis  int64             `json:"start"`
 	Duration     int64             `json:"duration_nano"`
 	Error        bool              `json:"error"`
+	ErrorType    string            `json:"error_type,omitempty"`
+	Events       []string          `json:"events,omitempty"` // event names, each once
 	Dyed         bool              `json:"dyed"`
 	BK           map[string]string `json:"bk,omitempty"`
 	Span         string            `json:"span,omitempty"`
@@ -277,7 +282,12 @@ func (s *Store) docOf(sp *schemas.Span, buf []byte) doc {
 		TraceID: sp.TraceID.String(), SpanID: sp.SpanID.String(), ParentSpanID: sp.ParentSpanID.String(),
 		Domain: sp.Domain, Service: sp.Service, Operation: sp.Operation, Kind: sp.Kind.String(), Host: sp.Host,
 		Start: sp.StartUnixNano, StartMillis: sp.StartUnixNano / 1e6, Duration: sp.DurationNano,
-		Error: tracestore.IsError(sp), Dyed: sp.Dyed,
+		Error: tracestore.IsError(sp), ErrorType: sp.ErrorType, Dyed: sp.Dyed,
+	}
+	for _, ev := range sp.Events {
+		if !slices.Contains(d.Events, ev.Name) {
+			d.Events = append(d.Events, ev.Name)
+		}
 	}
 	if len(sp.BusinessKeys) > 0 {
 		d.BK = make(map[string]string, len(sp.BusinessKeys))

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"encoding/binary"
 
 	"github.com/mercury-apm/mercury/schemas"
@@ -13,6 +14,8 @@ import (
 //	i/op/<service>/<operation>/<ts>/<trace_id>/<span_id> → entry value
 //	i/svc/<service>/<ts>/<trace_id>/<span_id>            → entry value
 //	i/err/<service>/<ts>/<trace_id>/<span_id>            → entry value
+//	i/exc/<error_type>/<ts>/<trace_id>/<span_id>         → entry value
+//	i/ev/<event name>/<ts>/<trace_id>/<span_id>          → entry value (once per name and span)
 //
 // Dyed spans use the same layout behind the shadow prefix "x/".
 //
@@ -39,6 +42,8 @@ const (
 	idxOp      = "i/op/"
 	idxSvc     = "i/svc/"
 	idxErr     = "i/err/"
+	idxExc     = "i/exc/"
+	idxEv      = "i/ev/"
 	escapeByte = 0x00
 )
 
@@ -64,6 +69,30 @@ func appendEscaped(dst []byte, s string) []byte {
 		}
 	}
 	return dst
+}
+
+// unescape reverses appendEscaped.
+func unescape(b []byte) string {
+	if bytes.IndexByte(b, escapeByte) < 0 {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == escapeByte && i+1 < len(b) {
+			i++
+			switch b[i] {
+			case 1:
+				c = 0x00
+			case 2:
+				c = '/'
+			case 3:
+				c = '='
+			}
+		}
+		out = append(out, c)
+	}
+	return string(out)
 }
 
 func appendTS(dst []byte, unixNano int64) []byte {

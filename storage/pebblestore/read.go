@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -104,10 +105,11 @@ func (s *Store) probeDay(db *pebble.DB, ks string, ids []tracestore.TraceID, emi
 
 // Search walks the days newest first and, in each, reverse-scans one index prefix between
 // the query's time bounds. The prefix is chosen by selectivity: first business key, else
-// service+operation, else errors of the service, else the service. Duration and error
-// filters are answered from the entry value; any further term (more business keys, service
-// or operation next to a business key) is a point lookup of that term's entry for the same
-// span (index keys end with ts/trace/span), so the index alone answers every query.
+// the error type, else the event, else service+operation, else errors of the service, else
+// the service. Duration and error filters are answered from the entry value; any further term
+// (more business keys, service or operation next to a business key) is a point lookup of that
+// term's entry for the same span (index keys end with ts/trace/span), so the index alone
+// answers every query.
 func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.TraceRef, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
@@ -162,28 +164,27 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 
 // scanDay returns up to want new traces from one day and keyspace, newest first.
 func scanDay(ctx context.Context, db *pebble.DB, ks string, q *tracestore.Query, want int, seen map[tracestore.TraceID]bool) ([]tracestore.TraceRef, error) {
-	// also holds the prefixes whose entry for the same span (same tail) must exist too.
-	var prefix []byte
-	var also [][]byte
-	switch {
-	case len(q.BusinessKeys) > 0:
-		prefix = bkPrefix(nil, ks, q.BusinessKeys[0])
-		for _, kv := range q.BusinessKeys[1:] {
-			also = append(also, bkPrefix(nil, ks, kv))
-		}
-		switch {
-		case q.Operation != "":
-			also = append(also, opPrefix(nil, ks, q.Service, q.Operation))
-		case q.Service != "":
-			also = append(also, svcPrefix(nil, ks, idxSvc, q.Service))
-		}
-	case q.Operation != "":
-		prefix = opPrefix(nil, ks, q.Service, q.Operation)
-	case q.ErrorsOnly:
-		prefix = svcPrefix(nil, ks, idxErr, q.Service)
-	default:
-		prefix = svcPrefix(nil, ks, idxSvc, q.Service)
+	// The scan runs over the most selective term's prefix; also holds the other terms, whose
+	// entry for the same span (same tail) must exist too.
+	var terms [][]byte
+	for _, kv := range q.BusinessKeys {
+		terms = append(terms, bkPrefix(nil, ks, kv))
 	}
+	if q.ErrorType != "" {
+		terms = append(terms, svcPrefix(nil, ks, idxExc, q.ErrorType))
+	}
+	if q.Event != "" {
+		terms = append(terms, svcPrefix(nil, ks, idxEv, q.Event))
+	}
+	switch {
+	case q.Operation != "":
+		terms = append(terms, opPrefix(nil, ks, q.Service, q.Operation))
+	case q.Service != "" && q.ErrorsOnly && len(terms) == 0:
+		terms = append(terms, svcPrefix(nil, ks, idxErr, q.Service))
+	case q.Service != "":
+		terms = append(terms, svcPrefix(nil, ks, idxSvc, q.Service))
+	}
+	prefix, also := terms[0], terms[1:]
 	lower := appendTS(slices.Clip(prefix), q.StartNano())
 	upper := prefixEnd(prefix)
 	if end := q.EndNano(); end < 1<<63-1 {
@@ -246,3 +247,57 @@ func hasAll(db *pebble.DB, prefixes [][]byte, tail []byte, buf *[]byte) (bool, e
 }
 
 func timeOf(unixNano int64) time.Time { return time.Unix(0, unixNano).UTC() }
+
+// Services lists the services of the production i/svc/ entries of every day.
+func (s *Store) Services(ctx context.Context) ([]string, error) {
+	return s.names(ctx, []byte(idxSvc))
+}
+
+// Operations lists the operations of the production i/op/<service>/ entries of every day.
+func (s *Store) Operations(ctx context.Context, service string) ([]string, error) {
+	return s.names(ctx, svcPrefix(nil, "", idxOp, service))
+}
+
+// names collects the distinct names that follow prefix in index keys (prefix/<name>/<tail>)
+// over every day, sorted, at most MaxNames. Each day costs one seek per name: after reading a
+// name the iterator jumps past all of its entries.
+func (s *Store) names(ctx context.Context, prefix []byte) ([]string, error) {
+	set := map[string]struct{}{}
+	err := closed(s.days.Read(func(v pebbledb.View) error {
+		for _, d := range v.Newest() {
+			if len(set) >= tracestore.MaxNames {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := distinctNames(v.DB(d), prefix, set); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: names: %w", err)
+	}
+	out := slices.Sorted(maps.Keys(set))
+	return out[:min(len(out), tracestore.MaxNames)], nil
+}
+
+func distinctNames(db *pebble.DB, prefix []byte, set map[string]struct{}) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok && len(set) < tracestore.MaxNames; {
+		key := it.Key()
+		end := len(key) - tailLen - 1 // the '/' between the name and the tail
+		if end < len(prefix) || key[end] != '/' {
+			ok = it.Next()
+			continue
+		}
+		set[unescape(key[len(prefix):end])] = struct{}{}
+		ok = it.SeekGE(prefixEnd(key[:end+1]))
+	}
+	return it.Close()
+}

@@ -200,4 +200,12 @@ func addSpan(kv *sortedKVs, sp *schemas.Span, rows, index bool) {
 	if isErr {
 		buf = set(svcPrefix(buf[:0], ks, idxErr, sp.Service))
 	}
+	if sp.ErrorType != "" {
+		buf = set(svcPrefix(buf[:0], ks, idxExc, sp.ErrorType))
+	}
+	for i, ev := range sp.Events {
+		if !slices.ContainsFunc(sp.Events[:i], func(e schemas.SpanEvent) bool { return e.Name == ev.Name }) {
+			buf = set(svcPrefix(buf[:0], ks, idxEv, ev.Name))
+		}
+	}
 }

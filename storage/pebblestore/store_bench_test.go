@@ -2,6 +2,7 @@ package pebblestore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -73,7 +74,11 @@ func (w *workload) batch(dst []schemas.Span, n int) []schemas.Span {
 				sp.ParentSpanID = root
 			}
 			if w.r.IntN(100) == 0 {
-				sp.Status, sp.ErrorType = schemas.StatusError, "Timeout"
+				// 20 exception types, so one type matches 1 span in 2,000.
+				sp.Status, sp.ErrorType = schemas.StatusError, "TimeoutError-"+strconv.Itoa(w.r.IntN(20))
+			}
+			if w.r.IntN(50) == 0 {
+				sp.Events = []schemas.SpanEvent{{TimeUnixNano: sp.StartUnixNano, Name: "cache.miss-" + strconv.Itoa(w.r.IntN(20))}}
 			}
 			sp.Tags = []schemas.KV{{Key: "http.method", Value: "GET"}, {Key: "peer", Value: "10.0.0." + strconv.Itoa(w.r.IntN(255))}}
 			dst = append(dst, sp)
@@ -200,7 +205,8 @@ func benchStore(b *testing.B) (*pebblestore.Store, *workload) {
 		if bench.err != nil {
 			return
 		}
-		marker := filepath.Join(dir, fmt.Sprintf(".complete-%d", n))
+		// v2: the workload carries error types and events.
+		marker := filepath.Join(dir, fmt.Sprintf(".complete-v2-%d", n))
 		_, statErr := os.Stat(marker)
 		bench.store, bench.err = pebblestore.Open(dir, pebblestore.Options{CacheBytes: 512 << 20, MemTableBytes: 64 << 20})
 		bench.w = newWorkload(n)
@@ -300,6 +306,24 @@ func BenchmarkQuery(b *testing.B) {
 		latencies(b, func(r *rand.Rand) error {
 			svc := r.IntN(40)
 			_, err := s.Search(ctx, tracestore.Query{Service: "svc-" + strconv.Itoa(svc), Operation: "op-" + strconv.Itoa(svc*10+r.IntN(10)), MinDuration: 500 * time.Millisecond})
+			return err
+		})
+	})
+	b.Run("SearchErrorType", func(b *testing.B) {
+		latencies(b, func(r *rand.Rand) error {
+			refs, err := s.Search(ctx, tracestore.Query{ErrorType: "TimeoutError-" + strconv.Itoa(r.IntN(20))})
+			if err == nil && len(refs) == 0 {
+				err = errors.New("no hits")
+			}
+			return err
+		})
+	})
+	b.Run("SearchEvent", func(b *testing.B) {
+		latencies(b, func(r *rand.Rand) error {
+			refs, err := s.Search(ctx, tracestore.Query{Event: "cache.miss-" + strconv.Itoa(r.IntN(20))})
+			if err == nil && len(refs) == 0 {
+				err = errors.New("no hits")
+			}
 			return err
 		})
 	})

@@ -25,6 +25,8 @@ type Fixture struct {
 	T1, T2, T3, Dyed, CrossDay, Hostile, Forge tracestore.TraceID
 	// Service names, tagged.
 	Gateway, Order, DB string
+	// ErrorType and the event names are on a few spans, tagged like the services.
+	ErrorType, Retry, CacheMiss string
 }
 
 // NewFixture builds the fixture with a fresh tag.
@@ -32,7 +34,8 @@ func NewFixture() *Fixture {
 	var raw [6]byte
 	_, _ = rand.Read(raw[:])
 	tag := hex.EncodeToString(raw[:])
-	f := &Fixture{Tag: tag, Gateway: "gw-" + tag, Order: "order-" + tag, DB: "db-" + tag}
+	f := &Fixture{Tag: tag, Gateway: "gw-" + tag, Order: "order-" + tag, DB: "db-" + tag,
+		ErrorType: "*payment.DeclinedError-" + tag, Retry: "retry-" + tag, CacheMiss: "cache.miss-" + tag}
 	base := Midnight.Add(-10 * time.Second)
 	at := func(d time.Duration) int64 { return base.Add(d).UnixNano() }
 	bk := func(kv ...string) []schemas.KV {
@@ -69,16 +72,25 @@ func NewFixture() *Fixture {
 	add(f.T1, root, f.Order, "load", 10*time.Millisecond, 50*time.Millisecond, bk("order", "A"), ok, false)
 	add(f.T1, root, f.DB, "select", 20*time.Millisecond, 30*time.Millisecond, nil, fail, false)
 
+	last := func() *schemas.Span { return &f.Spans[len(f.Spans)-1] }
+	event := func(name string) schemas.SpanEvent {
+		return schemas.SpanEvent{TimeUnixNano: last().StartUnixNano, Name: name}
+	}
+
 	f.T2 = newTrace()
 	root = add(f.T2, schemas.SpanID{}, f.Gateway, getOrder, time.Second, 2*time.Second, bk("order", "B"), ok, false)
 	add(f.T2, root, f.Order, "load", time.Second+time.Millisecond, time.Second, bk("order", "B"), fail, false)
+	last().ErrorType = f.ErrorType
+	last().Events = []schemas.SpanEvent{event(f.Retry), event(f.Retry)} // a name twice: indexed once
 
 	f.T3 = newTrace()
 	add(f.T3, schemas.SpanID{}, f.Gateway, "POST /pay", 2*time.Second, 10*time.Millisecond, bk("order", "A", "user", "U2"), none, false)
+	last().Events = []schemas.SpanEvent{event(f.CacheMiss)}
 
 	f.Dyed = newTrace()
 	root = add(f.Dyed, schemas.SpanID{}, f.Gateway, getOrder, 3*time.Second, 20*time.Millisecond, bk("order", "A"), ok, true)
 	add(f.Dyed, root, f.Order, "load", 3*time.Second+time.Millisecond, 5*time.Millisecond, bk("order", "A"), fail, true)
+	last().ErrorType = f.ErrorType
 
 	// Root just before midnight, child just after: two days.
 	f.CrossDay = newTrace()

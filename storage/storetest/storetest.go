@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,13 +71,24 @@ func Queries(f *Fixture) map[string]tracestore.Query {
 		"dotted key":              {BusinessKeys: []schemas.KV{k("k.with.dots", "*:*")}},
 		"unicode key":             {BusinessKeys: []schemas.KV{k("订单号", "单")}},
 		"value prefix":            {BusinessKeys: []schemas.KV{{Key: "order", Value: "A"}}},
+		"error type":              {ErrorType: f.ErrorType},
+		"error type dyed include": {ErrorType: f.ErrorType, Dyed: tracestore.DyedInclude},
+		"error type and service":  {ErrorType: f.ErrorType, Service: f.Order},
+		"error type other svc":    {ErrorType: f.ErrorType, Service: f.DB},
+		"error type min duration": {ErrorType: f.ErrorType, MinDuration: 2 * time.Second},
+		"unknown error type":      {ErrorType: "*nobody.Error-" + f.Tag},
+		"event":                   {Event: f.Retry},
+		"event and bk":            {Event: f.CacheMiss, BusinessKeys: []schemas.KV{k("order", "A")}},
+		"event and other bk":      {Event: f.CacheMiss, BusinessKeys: []schemas.KV{k("order", "B")}},
+		"event and error type":    {Event: f.Retry, ErrorType: f.ErrorType},
 	}
 }
 
 // nonEmpty are queries the oracle must answer with hits, so the suite cannot pass vacuously.
 var nonEmpty = []string{"bk", "bk dyed only", "bk and bk same span", "bk and service", "bk cross day",
 	"service", "service errors", "service window", "service exact start", "injection stored", "separators stored",
-	"separator prefix forged", "dotted key", "unicode key", "bk and operation", "bk min duration"}
+	"separator prefix forged", "dotted key", "unicode key", "bk and operation", "bk min duration",
+	"error type", "error type dyed include", "error type and service", "event", "event and bk", "event and error type"}
 
 // RunIndex checks an Index against the oracle.
 func RunIndex(t *testing.T, newIndex IndexFactory) {
@@ -124,12 +136,66 @@ func RunIndex(t *testing.T, newIndex IndexFactory) {
 			}
 		}
 	})
+	t.Run("Names", func(t *testing.T) { runNames(t, newIndex(t)) })
 	t.Run("Empty", func(t *testing.T) {
 		idx := newIndex(t)
 		if err := idx.IndexSpans(ctxFor(t), nil); err != nil {
 			t.Fatalf("IndexSpans(nil): %v", err)
 		}
 	})
+}
+
+// runNames checks Services and Operations: production names only, separators and all, and
+// nothing for an unknown service. The fixture's services carry the run's tag, so a shared
+// server's other services do not matter.
+func runNames(t *testing.T, idx tracestore.Index) {
+	ctx := ctxFor(t)
+	f := NewFixture()
+	odd := "odd/svc=\x00" + f.Tag
+	shadow := "shadow-" + f.Tag
+	var extra tracestore.TraceID
+	extra[0] = 0x5e
+	copy(extra[1:], f.Tag)
+	at := Midnight.UnixNano()
+	spans := append(slices.Clone(f.Spans),
+		schemas.Span{TraceID: extra, SpanID: schemas.SpanID{1}, Service: odd, Operation: "a/b=c", StartUnixNano: at, SampleRate: 1},
+		// Dyed only: neither the service nor the operation may be listed.
+		schemas.Span{TraceID: extra, SpanID: schemas.SpanID{2}, Service: shadow, Operation: "x", StartUnixNano: at, SampleRate: 1, Dyed: true},
+		schemas.Span{TraceID: extra, SpanID: schemas.SpanID{3}, Service: f.Order, Operation: "dyed-only", StartUnixNano: at, SampleRate: 1, Dyed: true})
+	if err := idx.IndexSpans(ctx, spans); err != nil {
+		t.Fatalf("IndexSpans: %v", err)
+	}
+	services, err := idx.Services(ctx)
+	if err != nil {
+		t.Fatalf("Services: %v", err)
+	}
+	if !slices.IsSorted(services) || len(slices.Compact(slices.Clone(services))) != len(services) {
+		t.Errorf("Services not sorted and unique: %q", services)
+	}
+	var ours []string
+	for _, s := range services {
+		if strings.HasSuffix(s, f.Tag) {
+			ours = append(ours, s)
+		}
+	}
+	if want := sorted(f.Gateway, f.Order, f.DB, odd); !slices.Equal(ours, want) {
+		t.Errorf("Services: got %q, want %q", ours, want)
+	}
+	for svc, want := range map[string][]string{
+		f.Gateway:         sorted("GET /order/{id}", "POST /pay", "hostile"),
+		f.Order:           {"load"},
+		odd:               {"a/b=c"},
+		shadow:            nil,
+		"nobody-" + f.Tag: nil,
+	} {
+		got, err := idx.Operations(ctx, svc)
+		if err != nil {
+			t.Fatalf("Operations(%q): %v", svc, err)
+		}
+		if len(got) != len(want) || !slices.Equal(got, want) {
+			t.Errorf("Operations(%q): got %q, want %q", svc, got, want)
+		}
+	}
 }
 
 // InvalidQueries must all fail validation.

@@ -3,6 +3,7 @@ package tracestore
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -60,13 +61,18 @@ const (
 // Query selects traces. Every condition must hold on one and the same span (as in Jaeger):
 // "order_id=42 AND min duration 1s" finds traces with a span carrying order_id=42 that took
 // at least a second, not a trace where one span has the key and another is slow. A query
-// must name at least one business key or a service.
+// must name at least one business key, a service, an error type or an event.
 type Query struct {
 	// BusinessKeys must all be present on the span with exactly these values.
 	BusinessKeys []schemas.KV
 	Service      string
 	// Operation needs Service.
 	Operation string
+	// ErrorType is the span's error (exception) type, exactly ("*payment.DeclinedError").
+	ErrorType string
+	// Event is the name of an event the span carries ("exception", "cache.miss", ...): the
+	// seed's "find the call again by the event it raised".
+	Event string
 	// Start and End bound the span start, inclusive; zero means unbounded.
 	Start, End time.Time
 	// MinDuration and MaxDuration bound the span duration, inclusive; zero means unbounded.
@@ -93,8 +99,8 @@ func (q *Query) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidQuery}, args...)...))
 	}
-	if len(q.BusinessKeys) == 0 && q.Service == "" {
-		bad("name a business key or a service")
+	if len(q.BusinessKeys) == 0 && q.Service == "" && q.ErrorType == "" && q.Event == "" {
+		bad("name a business key, a service, an error type or an event")
 	}
 	if len(q.BusinessKeys) > MaxBusinessKeys {
 		bad("%d business keys, at most %d", len(q.BusinessKeys), MaxBusinessKeys)
@@ -108,6 +114,8 @@ func (q *Query) Validate() error {
 	}
 	checkTerm(bad, "service", q.Service)
 	checkTerm(bad, "operation", q.Operation)
+	checkTerm(bad, "error type", q.ErrorType)
+	checkTerm(bad, "event", q.Event)
 	if q.Operation != "" && q.Service == "" {
 		bad("operation %q needs a service", q.Operation)
 	}
@@ -174,7 +182,9 @@ func (q *Query) Match(s *schemas.Span) bool {
 	case q.Dyed == DyedExclude && s.Dyed, q.Dyed == DyedOnly && !s.Dyed:
 		return false
 	case q.Service != "" && s.Service != q.Service,
-		q.Operation != "" && s.Operation != q.Operation:
+		q.Operation != "" && s.Operation != q.Operation,
+		q.ErrorType != "" && s.ErrorType != q.ErrorType,
+		q.Event != "" && !slices.ContainsFunc(s.Events, func(e schemas.SpanEvent) bool { return e.Name == q.Event }):
 		return false
 	case s.StartUnixNano < q.StartNano() || s.StartUnixNano > q.EndNano():
 		return false

@@ -50,10 +50,29 @@ func (s *Store) WriteSpans(ctx context.Context, spans []schemas.Span) error {
 	return errors.Join(<-rowsErr, idxErr)
 }
 
-// FindTraces validates q, searches the index, fetches the hits with one multi-get and
-// summarizes them in the index order (newest first). A hit whose rows are gone (retention
-// raced the search) is dropped.
+// FindTraces is SearchTraces, each trace summarized.
 func (s *Store) FindTraces(ctx context.Context, q Query) ([]TraceSummary, error) {
+	found, err := s.SearchTraces(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TraceSummary, 0, len(found))
+	for _, f := range found {
+		out = append(out, Summarize(f.Ref.TraceID, f.Spans))
+	}
+	return out, nil
+}
+
+// Found is one trace SearchTraces found, with every span of it.
+type Found struct {
+	Ref   TraceRef
+	Spans []schemas.Span
+}
+
+// SearchTraces validates q, searches the index and fetches the hits with one multi-get, in
+// the index order (newest first). A hit whose rows are gone (retention raced the search) is
+// dropped.
+func (s *Store) SearchTraces(ctx context.Context, q Query) ([]Found, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -72,10 +91,10 @@ func (s *Store) FindTraces(ctx context.Context, q Query) ([]TraceSummary, error)
 	if err != nil {
 		return nil, fmt.Errorf("get traces: %w", err)
 	}
-	out := make([]TraceSummary, 0, len(refs))
+	out := make([]Found, 0, len(refs))
 	for _, r := range refs {
 		if spans := traces[r.TraceID]; len(spans) > 0 {
-			out = append(out, Summarize(r.TraceID, spans))
+			out = append(out, Found{Ref: r, Spans: spans})
 		}
 	}
 	return out, nil

@@ -22,7 +22,18 @@ type Index interface {
 	// Search returns the traces having at least one span that matches every condition of q,
 	// newest matching span first, at most q.Limit (after defaults) distinct traces.
 	Search(ctx context.Context, q Query) ([]TraceRef, error)
+	// Services lists the services with indexed production spans (dyed spans are load tests
+	// and stay out of pickers, as they stay out of searches by default), sorted, at most
+	// MaxNames.
+	Services(ctx context.Context) ([]string, error)
+	// Operations lists the operations of a service's production spans, sorted, at most
+	// MaxNames; an unknown service has none (no error).
+	Operations(ctx context.Context, service string) ([]string, error)
 }
+
+// MaxNames bounds the lists Services and Operations return: they feed pickers (Grafana's,
+// Jaeger's), and a service that names operations after raw URLs must not make them unbounded.
+const MaxNames = 10000
 
 // Rows stores spans by trace id. Implementations must be safe for concurrent use.
 type Rows interface {

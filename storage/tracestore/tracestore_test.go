@@ -19,7 +19,7 @@ func TestValidateMessages(t *testing.T) {
 		q    tracestore.Query
 		want string
 	}{
-		{tracestore.Query{}, "name a business key or a service"},
+		{tracestore.Query{}, "name a business key, a service, an error type or an event"},
 		{tracestore.Query{Service: "s", Limit: 1001}, "limit 1001 outside 0..1000"},
 		{tracestore.Query{Service: "s", MinDuration: -1}, "negative duration"},
 		{tracestore.Query{Service: "s", MinDuration: 2, MaxDuration: 1}, "max duration 1ns below min duration 2ns"},

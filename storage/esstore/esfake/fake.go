@@ -4,7 +4,7 @@
 // whole-request 429 (es_rejected_execution_exception), index_not_found_exception 404 for
 // missing concrete indices unless ignore_unavailable, _cat/indices, index deletion, and the
 // search DSL subset esstore generates (bool.filter of term/terms/range, sort, collapse,
-// search_after, _source includes). Anything outside that subset is a 400
+// search_after, _source includes, terms aggregations). Anything outside that subset is a 400
 // parsing_exception, so a client change that leaves the subset fails its tests.
 package esfake
 
@@ -366,9 +366,93 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, parts []string) 
 		}
 		out = append(out, map[string]any{"_index": h.index, "_id": h.id, "_score": nil, "_source": src, "sort": h.sort})
 	}
-	s.reply(w, 200, map[string]any{"took": 1, "timed_out": false,
+	res := map[string]any{"took": 1, "timed_out": false,
 		"_shards": map[string]int{"total": len(names), "successful": len(names), "skipped": 0, "failed": 0},
-		"hits":    map[string]any{"max_score": nil, "hits": out}})
+		"hits":    map[string]any{"max_score": nil, "hits": out}}
+	if len(req.aggs) > 0 {
+		srcs := make([]map[string]any, len(hits))
+		for i, h := range hits {
+			srcs[i] = h.src
+		}
+		aggs := map[string]any{}
+		for name, a := range req.aggs {
+			aggs[name] = a.run(srcs)
+		}
+		res["aggregations"] = aggs
+	}
+	s.reply(w, 200, res)
+}
+
+// termsAgg is a terms aggregation on a keyword field: buckets of the distinct values among the
+// matching documents, by descending count (ties by key) unless ordered by _key, at most size.
+type termsAgg struct {
+	field   string
+	size    int
+	byKey   bool
+	keyDesc bool
+}
+
+func parseAggs(v json.RawMessage) (map[string]termsAgg, error) {
+	var raw map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(v, &raw); err != nil {
+		return nil, fmt.Errorf("aggs: %w", err)
+	}
+	out := map[string]termsAgg{}
+	for name, kinds := range raw {
+		for kind, body := range kinds {
+			if kind != "terms" {
+				return nil, fmt.Errorf("esfake: unsupported aggregation [%s]", kind)
+			}
+			var t struct {
+				Field string            `json:"field"`
+				Size  *int              `json:"size"`
+				Order map[string]string `json:"order"`
+			}
+			if err := json.Unmarshal(body, &t); err != nil {
+				return nil, fmt.Errorf("terms: %w", err)
+			}
+			a := termsAgg{field: t.Field, size: 10}
+			if t.Size != nil {
+				a.size = *t.Size
+			}
+			for k, dir := range t.Order {
+				if k != "_key" && k != "_count" {
+					return nil, fmt.Errorf("esfake: terms order on %s", k)
+				}
+				a.byKey, a.keyDesc = k == "_key", dir == "desc"
+			}
+			out[name] = a
+		}
+	}
+	return out, nil
+}
+
+func (a termsAgg) run(srcs []map[string]any) map[string]any {
+	counts := map[string]int{}
+	for _, src := range srcs {
+		if v, ok := lookup(src, a.field).(string); ok {
+			counts[v]++
+		}
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(keys, func(x, y string) int {
+		switch {
+		case a.byKey && a.keyDesc:
+			return cmp.Compare(y, x)
+		case a.byKey:
+			return cmp.Compare(x, y)
+		}
+		return cmp.Or(cmp.Compare(counts[y], counts[x]), cmp.Compare(x, y))
+	})
+	other := 0
+	for _, k := range keys[min(len(keys), a.size):] {
+		other += counts[k]
+	}
+	buckets := []any{}
+	for _, k := range keys[:min(len(keys), a.size)] {
+		buckets = append(buckets, map[string]any{"key": k, "doc_count": counts[k]})
+	}
+	return map[string]any{"doc_count_error_upper_bound": 0, "sum_other_doc_count": other, "buckets": buckets}
 }
 
 // searchReq is the parsed DSL subset.
@@ -380,6 +464,7 @@ type searchReq struct {
 	collapse    string
 	source      []string
 	searchAfter []any
+	aggs        map[string]termsAgg
 }
 
 func parseSearch(body json.RawMessage) (*searchReq, error) {
@@ -413,6 +498,8 @@ func parseSearch(body json.RawMessage) (*searchReq, error) {
 			err = req.parseSort(v)
 		case "query":
 			err = req.parseQuery(v)
+		case "aggs", "aggregations":
+			req.aggs, err = parseAggs(v)
 		default:
 			err = fmt.Errorf("Unknown key for a START_OBJECT in [%s].", k)
 		}
@@ -486,7 +573,13 @@ func clause(kind, field string, arg json.RawMessage) (func(map[string]any) bool,
 		if m, ok := v.(map[string]any); ok {
 			return nil, fmt.Errorf("esfake: term with options %v", m)
 		}
-		return func(src map[string]any) bool { return key(lookup(src, field)) == key(v) }, nil
+		return func(src map[string]any) bool {
+			got := lookup(src, field)
+			if list, ok := got.([]any); ok { // an array field: a term matches any element
+				return slices.ContainsFunc(list, func(e any) bool { return key(e) == key(v) })
+			}
+			return key(got) == key(v)
+		}, nil
 	case "terms":
 		var vs []any
 		if err := dec(&vs); err != nil {
