@@ -18,13 +18,13 @@ import (
 )
 
 // realtime turns mercury.events into convergence alerts, one converge.Partition per input
-// partition. Ownership: the state in memory is trusted only while the partition's offsets
-// run on without a gap from it; any other first offset (the partition was owned elsewhere
-// meanwhile, or this instance just started) reloads the state saved with the last commit,
-// and offsets that state already reflects are skipped. The saved state never goes back
-// (see alertstore.Store.SavePartition), alert ids are a function of the opening event's
-// offset, and the store creates an id once: a rebalance or a kill neither loses an alert
-// nor fires one twice.
+// partition. Ownership follows the consumer group: a partition's state is loaded from the
+// store with its first message after an assignment (the state saved with the last commit,
+// possibly ahead of it: offsets it already reflects are skipped) and dropped when the
+// partition is revoked (or a batch failed, to be retried from the saved state). The saved
+// state never goes back (see alertstore.Store.SavePartition), alert ids are a function of
+// the opening event's offset, and the store creates an id once: a rebalance or a kill
+// neither loses an alert nor fires one twice.
 type realtime struct {
 	a     *Alerter
 	topic string
@@ -47,21 +47,11 @@ func EventID(topic string, partition int, offset int64) string {
 	return fmt.Sprintf("%s-%d-%d", topic, partition, offset)
 }
 
-// own returns the partition's state, valid for offset. An offset below the state's Next is
-// one the state already reflects (ours is the newest: whoever owned the partition meanwhile
-// committed no further, or we would have been handed a later offset). An offset beyond it
-// means someone else went on: take the stored state when it is newer than ours.
+// own returns the partition's state, loading the saved one when the partition has none in
+// memory (it was just assigned).
 func (r *realtime) own(ctx context.Context, part int, offset int64) (*partition, error) {
-	p := r.parts[part]
-	if p != nil && offset <= p.conv.Next {
+	if p := r.parts[part]; p != nil {
 		return p, nil
-	}
-	if p != nil && !p.saved {
-		// Our unsaved work is valid (its alerts exist, its events are idempotent): flush it
-		// before looking at the stored state.
-		if err := r.flushPartition(ctx, part, p); err != nil {
-			return nil, err
-		}
 	}
 	var st alertstore.PartitionState
 	var ok bool
@@ -72,26 +62,18 @@ func (r *realtime) own(ctx context.Context, part int, offset int64) (*partition,
 	if err != nil {
 		return nil, err
 	}
-	var conv *converge.Partition
-	if p != nil {
-		conv = p.conv
-	}
-	if ok && (conv == nil || st.Offset+1 > conv.Next) {
+	conv := converge.New(offset)
+	if ok {
 		if conv, err = converge.Unmarshal(st.State); err != nil {
 			return nil, err
 		}
-	}
-	if conv == nil {
-		conv = converge.New(offset)
-	}
-	if conv.Next < offset {
-		if ok || p != nil {
-			r.a.cfg.Logger.Warn("alerter: events skipped between the state and the fetch (retention?)",
-				"partition", part, "state_next", conv.Next, "offset", offset)
+		if conv.Next < offset {
+			// Offsets the state never saw: compacted, expired by retention, or control
+			// records; the state carries on from here.
+			r.a.cfg.Logger.Info("alerter: partition resumes past its saved state", "partition", part, "state_next", conv.Next, "offset", offset)
 		}
-		conv.Next = offset
 	}
-	p = &partition{conv: conv, dirty: map[string]*converge.Window{}, saved: true}
+	p := &partition{conv: conv, dirty: map[string]*converge.Window{}, saved: true}
 	r.parts[part] = p
 	return p, nil
 }

@@ -158,12 +158,14 @@ func TestNewOwnerResumesFromSavedState(t *testing.T) {
 				want[i].ID, want[i].Suppressed, want[i].PrevSuppressed)
 		}
 	}
-	// And A coming back to the partition later (its stale state is behind B's) takes B's.
+	// And A, given the partition back later (its state was dropped when it was revoked),
+	// starts from B's.
+	a.revoked([]int{2})
 	if err := a.handle(ctx, eventMsg(t, 2, 160, msgs[59])); err != nil {
 		t.Fatal(err)
 	}
 	if a.parts[2].conv.Next != 161 {
-		t.Fatalf("returning owner did not take the newer saved state: next %d", a.parts[2].conv.Next)
+		t.Fatalf("returning owner did not start from the saved state: next %d", a.parts[2].conv.Next)
 	}
 }
 
