@@ -188,7 +188,7 @@ type Store interface {
 	StrategyHistory(ctx context.Context, name string) ([]Strategy, error)
 	DeleteStrategy(ctx context.Context, name string, version int64, by string) error
 
-	// PutEvents stores events; an ID already stored is not stored twice.
+	// PutEvents stores events; an ID stored again (a replay) is still stored once.
 	PutEvents(ctx context.Context, evs []StoredEvent) error
 	GetEvent(ctx context.Context, id string) (StoredEvent, error)
 	SearchEvents(ctx context.Context, q EventQuery) ([]StoredEvent, error)

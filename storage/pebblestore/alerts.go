@@ -683,7 +683,8 @@ func (s *AlertStore) DeleteStrategy(ctx context.Context, name string, version in
 
 // ---- events
 
-// PutEvents stores events with their indexes; an id already stored is skipped.
+// PutEvents stores events with their indexes. The writes are blind: an id stored again
+// (a replay) is the same event under the same keys, so it is still stored once.
 func (s *AlertStore) PutEvents(_ context.Context, evs []alertstore.StoredEvent) error {
 	if err := s.lock(); err != nil {
 		return err
@@ -695,14 +696,6 @@ func (s *AlertStore) PutEvents(_ context.Context, evs []alertstore.StoredEvent) 
 		e := &evs[i]
 		if e.ID == "" {
 			return fmt.Errorf("%w: event without id", alertstore.ErrInvalid)
-		}
-		_, closer, err := s.db.Get(key("e", e.ID))
-		if err == nil {
-			closer.Close()
-			continue
-		}
-		if !errors.Is(err, pebble.ErrNotFound) {
-			return err
 		}
 		if err := setJSON(b, key("e", e.ID), e); err != nil {
 			return err
