@@ -379,3 +379,40 @@ func BenchmarkMetricPointToWebhook(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// The convergence of the issue through the broker: 1,000 identical exceptions (ids in their
+// messages differ) from 200 hosts within 3 s reach the webhook as one alert, whose stored
+// counts come to 1,000 from 200 hosts.
+func TestThousandExceptionsThroughTheBrokerOneNotification(t *testing.T) {
+	bc := startBroker(t)
+	hook, url := newWebhook(t)
+	s := openStore(t)
+	startAlerter(t, bc, s, url, func(c *Config) { c.Window = time.Minute })
+	w := newWriter(t, bc)
+	base := time.Now()
+	evs := make([]schemas.Event, 1000)
+	for i := range evs {
+		evs[i] = exception(base.Add(time.Duration(i)*3*time.Millisecond), fmt.Sprintf("pay-%03d", i%200), "*pay.DeclinedError",
+			fmt.Sprintf("charge order %d failed", 500000+i))
+	}
+	for i := 0; i < len(evs); i += 100 {
+		produce(t, w, evs[i:i+100]...)
+	}
+	waitFor(t, 30*time.Second, "1,000 events counted", func() bool {
+		als := alerts(t, s, alertstore.AlertFilter{})
+		return len(als) == 1 && als[0].Count == 1000
+	})
+	al := alerts(t, s, alertstore.AlertFilter{})[0]
+	if al.HostCount != 200 || al.Suppressed != 999 {
+		t.Fatalf("alert: %d hosts, %d suppressed", al.HostCount, al.Suppressed)
+	}
+	// Every notification comes from a stored alert's outbox: once the one alert's outbox is
+	// empty, everything that will be sent has been.
+	waitFor(t, 30*time.Second, "the outbox drained", func() bool {
+		a, err := s.GetAlert(t.Context(), al.ID)
+		return err == nil && len(a.Outbox) == 0
+	})
+	if n := len(hook.received()); n != 1 {
+		t.Fatalf("webhook got %d notifications, want 1", n)
+	}
+}
