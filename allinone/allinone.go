@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if err != nil {
 		return nil, err
 	}
-	board, err := alerts.New(alerts.Config{Store: p.alerts, AdminToken: cfg.AdminToken, Logger: cfg.Logger})
+	board, err := alerts.New(alerts.Config{Store: p.alerts})
 	if err != nil {
 		return nil, err
 	}

@@ -22,27 +22,19 @@
 package alerts
 
 import (
-	"bytes"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
 
 // Config configures the API.
 type Config struct {
 	Store alertstore.Store
-	// AdminToken guards every write; empty disables writes (403).
-	AdminToken string
-	Logger     *slog.Logger
-	Now        func() time.Time // default time.Now
+	Now   func() time.Time // default time.Now
 }
 
 // API serves the alert board.
@@ -55,39 +47,38 @@ func New(cfg Config) (*API, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("alerts API: no alert store")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &API{cfg: cfg}, nil
 }
 
-// Routes mounts the API on mux.
-func (a *API) Routes(mux *http.ServeMux) {
-	h := func(pattern string, fn handler) { mux.HandleFunc(pattern, a.serve(fn)) }
+// Register mounts the alert board on the query service's router (query.Config.Rooms).
+func (a *API) Register(rt *api.Router) {
+	h := func(pattern string, fn handler) { rt.Handle(pattern, a.adapt(fn)) }
+	w := func(pattern string, fn handler) { rt.Handle(pattern, rt.Admin(a.adapt(fn))) }
 	h("GET /api/v1/alerts", a.listAlerts)
 	h("GET /api/v1/alerts/{id}", a.getAlert)
-	h("POST /api/v1/alerts/{id}/ack", a.admin(a.ack))
+	w("POST /api/v1/alerts/{id}/ack", a.ack)
 	h("GET /api/v1/silences", a.listSilences)
-	h("POST /api/v1/silences", a.admin(a.createSilence))
-	h("DELETE /api/v1/silences/{id}", a.admin(a.expireSilence))
+	w("POST /api/v1/silences", a.createSilence)
+	w("DELETE /api/v1/silences/{id}", a.expireSilence)
 	h("GET /api/v1/rules", a.listRules)
 	h("GET /api/v1/rules/{name}", a.getRule)
 	h("GET /api/v1/rules/{name}/history", a.ruleHistory)
-	h("PUT /api/v1/rules/{name}", a.admin(a.putRule))
-	h("DELETE /api/v1/rules/{name}", a.admin(a.deleteRule))
+	w("PUT /api/v1/rules/{name}", a.putRule)
+	w("DELETE /api/v1/rules/{name}", a.deleteRule)
 	h("GET /api/v1/strategies", a.listStrategies)
 	h("GET /api/v1/strategies/{name}", a.getStrategy)
 	h("GET /api/v1/strategies/{name}/history", a.strategyHistory)
-	h("PUT /api/v1/strategies/{name}", a.admin(a.putStrategy))
-	h("DELETE /api/v1/strategies/{name}", a.admin(a.deleteStrategy))
+	w("PUT /api/v1/strategies/{name}", a.putStrategy)
+	w("DELETE /api/v1/strategies/{name}", a.deleteStrategy)
 	h("GET /api/v1/events", a.searchEvents)
 	h("GET /api/v1/events/{id}", a.getEvent)
 }
 
-// handler returns the body and status, or an error whose status is derived from it.
+// handler returns the body and status, or an error whose status is derived from it. by is
+// who made a write (X-Mercury-User, default "admin"), for the histories.
 type handler func(r *http.Request, by string) (any, int, error)
 
 // errBadRequest marks a request the caller must fix.
@@ -97,26 +88,18 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
-func (a *API) serve(fn handler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		body, code, err := fn(r, "")
+// adapt maps the store's errors to statuses for the router; the admin check is the router's.
+func (a *API) adapt(fn handler) api.HandlerFunc {
+	return func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+		by := r.Header.Get("X-Mercury-User")
+		if by == "" {
+			by = "admin"
+		}
+		body, code, err := fn(r, by)
 		if err != nil {
-			code = status(err, code)
-			if code >= 500 {
-				a.cfg.Logger.Error("alerts API", "path", r.URL.Path, "err", err)
-			}
-			if code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="mercury"`)
-			}
-			body = map[string]string{"error": err.Error()}
+			return nil, status(err, code), err
 		}
-		var buf bytes.Buffer
-		if err := json.NewEncoder(&buf).Encode(body); err != nil {
-			code, buf = http.StatusInternalServerError, *bytes.NewBufferString(`{"error":"encode"}`)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_, _ = w.Write(buf.Bytes())
+		return body, code, nil
 	}
 }
 
@@ -136,78 +119,37 @@ func status(err error, code int) int {
 	return http.StatusInternalServerError
 }
 
-// admin lets the request through with the admin token; the caller's name (X-Mercury-User,
-// default "admin") goes into histories.
-func (a *API) admin(fn handler) handler {
-	return func(r *http.Request, _ string) (any, int, error) {
-		if a.cfg.AdminToken == "" {
-			return nil, http.StatusForbidden, errors.New("writes are disabled: start the query service with an admin token")
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.AdminToken)) != 1 {
-			return nil, http.StatusUnauthorized, errors.New("admin token required")
-		}
-		by := r.Header.Get("X-Mercury-User")
-		if by == "" {
-			by = "admin"
-		}
-		return fn(r, by)
-	}
-}
-
 // decode reads a JSON body of at most 1 MiB, refusing unknown fields (a typo in a rule must
 // not silently become a rule without that setting).
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("body: %v", err)
+	if err := api.DecodeJSON(r, 1<<20, v); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	return nil
 }
 
-func intParam(r *http.Request, name string) (int64, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, badRequest("%s %q: want a non-negative integer", name, s)
-	}
-	return n, nil
+// params parses the known query parameters; unknown ones and bad values are a 400.
+func params(r *http.Request, known ...string) (*api.Params, error) {
+	p := api.NewParams(r.URL.Query(), known...)
+	return p, badParams(p)
 }
 
-// timeParam accepts RFC 3339 or Unix milliseconds.
-func timeParam(r *http.Request, name string) (time.Time, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return time.Time{}, nil
+func badParams(p *api.Params) error {
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.UnixMilli(ms), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	return nil
+}
+
+// version is the ?version= of rule and strategy calls (0: the current one).
+func version(r *http.Request) (int64, error) {
+	p, err := params(r, "version")
 	if err != nil {
-		return t, badRequest("%s %q: want RFC 3339 or Unix milliseconds", name, s)
+		return 0, err
 	}
-	return t, nil
+	v := p.Int("version", 0, 0, 1<<31)
+	return int64(v), badParams(p)
 }
-
-func oneOf(r *http.Request, name string, allowed ...string) (string, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return "", nil
-	}
-	for _, a := range allowed {
-		if v == a {
-			return v, nil
-		}
-	}
-	return "", badRequest("%s %q: want one of %s", name, v, strings.Join(allowed, ", "))
-}
-
-// ---- alerts
 
 // board is an alert as the board shows it: without the delivery outbox.
 func board(al alertstore.Alert) alertstore.Alert {
@@ -216,23 +158,17 @@ func board(al alertstore.Alert) alertstore.Alert {
 }
 
 func (a *API) listAlerts(r *http.Request, _ string) (any, int, error) {
-	var f alertstore.AlertFilter
-	var err error
-	if f.State, err = oneOf(r, "state", alertstore.StateFiring, alertstore.StateResolved); err != nil {
+	p, _ := params(r, "state", "level", "kind", "service", "limit")
+	f := alertstore.AlertFilter{
+		State:   p.OneOf("state", alertstore.StateFiring, alertstore.StateResolved),
+		Level:   p.OneOf("level", alertstore.LevelWarning, alertstore.LevelAlarm),
+		Kind:    p.OneOf("kind", alertstore.KindEvent, alertstore.KindMetric, alertstore.KindSelf),
+		Service: p.String("service"),
+		Limit:   p.Int("limit", 0, 0, 1000),
+	}
+	if err := badParams(p); err != nil {
 		return nil, 0, err
 	}
-	if f.Level, err = oneOf(r, "level", alertstore.LevelWarning, alertstore.LevelAlarm); err != nil {
-		return nil, 0, err
-	}
-	if f.Kind, err = oneOf(r, "kind", alertstore.KindEvent, alertstore.KindMetric, alertstore.KindSelf); err != nil {
-		return nil, 0, err
-	}
-	f.Service = r.URL.Query().Get("service")
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		return nil, 0, err
-	}
-	f.Limit = int(min(limit, 1000))
 	als, err := a.cfg.Store.ListAlerts(r.Context(), f)
 	if err != nil {
 		return nil, 0, err
@@ -324,7 +260,7 @@ func (a *API) listRules(r *http.Request, _ string) (any, int, error) {
 }
 
 func (a *API) getRule(r *http.Request, _ string) (any, int, error) {
-	v, err := intParam(r, "version")
+	v, err := version(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -349,7 +285,7 @@ func (a *API) putRule(r *http.Request, by string) (any, int, error) {
 	if rule.Name != name {
 		return nil, 0, badRequest("body names rule %q, path %q", rule.Name, name)
 	}
-	v, err := intParam(r, "version")
+	v, err := version(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -359,7 +295,7 @@ func (a *API) putRule(r *http.Request, by string) (any, int, error) {
 }
 
 func (a *API) deleteRule(r *http.Request, by string) (any, int, error) {
-	v, err := intParam(r, "version")
+	v, err := version(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -384,7 +320,7 @@ func (a *API) listStrategies(r *http.Request, _ string) (any, int, error) {
 }
 
 func (a *API) getStrategy(r *http.Request, _ string) (any, int, error) {
-	v, err := intParam(r, "version")
+	v, err := version(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -416,7 +352,7 @@ func (a *API) putStrategy(r *http.Request, by string) (any, int, error) {
 			return nil, 0, err
 		}
 	}
-	v, err := intParam(r, "version")
+	v, err := version(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -426,7 +362,7 @@ func (a *API) putStrategy(r *http.Request, by string) (any, int, error) {
 }
 
 func (a *API) deleteStrategy(r *http.Request, by string) (any, int, error) {
-	v, err := intParam(r, "version")
+	v, err := version(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -437,23 +373,15 @@ func (a *API) deleteStrategy(r *http.Request, by string) (any, int, error) {
 // ---- events
 
 func (a *API) searchEvents(r *http.Request, _ string) (any, int, error) {
-	q := alertstore.EventQuery{Service: r.URL.Query().Get("service"), Type: r.URL.Query().Get("type"),
-		Signature: r.URL.Query().Get("signature")}
-	var err error
-	if q.From, err = timeParam(r, "from"); err != nil {
-		return nil, 0, err
-	}
-	if q.To, err = timeParam(r, "to"); err != nil {
+	p, _ := params(r, "service", "type", "signature", "from", "to", "limit")
+	q := alertstore.EventQuery{Service: p.String("service"), Type: p.String("type"), Signature: p.String("signature"),
+		From: p.Time("from"), To: p.Time("to"), Limit: p.Int("limit", 0, 0, 1000)}
+	if err := badParams(p); err != nil {
 		return nil, 0, err
 	}
 	if !q.To.IsZero() && q.To.Before(q.From) {
 		return nil, 0, badRequest("to is before from")
 	}
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		return nil, 0, err
-	}
-	q.Limit = int(min(limit, 1000))
 	evs, err := a.cfg.Store.SearchEvents(r.Context(), q)
 	return map[string]any{"events": evs}, http.StatusOK, err
 }

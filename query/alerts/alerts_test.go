@@ -3,6 +3,7 @@ package alerts_test
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,9 +11,11 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/query/alerts"
+	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var t0 = time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
@@ -29,12 +32,16 @@ func setup(t *testing.T, token string) (*client, alertstore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	api, err := alerts.New(alerts.Config{Store: s, AdminToken: token, Now: func() time.Time { return t0 }})
+	board, err := alerts.New(alerts.Config{Store: s, Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	api.Routes(mux)
+	rt, err := api.NewRouter(mux, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	board.Register(rt)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &client{t: t, base: srv.URL, token: token}, s
@@ -224,5 +231,21 @@ func TestEventSearch(t *testing.T) {
 	var one map[string]any
 	if code := c.do("GET", "/api/v1/events/mercury.events-0-1", "", false, &one); code != 200 || one["signature"] != "s2" {
 		t.Fatalf("get: %d %v", code, one)
+	}
+}
+
+// TestBoardParameters: the board parses its parameters like every endpoint of the query
+// service: an unknown name or a bad value is a 400 naming it.
+func TestBoardParameters(t *testing.T) {
+	c, _ := setup(t, "tok")
+	for _, path := range []string{"/api/v1/alerts?limit=-1", "/api/v1/alerts?state=burning", "/api/v1/alerts?bogus=1",
+		"/api/v1/events?from=yesterday", "/api/v1/rules/r?version=x", "/api/v1/events?limit=5000"} {
+		var e struct{ Error string }
+		if code := c.do("GET", path, "", false, &e); code != 400 || e.Error == "" {
+			t.Errorf("%s: %d %q", path, code, e.Error)
+		}
+	}
+	if code := c.do("GET", "/api/v1/alerts?state=firing&limit=10", "", false, nil); code != 200 {
+		t.Errorf("good parameters: %d", code)
 	}
 }

@@ -4,12 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
-
-// Register mounts the alert board in the query service (query.Config.Rooms).
-func (a *API) Register(rt *api.Router) { a.Routes(rt.Mux()) }
 
 // DomainAlerts tells the domain registry the strategy covering a domain (the first whose
 // selectors name it, else one that applies everywhere) and the most severe level firing there.
