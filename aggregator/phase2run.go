@@ -40,6 +40,7 @@ type p2 struct {
 	label  string
 	points map[metricstore.Key]*point
 	next   int64 // offset after the last merged partial; -1 before any
+	done   int64 // the offset last committed
 	dirty  int
 	batch  []kafka.Message
 	// decoded is the batch's partials, reused from batch to batch.
@@ -63,7 +64,7 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 		return ended(ctx, err)
 	}
 	defer r.Close()
-	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1,
+	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1, done: -1,
 		admit: newAdmission(a.cfg.Store, a.cfg.MaxSeries, part, parts)}
 	defer a.m.open.DeleteLabelValues(p.label)
 	defer a.m.series.DeleteLabelValues(p.label)
@@ -210,8 +211,8 @@ func (p *p2) merge(ctx context.Context) error {
 // flush upserts the changed points with a new revision, emits them, then commits.
 func (p *p2) flush(ctx context.Context) error {
 	a := p.a
-	if p.next < 0 {
-		return nil
+	if p.next < 0 || (p.next == p.done && p.dirty == 0) {
+		return nil // nothing merged, or nothing since the last commit
 	}
 	ups := make([]metricstore.Upsert, 0, p.dirty)
 	var msgs []kafka.Message
@@ -240,6 +241,7 @@ func (p *p2) flush(ctx context.Context) error {
 	if err := a.retry(ctx, func() error { return p.offs.commit(ctx, p.part, p.next, "") }); err != nil {
 		return err
 	}
+	p.done = p.next
 	for _, u := range ups {
 		pt := p.points[metricstore.Key{SeriesID: u.Point.SeriesID, Minute: u.Point.Minute}]
 		pt.dirty, pt.revision = false, u.Point.Revision
