@@ -27,6 +27,7 @@ import (
 	"github.com/mercury-apm/mercury/agent/agentsql"
 	"github.com/mercury-apm/mercury/agent/ship"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/daemon"
 )
 
 // Services names the demo services; each has a spool directory of that name.
@@ -207,7 +208,7 @@ func (d *Demo) listen(name string, a *agent.Agent, mux *http.ServeMux, opts []ag
 	if err != nil {
 		return "", fmt.Errorf("demo %s: %w", name, err)
 	}
-	srv := &http.Server{Handler: agenthttp.Middleware(a, mux, opts...), ReadHeaderTimeout: 5 * time.Second}
+	srv := daemon.NewServer(agenthttp.Middleware(a, mux, opts...), daemon.ServerConfig{})
 	d.servers = append(d.servers, srv)
 	go srv.Serve(ln)
 	return "http://" + ln.Addr().String(), nil

@@ -5,17 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"net/http/pprof"
+	"slices"
 	"strings"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mercury-apm/mercury/gateway/bbr"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/ratelimit"
 	"github.com/mercury-apm/mercury/gateway/retry"
 	"github.com/mercury-apm/mercury/gateway/upstream"
+	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // maxAdminBody bounds admin request bodies.
@@ -34,6 +35,7 @@ type RouteStatus struct {
 	} `json:"breaker,omitempty"`
 	RetryWindow      *retry.Stats     `json:"retry_window,omitempty"`
 	RetryEnabled     bool             `json:"retry_enabled"`
+	Active           int64            `json:"active"` // requests in flight, what max_concurrent bounds
 	RateLimit        *ratelimit.Stats `json:"ratelimit,omitempty"`
 	BBR              *bbr.Stats       `json:"bbr,omitempty"`
 	Degrade          *degrade.Status  `json:"degrade,omitempty"`
@@ -49,12 +51,13 @@ type InstanceStatus struct {
 	URL      string `json:"url"`
 	Region   string `json:"region"` // "local" or "remote"
 	Healthy  bool   `json:"healthy"`
+	Ejected  bool   `json:"ejected"` // by outlier detection
 	InFlight int64  `json:"in_flight"`
 }
 
 func (r *route) status() RouteStatus {
 	s := RouteStatus{Name: r.cfg.Name, Prefix: r.cfg.Prefix, Service: r.cfg.Service, Tier: r.cfg.Tier,
-		RetryEnabled: r.window != nil && r.g.retries.Enabled(r.cfg.Service)}
+		RetryEnabled: r.retry.on && r.g.retries.Enabled(r.cfg.Service), Active: r.active.Load()}
 	for _, mw := range allMiddlewares {
 		if r.cfg.enabled(mw) {
 			s.Middlewares = append(s.Middlewares, mw)
@@ -104,7 +107,7 @@ func (r *route) status() RouteStatus {
 func (s *RouteStatus) addInstances(region string, pool *upstream.Pool) (healthy int) {
 	for _, in := range pool.Instances() {
 		s.Instances = append(s.Instances, InstanceStatus{URL: in.URL.String(), Region: region,
-			Healthy: in.Healthy(), InFlight: in.InFlight()})
+			Healthy: in.Healthy(), Ejected: in.Ejected(), InFlight: in.InFlight()})
 		if in.Healthy() {
 			healthy++
 		}
@@ -112,23 +115,31 @@ func (s *RouteStatus) addInstances(region string, pool *upstream.Pool) (healthy 
 	return healthy
 }
 
-// AdminHandler serves the admin API, /metrics, /healthz and /readyz. Write
-// endpoints need "Authorization: Bearer <admin token>".
-func (g *Gateway) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if g.draining.Load() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
+// AdminHandler serves the admin API with /metrics, /healthz and /readyz, as `mercury
+// gateway` serves it on the admin listener (daemon.Run mounts Routes and Ready the same way).
+// Write endpoints need "Authorization: Bearer <admin token>".
+func (g *Gateway) AdminHandler() http.Handler { return daemon.Handler(g.registry, g.Routes, g.Ready) }
+
+// Registry holds the gateway's metrics (served at the admin listener's /metrics).
+func (g *Gateway) Registry() *prometheus.Registry { return g.registry }
+
+// Ready is an error once the gateway drains: load balancers stop sending before the proxy
+// listener closes.
+func (g *Gateway) Ready() error {
+	if g.draining.Load() {
+		return errors.New("gateway: draining")
+	}
+	return nil
+}
+
+// Routes mounts the admin API: routes, degrade and retry switches, plans, dye, chaos, and
+// pprof behind the admin token.
+func (g *Gateway) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, _ *http.Request) {
-		out := make([]RouteStatus, 0, len(g.routes))
-		for _, rc := range g.cfg.Routes {
-			out = append(out, g.byName[rc.Name].status())
+		t := g.table.Load()
+		out := make([]RouteStatus, 0, len(t.order))
+		for _, name := range t.order {
+			out = append(out, t.byName[name].status())
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -150,11 +161,15 @@ func (g *Gateway) AdminHandler() http.Handler {
 		if !readJSON(w, req, &set) {
 			return
 		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
 		if _, err := r.degrade.Apply(set); err != nil {
 			httpError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		writeJSON(w, http.StatusOK, r.degrade.Status())
+		if g.persist(w) {
+			writeJSON(w, http.StatusOK, r.degrade.Status())
+		}
 	}))
 	mux.HandleFunc("PUT /admin/retry", g.authorized(func(w http.ResponseWriter, req *http.Request) {
 		var body struct {
@@ -168,12 +183,75 @@ func (g *Gateway) AdminHandler() http.Handler {
 			httpError(w, http.StatusBadRequest, "want {\"enabled\": bool, \"service\": optional name}")
 			return
 		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
 		if body.Service == "" {
 			g.retries.SetGlobal(*body.Enabled)
 		} else {
 			g.retries.SetService(body.Service, *body.Enabled)
 		}
-		w.WriteHeader(http.StatusNoContent)
+		if g.persist(w) {
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	// Profiles show the code and its memory: only for the admin token.
+	mux.HandleFunc("GET /debug/pprof/", g.authorized(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", g.authorized(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", g.authorized(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", g.authorized(pprof.Symbol))
+	mux.HandleFunc("POST /debug/pprof/symbol", g.authorized(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", g.authorized(pprof.Trace))
+	mux.HandleFunc("GET /admin/dye", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"enabled": !g.dyeOff.Load()})
+	})
+	mux.HandleFunc("PUT /admin/dye", g.authorized(func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			Enabled *bool `json:"enabled"`
+		}
+		if !readJSON(w, req, &body) {
+			return
+		}
+		if body.Enabled == nil {
+			httpError(w, http.StatusBadRequest, "want {\"enabled\": bool}")
+			return
+		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
+		g.dyeOff.Store(!*body.Enabled)
+		if g.persist(w) {
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	mux.HandleFunc("GET /admin/chaos", func(w http.ResponseWriter, _ *http.Request) {
+		if st, ok := g.chaosStatus(); ok {
+			writeJSON(w, http.StatusOK, st)
+			return
+		}
+		httpError(w, http.StatusNotFound, "no experiment has run")
+	})
+	mux.HandleFunc("PUT /admin/chaos", g.authorized(func(w http.ResponseWriter, req *http.Request) {
+		var exp ChaosExperiment
+		if !readJSON(w, req, &exp) {
+			return
+		}
+		st, err := g.startChaos(exp)
+		switch {
+		case errors.Is(err, errChaosRunning):
+			httpError(w, http.StatusConflict, "%v", err)
+		case err != nil:
+			httpError(w, http.StatusBadRequest, "%v", err)
+		default:
+			writeJSON(w, http.StatusOK, st)
+		}
+	}))
+	mux.HandleFunc("DELETE /admin/chaos", g.authorized(func(w http.ResponseWriter, _ *http.Request) {
+		c := g.chaos.Load()
+		if c == nil || !g.endChaos(c, "stopped") {
+			httpError(w, http.StatusConflict, "no experiment is running")
+			return
+		}
+		st, _ := g.chaosStatus()
+		writeJSON(w, http.StatusOK, st)
 	}))
 	plan := func(apply bool) http.HandlerFunc {
 		return g.authorized(func(w http.ResponseWriter, req *http.Request) {
@@ -182,34 +260,46 @@ func (g *Gateway) AdminHandler() http.Handler {
 				httpError(w, http.StatusBadRequest, "invalid plan name")
 				return
 			}
-			p, ok := g.plans[name]
+			g.opsMu.Lock()
+			defer g.opsMu.Unlock()
+			p, ok := g.table.Load().plans[name]
 			if !ok {
 				httpError(w, http.StatusNotFound, "no plan %q", name)
 				return
 			}
-			lookup := func(n string) (*degrade.Switch, bool) {
-				r, ok := g.byName[n]
-				if !ok || r.degrade == nil {
-					return nil, false
-				}
-				return r.degrade, true
-			}
 			var err error
 			if apply {
-				err = p.Apply(lookup)
+				err = g.applyPlan(p)
 			} else {
-				err = p.Revert(lookup)
+				err = g.revertPlan(p)
 			}
 			if err != nil {
 				httpError(w, http.StatusConflict, "%v", err)
 				return
 			}
-			writeJSON(w, http.StatusOK, map[string]any{"plan": name, "applied": p.Applied()})
+			if g.persist(w) {
+				writeJSON(w, http.StatusOK, map[string]any{"plan": name, "applied": p.saved != nil})
+			}
 		})
 	}
+	mux.HandleFunc("GET /admin/plans", func(w http.ResponseWriter, _ *http.Request) {
+		type planStatus struct {
+			Name     string     `json:"name"`
+			Applied  bool       `json:"applied"`
+			Replaced *planState `json:"replaced,omitempty"` // what revert puts back
+		}
+		g.opsMu.Lock()
+		t := g.table.Load()
+		out := make([]planStatus, 0, len(t.plans))
+		for name, p := range t.plans {
+			out = append(out, planStatus{Name: name, Applied: p.saved != nil, Replaced: p.saved})
+		}
+		g.opsMu.Unlock()
+		slices.SortFunc(out, func(a, b planStatus) int { return strings.Compare(a.Name, b.Name) })
+		writeJSON(w, http.StatusOK, out)
+	})
 	mux.HandleFunc("POST /admin/plans/{name}/apply", plan(true))
 	mux.HandleFunc("POST /admin/plans/{name}/revert", plan(false))
-	return mux
 }
 
 // routeParam resolves {name}: 400 for a malformed name, 404 for an unknown one.
@@ -219,8 +309,8 @@ func (g *Gateway) routeParam(w http.ResponseWriter, req *http.Request) *route {
 		httpError(w, http.StatusBadRequest, "invalid route name")
 		return nil
 	}
-	r, ok := g.byName[name]
-	if !ok {
+	r := g.route(name)
+	if r == nil {
 		httpError(w, http.StatusNotFound, "no route %q", name)
 		return nil
 	}

@@ -39,10 +39,13 @@ const (
 	TagRegion     = "gateway.region"
 	TagRetried    = "gateway.retried"
 	TagFailedOver = "gateway.failed_over"
-	TagShedBy     = "gateway.shed_by"
-	TagDegraded   = "gateway.degraded"
-	TagMethod     = "http.method"
-	TagStatusCode = "http.status_code"
+	// TagRetriedLocally is set (to "true") only when another local
+	// instance was tried.
+	TagRetriedLocally = "gateway.retried_locally"
+	TagShedBy         = "gateway.shed_by"
+	TagDegraded       = "gateway.degraded"
+	TagMethod         = "http.method"
+	TagStatusCode     = "http.status_code"
 )
 
 // RequestStart continues the caller's trace from traceparent/tracestate, or
@@ -86,6 +89,9 @@ func (o *AgentObserver) RequestDone(ctx context.Context, route RouteInfo, out Ou
 	}
 	s.SetTag(TagRetried, strconv.FormatBool(out.Retried))
 	s.SetTag(TagFailedOver, strconv.FormatBool(out.FailedOver))
+	if out.RetriedLocally {
+		s.SetTag(TagRetriedLocally, "true")
+	}
 	s.SetTag(TagDegraded, strconv.FormatBool(out.Degraded))
 	if out.ShedBy != "" {
 		s.SetTag(TagShedBy, out.ShedBy)
@@ -113,6 +119,7 @@ var eventTypes = map[EventKind]string{
 	EventDegrade:        schemas.EventDegrade,
 	EventRetryWindow:    schemas.EventRetryWindow,
 	EventUpstreamHealth: schemas.EventUpstreamHealth,
+	EventOutlier:        schemas.EventUpstreamHealth,
 	EventPanic:          schemas.EventException,
 }
 

@@ -25,16 +25,22 @@ import (
 // Config is the gateway configuration: the YAML document plus injection
 // points for tests and embedding (the fields tagged yaml:"-").
 type Config struct {
-	Listen      string `yaml:"listen"`       // proxy address, default ":8080"
-	AdminListen string `yaml:"admin_listen"` // admin/metrics address, default ":8081"
+	Listen      string `yaml:"listen"`       // proxy address, default "127.0.0.1:8480"
+	AdminListen string `yaml:"admin_listen"` // admin/metrics address, default "127.0.0.1:8481"
 	// AdminToken guards the admin write endpoints (Bearer token). Default
-	// from MERCURY_GATEWAY_ADMIN_TOKEN; with none, writes are refused.
+	// from MERCURY_ADMIN_TOKEN; with none, writes are refused.
 	AdminToken string `yaml:"admin_token"`
 	Region     string `yaml:"region"` // this gateway's region, for spans and logs
 	// SentryDSN receives recovered panics; default from SENTRY_DSN. Empty:
 	// panics are only logged.
 	SentryDSN       string        `yaml:"sentry_dsn"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 15s
+	// StateFile keeps the operator's run-time state (degrade, retry and dye
+	// switches, applied plans) across restarts; empty: not kept.
+	StateFile string `yaml:"state_file"`
+	// RetryAfter is sent as Retry-After with the gateway's own 429 and 503
+	// answers (shed, limited, breaker open, bulkhead, degraded); default 1s.
+	RetryAfter time.Duration `yaml:"retry_after"`
 
 	// MaxInFlight is the gateway-wide capacity tiered shedding measures load
 	// against (in-flight / MaxInFlight); 0 leaves BBR's overload as the only
@@ -46,6 +52,9 @@ type Config struct {
 
 	CPU   CPUConfig   `yaml:"cpu"`
 	Retry RetryConfig `yaml:"retry"`
+	// DyeDisabled starts with all dyed (load-test) traffic refused; PUT
+	// /admin/dye turns it on and off at run time.
+	DyeDisabled bool `yaml:"dye_disabled"`
 
 	Routes []RouteConfig `yaml:"routes"`
 	Plans  []PlanConfig  `yaml:"plans"`
@@ -90,10 +99,18 @@ type RouteConfig struct {
 	Remote *UpstreamConfig `yaml:"remote"`
 
 	Timeout TimeoutConfig `yaml:"timeout"`
+	// Budget is the request's total time, every try together (local,
+	// failover): each try gets its own timeout capped by what is left, and
+	// the upstream learns what is left from the X-Mercury-Budget-Ms header.
+	// A caller's smaller header wins. Default: the longest single try (the
+	// local timeout, or timeout.tmax with the dynamic timeout; or the remote
+	// timeout if longer).
+	Budget time.Duration `yaml:"budget"`
 	// Middlewares lists the enabled middlewares, any of: tier, bbr, degrade,
 	// ratelimit, breaker, dynamic_timeout, retry. Empty means all whose
-	// settings are present (tier, bbr, degrade and breaker need none). The
-	// order of execution is fixed; see docs/gateway.md.
+	// settings are present (tier, bbr, degrade, breaker and retry need none;
+	// retry fails over only with a remote section). The order of execution
+	// is fixed; see docs/gateway.md.
 	Middlewares []string `yaml:"middlewares"`
 
 	RateLimit *RateLimitConfig `yaml:"ratelimit"`
@@ -101,6 +118,22 @@ type RouteConfig struct {
 	Breaker   BreakerConfig    `yaml:"breaker"`
 	Degrade   DegradeConfig    `yaml:"degrade"`
 	Retry     RouteRetry       `yaml:"retry"`
+
+	// MaxConcurrent is the route's bulkhead: requests beyond it in flight
+	// at once are refused with 503, so one slow route cannot take the
+	// gateway's connections and goroutines from the others. 0: none.
+	MaxConcurrent int64 `yaml:"max_concurrent"`
+	// Dye isolates load-test traffic (X-Mercury-Dye) on the route.
+	Dye DyeConfig `yaml:"dye"`
+}
+
+// DyeConfig gives dyed traffic its own limiter; it always has its own
+// breaker (same settings as the route's) and its own metrics, so a load test
+// can neither trip the breaker real users depend on nor eat their limit.
+type DyeConfig struct {
+	// RateLimit is dyed traffic's own limit; default the route's
+	// ratelimit settings, with separate counters.
+	RateLimit *RateLimitConfig `yaml:"ratelimit"`
 }
 
 // UpstreamConfig is a set of instances in one region.
@@ -109,6 +142,9 @@ type UpstreamConfig struct {
 	Instances   []string             `yaml:"instances"`
 	Balance     upstream.Balance     `yaml:"balance"`
 	HealthCheck upstream.HealthCheck `yaml:"health_check"`
+	// Outlier enables passive outlier ejection of instances (see package
+	// upstream); absent leaves it off.
+	Outlier *upstream.Outlier `yaml:"outlier"`
 	// Timeout is the fixed timeout for this region; for the local region
 	// the dynamic timeout replaces it when enabled. Default 5s.
 	Timeout time.Duration `yaml:"timeout"`
@@ -155,18 +191,67 @@ type BreakerConfig struct {
 type DegradeConfig struct {
 	Fallback degrade.Fallback    `yaml:"fallback"`
 	Auto     *degrade.AutoConfig `yaml:"auto"`
+	// CacheBytes bounds the response bodies the cache fallback keeps for
+	// the route (default 8 MiB; one response at most 256 KiB).
+	CacheBytes int64 `yaml:"cache_bytes"`
+	// OnFailure answers a single failed request (an upstream 5xx or
+	// connection error or timeout, after every retry) with the fallback,
+	// not only while the switch is on.
+	OnFailure bool `yaml:"on_failure"`
 }
 
-// RouteRetry says whether the route may fail over to the remote region.
+// RouteRetry is the route's retry policy: what is worth another try, where,
+// and how much retrying the route may do at once.
 type RouteRetry struct {
 	Disabled      bool `yaml:"disabled"`
 	NonIdempotent bool `yaml:"non_idempotent"` // also replay POST/PATCH
+	// OnStatus lists the upstream statuses worth another try; default 500,
+	// 502, 503, 504. 501 and 505 answer the same everywhere and may not be
+	// listed; 408, 429 and other 5xx may.
+	OnStatus []int `yaml:"on_status"`
+	// OnErrors lists the failures worth another try: connect (connection
+	// errors, no healthy instance), timeout, refused (the local rate limit
+	// or breaker). Default all three.
+	OnErrors []string `yaml:"on_errors"`
+	// NoLocalRetry turns off the retry on another local instance that runs
+	// before any failover.
+	NoLocalRetry bool `yaml:"no_local_retry"`
+	// TimeoutRateBound: a timed-out try is retried locally only while the
+	// route's local timeout rate (last 10 s) is below it; above, timeouts
+	// go straight to the remote region. Default 0.1.
+	TimeoutRateBound float64 `yaml:"timeout_rate_bound"`
+	// BudgetPercent and BudgetMinConcurrent are the retry budget: retries
+	// in progress at most BudgetPercent of the route's active requests, or
+	// BudgetMinConcurrent, whichever is more. Default 20 % and 3.
+	BudgetPercent       float64 `yaml:"budget_percent"`
+	BudgetMinConcurrent int64   `yaml:"budget_min_concurrent"`
 }
 
-// PlanConfig is a named degradation plan.
-type PlanConfig struct {
-	Name   string                     `yaml:"name"`
-	Routes map[string]degrade.Setting `yaml:"routes"`
+// Failure kinds for RouteRetry.OnErrors.
+const (
+	RetryOnConnect = "connect"
+	RetryOnTimeout = "timeout"
+	RetryOnRefused = "refused"
+)
+
+func (rr *RouteRetry) validate() error {
+	for _, code := range rr.OnStatus {
+		switch {
+		case code == http.StatusNotImplemented || code == http.StatusHTTPVersionNotSupported:
+			return fmt.Errorf("on_status %d: the same request fails the same way everywhere, never retried", code)
+		case code != http.StatusRequestTimeout && code != http.StatusTooManyRequests && (code < 500 || code > 599):
+			return fmt.Errorf("on_status %d: only 408, 429 and 5xx may be retried", code)
+		}
+	}
+	for _, kind := range rr.OnErrors {
+		if kind != RetryOnConnect && kind != RetryOnTimeout && kind != RetryOnRefused {
+			return fmt.Errorf("on_errors %q: want connect, timeout or refused", kind)
+		}
+	}
+	if rr.TimeoutRateBound < 0 || rr.TimeoutRateBound > 1 {
+		return errors.New("timeout_rate_bound must be in [0,1]")
+	}
+	return nil
 }
 
 // Middleware names.
@@ -219,7 +304,7 @@ func (rc *RouteConfig) enabled(mw string) bool {
 	case MWDynamicTimeout:
 		return rc.Timeout.Thwm > 0
 	case MWRetry:
-		return rc.Remote != nil && !rc.Retry.Disabled
+		return !rc.Retry.Disabled
 	}
 	return true
 }
@@ -253,6 +338,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: local.instances is required", where)
 		case rc.Remote != nil && len(rc.Remote.Instances) == 0:
 			return fmt.Errorf("%s: remote.instances is required when remote is set", where)
+		case rc.Budget < 0 || rc.Local.Timeout < 0 || rc.Remote != nil && rc.Remote.Timeout < 0:
+			return fmt.Errorf("%s: budget and timeouts must not be negative", where)
+		case c.RetryAfter < 0:
+			return errors.New("gateway: retry_after must not be negative")
+		case rc.MaxConcurrent < 0:
+			return fmt.Errorf("%s: max_concurrent must not be negative", where)
 		}
 		for _, mw := range rc.Middlewares {
 			if !slices.Contains(allMiddlewares, mw) {
@@ -265,29 +356,26 @@ func (c *Config) Validate() error {
 		if rc.enabled(MWDynamicTimeout) && rc.Timeout.Thwm == 0 {
 			return fmt.Errorf("%s: middleware dynamic_timeout needs timeout.thwm and timeout.tmax", where)
 		}
-		if rc.enabled(MWRetry) && rc.Remote == nil {
-			return fmt.Errorf("%s: middleware retry needs a remote section", where)
+		if err := rc.Retry.validate(); err != nil {
+			return fmt.Errorf("%s: retry: %w", where, err)
 		}
 		names[rc.Name] = true
 		prefixes[rc.Prefix] = rc.Name
 	}
+	routes := map[string]*RouteConfig{}
+	for i := range c.Routes {
+		routes[c.Routes[i].Name] = &c.Routes[i]
+	}
 	plans := map[string]bool{}
-	for i, p := range c.Plans {
+	for i := range c.Plans {
+		p := &c.Plans[i]
 		where := fmt.Sprintf("gateway: plans[%d] (%q)", i, p.Name)
 		if !namePattern.MatchString(p.Name) || plans[p.Name] {
 			return fmt.Errorf("%s: name must be unique and match %s", where, namePattern)
 		}
 		plans[p.Name] = true
-		for route, set := range p.Routes {
-			if !names[route] {
-				return fmt.Errorf("%s: unknown route %q", where, route)
-			}
-			if set.Fallback != nil {
-				fb := *set.Fallback
-				if err := fb.Validate(); err != nil {
-					return fmt.Errorf("%s: route %q: %w", where, route, err)
-				}
-			}
+		if err := p.validate(routes); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
 	return nil

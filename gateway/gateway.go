@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,9 +26,8 @@ import (
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/degrade"
 	"github.com/mercury-apm/mercury/gateway/retry"
-	"github.com/mercury-apm/mercury/gateway/tier"
-	"github.com/mercury-apm/mercury/gateway/upstream"
 	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/daemon"
 )
 
 // Gateway is a configured proxy. Create it with New, serve Handler and
@@ -50,15 +48,25 @@ type Gateway struct {
 	healthClient    *http.Client
 	registry        *prometheus.Registry
 	metrics         *metrics
-	tiers           *tier.Shedder
 	retries         retry.Switches
 	bufPool         httputil.BufferPool
 	sentry          *sentry.Client
+	handler         http.Handler
 
-	routes  []*route // longest prefix first
-	byName  map[string]*route
-	plans   map[string]*degrade.Plan
-	handler http.Handler
+	// table is the routes, plans and tier shedder of the current config;
+	// Reload swaps it whole, and requests in flight finish on the old one.
+	table atomic.Pointer[routeTable]
+	loops loops
+
+	// Operator state. opsMu serialises its writers (admin API, plans) and
+	// the state file; readers on the hot path use the atomics.
+	opsMu      sync.Mutex
+	dyeOff     atomic.Bool                 // the switch stopping all dyed traffic
+	shedTiers  [5]atomic.Bool              // tiers refused outright (index 1–4), set by plans
+	sampling   atomic.Uint64               // float64 bits: share of requests the Observer sees
+	retryAfter []string                    // Retry-After value on the gateway's own 429/503
+	chaos      atomic.Pointer[chaos]       // the running fault-injection experiment
+	chaosLast  atomic.Pointer[ChaosStatus] // how the last one ended
 
 	draining  atomic.Bool
 	closeOnce sync.Once
@@ -72,7 +80,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	applyDefaults(&cfg)
 	g := &Gateway{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, clock: clock.Or(cfg.Clock),
-		registry: cfg.Registry, bufPool: newBufferPool(), byName: map[string]*route{}, plans: map[string]*degrade.Plan{}}
+		registry: cfg.Registry, bufPool: newBufferPool()}
+	g.setSampleRate(1)
 	if g.obs == nil {
 		g.obs = SlogObserver{Logger: g.log}
 	}
@@ -93,32 +102,20 @@ func New(cfg Config) (*Gateway, error) {
 	g.healthClient = &http.Client{Transport: g.healthTransport}
 	g.metrics = newMetrics(g.registry)
 	g.retries.SetGlobal(!cfg.Retry.Disabled)
+	g.dyeOff.Store(cfg.DyeDisabled)
+	g.retryAfter = []string{degrade.RetryAfter(cfg.RetryAfter)}
 	for _, s := range cfg.Retry.DisabledServices {
 		g.retries.SetService(s, false)
 	}
-	for _, rc := range cfg.Routes {
-		r, err := newRoute(g, rc)
-		if err != nil {
-			return nil, err
-		}
-		r.m = g.metrics.forRoute(rc.Name)
-		r.m.gauges(g.registry, r)
-		g.routes = append(g.routes, r)
-		g.byName[rc.Name] = r
+	t, err := g.buildTable(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	sort.SliceStable(g.routes, func(i, j int) bool { return len(g.routes[i].cfg.Prefix) > len(g.routes[j].cfg.Prefix) })
-	var signals []tier.Signal
-	for _, r := range g.routes {
-		if r.bbr != nil {
-			signals = append(signals, r.bbr.Load)
-		}
-	}
-	var err error
-	if g.tiers, err = tier.New(tier.Config{MaxInFlight: cfg.MaxInFlight, Signals: signals, Thresholds: cfg.TierThresholds}); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	for _, pc := range cfg.Plans {
-		g.plans[pc.Name] = &degrade.Plan{Name: pc.Name, Settings: pc.Routes}
+	t.register(g.registry)
+	g.table.Store(t)
+	if err := g.restoreState(); err != nil {
+		t.unregister(g.registry)
+		return nil, err
 	}
 	if cfg.SentryDSN != "" {
 		if g.sentry, err = sentry.NewClient(sentry.ClientOptions{Dsn: cfg.SentryDSN, AttachStacktrace: true}); err != nil {
@@ -150,16 +147,19 @@ func (b *bufferPool) Put(x []byte) {
 
 func applyDefaults(c *Config) {
 	if c.Listen == "" {
-		c.Listen = ":8080"
+		c.Listen = "127.0.0.1:8480"
 	}
 	if c.AdminListen == "" {
-		c.AdminListen = ":8081"
+		c.AdminListen = "127.0.0.1:8481"
 	}
 	if c.AdminToken == "" {
-		c.AdminToken = os.Getenv("MERCURY_GATEWAY_ADMIN_TOKEN")
+		c.AdminToken = os.Getenv("MERCURY_ADMIN_TOKEN") // the one name every daemon reads
 	}
 	if c.SentryDSN == "" {
 		c.SentryDSN = os.Getenv("SENTRY_DSN")
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
@@ -194,7 +194,7 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) Retries() *retry.Switches { return &g.retries }
 
 func (g *Gateway) dispatch(w http.ResponseWriter, req *http.Request) {
-	for _, r := range g.routes {
+	for _, r := range g.table.Load().routes {
 		if strings.HasPrefix(req.URL.Path, r.cfg.Prefix) {
 			r.serve(w, req)
 			return
@@ -225,7 +225,7 @@ func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
 
 func (g *Gateway) reportPanic(req *http.Request, v any) {
 	info := RouteInfo{Region: g.cfg.Region}
-	for _, r := range g.routes {
+	for _, r := range g.table.Load().routes {
 		if strings.HasPrefix(req.URL.Path, r.cfg.Prefix) {
 			info = r.info
 			break
@@ -263,68 +263,64 @@ func (g *Gateway) Start(ctx context.Context) (wait func()) {
 			}
 		})
 	}
-	for _, r := range g.routes {
-		for _, p := range []*upstream.Pool{r.local, r.remote} {
-			if p != nil {
-				wg.Go(func() { p.Run(ctx) })
-			}
-		}
+	// Health checks and outlier sweeps run per route, so a reload can start
+	// the new routes' loops and stop the old ones'.
+	g.loops.start(ctx, &wg, func() []*route { return g.table.Load().routes })
+	return func() {
+		g.loops.stop()
+		wg.Wait()
 	}
-	return wg.Wait
 }
 
-// Run serves the proxy on cfg.Listen and the admin API on cfg.AdminListen
-// until ctx ends, then drains: /readyz turns 503, in-flight requests get
-// ShutdownTimeout to finish, Sentry is flushed.
+// Run serves the proxy on cfg.Listen until ctx ends, then drains: Ready turns to an error
+// (/readyz 503), in-flight requests get ShutdownTimeout to finish, Sentry is flushed. The
+// admin API is served apart, on cfg.AdminListen (daemon.Run with Routes and Ready).
 func (g *Gateway) Run(ctx context.Context) error {
-	pl, err := net.Listen("tcp", g.cfg.Listen)
+	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	al, err := net.Listen("tcp", g.cfg.AdminListen)
-	if err != nil {
-		pl.Close()
-		return fmt.Errorf("gateway: %w", err)
-	}
-	return g.Serve(ctx, pl, al)
+	return g.Serve(ctx, ln)
 }
 
-// Serve is Run on listeners the caller opened.
-func (g *Gateway) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error {
+// longestBudget is the longest any route lets a request take (routes may reload: the
+// write timeout set at Serve uses the routes of that moment, and at least a minute).
+func (g *Gateway) longestBudget() time.Duration {
+	longest := time.Minute
+	for _, r := range g.table.Load().routes {
+		longest = max(longest, r.budget)
+	}
+	return longest
+}
+
+// Serve is Run on a listener the caller opened.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	defer g.Close()
 	bg, stop := context.WithCancel(ctx)
 	wait := g.Start(bg)
 	defer wait()
 	defer stop()
-	errLog := slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)
-	servers := []*http.Server{
-		{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog},
-		{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog},
-	}
-	errc := make(chan error, 2)
-	for i, ln := range []net.Listener{proxyLn, adminLn} {
-		go func() { errc <- servers[i].Serve(ln) }()
-	}
-	g.log.Info("gateway serving", "listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "routes", len(g.routes))
+	// A proxy's responses may stream for long: the write timeout is the longest a route
+	// allows, not the daemons' 60 s default; the other bounds are the same as every daemon's.
+	srv := daemon.NewServer(g.Handler(), daemon.ServerConfig{WriteTimeout: g.cfg.ShutdownTimeout + g.longestBudget()})
+	srv.ErrorLog = slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	g.log.Info("gateway serving", "listen", ln.Addr().String(), "routes", len(g.table.Load().routes))
 	var serveErr error
-	received := 0
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
-		received++
+		errc <- serveErr
 	}
 	g.draining.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
 	defer cancel()
-	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil && serveErr == nil {
-			serveErr = err
-		}
+	if err := srv.Shutdown(sctx); err != nil && serveErr == nil {
+		serveErr = err
 	}
-	for ; received < 2; received++ {
-		if err := <-errc; serveErr == nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
-		}
+	if err := <-errc; serveErr == nil && !errors.Is(err, http.ErrServerClosed) {
+		serveErr = err
 	}
 	return serveErr
 }

@@ -110,3 +110,26 @@ func do(h http.Handler, method, path string, body io.Reader, hdr ...string) (int
 	h.ServeHTTP(w, req)
 	return w.Code, w.Body.String()
 }
+
+// counterValue reads one child of a counter vector from the gateway's
+// registry by one label; 0 when absent.
+func counterValue(t *testing.T, g *Gateway, name, label, value string) float64 {
+	t.Helper()
+	families, err := g.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,7 +73,7 @@ func TestBBRShedsInGateway(t *testing.T) {
 	for range 2 {
 		wg.Go(func() { do(h, "GET", "/a/x", nil) })
 	}
-	for g.byName["a"].bbr.Stats().InFlight < 2 {
+	for g.route("a").bbr.Stats().InFlight < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	if code, _ := do(h, "GET", "/a/x", nil); code != http.StatusServiceUnavailable {
@@ -92,22 +95,69 @@ func TestBBRShedsInGateway(t *testing.T) {
 	}
 }
 
-func TestCacheFallbackServesLastGoodResponse(t *testing.T) {
+// Regression: the cache fallback kept one response per route, so Alice got
+// Bob's profile and cookie, and a POST got a cached GET with a 200. Now it is
+// keyed by method, URL and Vary, refuses per-user responses, and answers GET
+// and HEAD only.
+func TestCacheFallbackNeverLeaksAcrossUsers(t *testing.T) {
 	var n atomic.Int64
-	up := upstreamServer(t, func(w http.ResponseWriter, _ *http.Request) {
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		user := strings.TrimPrefix(r.URL.Path, "/a/user/")
+		switch user {
+		case "bob": // logs Bob in
+			w.Header().Set("Set-Cookie", "sid=bob-secret")
+		case "dave":
+			w.Header().Set("Cache-Control", "private, max-age=60")
+		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"v":%d}`, n.Add(1))
+		fmt.Fprintf(w, `{"user":%q,"v":%d}`, user, n.Add(1))
 	})
 	rc := route1("a", "/a/", 1, up.URL)
 	rc.Degrade.Fallback = degrade.Fallback{Kind: degrade.Cache}
 	g, _ := newGateway(t, Config{Routes: []RouteConfig{rc}})
-	h := g.Handler()
-	do(h, "GET", "/a/1", nil)
-	do(h, "GET", "/a/1", nil)
-	g.byName["a"].degrade.Apply(degrade.Setting{On: true})
-	code, body := do(h, "GET", "/a/1", nil)
-	if code != 200 || body != `{"v":2}` {
-		t.Fatalf("cache fallback: %d %q", code, body)
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	send := func(method, path string, hdr ...string) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	send("GET", "/a/user/alice")
+	send("GET", "/a/user/bob")
+	send("GET", "/a/user/carol", "Authorization", "Bearer carol-token")
+	send("GET", "/a/user/dave")
+	send("POST", "/a/user/erin")
+	send("GET", "/a/user/me", "Cookie", "sid=frank") // personalised by cookie, no Vary: Cookie
+	g.route("a").degrade.Apply(degrade.Setting{On: true})
+
+	if code, body, h := send("GET", "/a/user/alice"); code != 200 || body != `{"user":"alice","v":1}` || h.Get("Set-Cookie") != "" {
+		t.Fatalf("alice: %d %q %v", code, body, h)
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/a/user/bob"},   // had Set-Cookie: never kept
+		{"GET", "/a/user/carol"}, // asked with Authorization: never kept
+		{"GET", "/a/user/dave"},  // Cache-Control: private
+		{"GET", "/a/user/erin"},  // only a POST was seen
+		{"GET", "/a/user/me"},    // asked with a Cookie, not public: never kept
+		{"POST", "/a/user/alice"},
+		{"PUT", "/a/user/alice"},
+	} {
+		code, body, h := send(c.method, c.path)
+		if code != http.StatusServiceUnavailable || strings.Contains(body, "user") || h.Get("Set-Cookie") != "" {
+			t.Errorf("%s %s: %d %q %v, want a plain 503", c.method, c.path, code, body, h)
+		}
+	}
+	if code, body, _ := send("GET", "/a/user/alice", "Authorization", "Bearer bob-token"); code != 503 || body == `{"user":"alice","v":1}` {
+		t.Fatalf("a request with Authorization was answered from the cache: %d %q", code, body)
 	}
 }
 

@@ -35,6 +35,9 @@ type Outcome struct {
 	// breaker refused it).
 	Retried    bool
 	FailedOver bool
+	// RetriedLocally: a local try failed and another local instance was
+	// tried before any failover.
+	RetriedLocally bool
 	// ShedBy names the middleware that refused the request locally: tier,
 	// bbr, ratelimit, breaker or degrade; empty when none did. A request
 	// refused locally may still have succeeded remotely.
@@ -54,6 +57,8 @@ const (
 	EventDegrade        EventKind = "degrade"         // on, reason
 	EventRetryWindow    EventKind = "retry_window"    // from, to
 	EventUpstreamHealth EventKind = "upstream_health" // instance, healthy
+	EventOutlier        EventKind = "outlier"         // instance, ejected, reason
+	EventChaos          EventKind = "chaos"           // state (started, ended), the fault, reason
 	EventPanic          EventKind = "panic"           // value
 )
 

@@ -97,7 +97,7 @@ func TestUpstreamDownIs502AndNoHealthyIs503(t *testing.T) {
 		t.Fatalf("dead upstream: %d", code)
 	}
 	for range 2 { // fail_after defaults to 2
-		g.byName["a"].local.CheckOnce(context.Background())
+		g.route("a").local.CheckOnce(context.Background())
 	}
 	if code, _ := do(g.Handler(), "GET", "/a/x", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("no healthy instance: %d", code)
@@ -160,10 +160,11 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	})
 	g, _ := newGateway(t, Config{Routes: []RouteConfig{route1("a", "/a/", 1, up.URL)}, ShutdownTimeout: 5 * time.Second})
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
-	al, _ := net.Listen("tcp", "127.0.0.1:0")
+	admin := httptest.NewServer(g.AdminHandler())
+	defer admin.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- g.Serve(ctx, pl, al) }()
+	go func() { done <- g.Serve(ctx, pl) }()
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -176,7 +177,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, _ := get("http://" + al.Addr().String() + "/readyz"); code != 200 {
+	if code, _ := get(admin.URL + "/readyz"); code != 200 {
 		t.Fatalf("readyz %d", code)
 	}
 	slow := make(chan string)
@@ -190,5 +191,8 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if code, body := get(admin.URL + "/readyz"); code != 503 || !strings.Contains(body, "draining") {
+		t.Fatalf("readyz after the drain: %d %s", code, body)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mercury-apm/mercury/gateway/bbr"
 	"github.com/mercury-apm/mercury/gateway/breaker"
 	"github.com/mercury-apm/mercury/gateway/degrade"
@@ -22,6 +24,7 @@ import (
 	"github.com/mercury-apm/mercury/gateway/timeout"
 	"github.com/mercury-apm/mercury/gateway/upstream"
 	"github.com/mercury-apm/mercury/internal/clock"
+	"github.com/mercury-apm/mercury/internal/deadline"
 	"github.com/mercury-apm/mercury/internal/httpstatus"
 )
 
@@ -35,10 +38,9 @@ const (
 	shedRateLimit = "ratelimit"
 	shedBreaker   = "breaker"
 	shedDegrade   = "degrade"
+	shedBulkhead  = "bulkhead"
+	shedDye       = "dye" // the switch stopping all dyed traffic
 )
-
-// maxCachedBody caps the response kept for the cache fallback.
-const maxCachedBody = 256 << 10
 
 // route is one configured route with its middleware chain.
 type route struct {
@@ -50,6 +52,7 @@ type route struct {
 	local, remote *upstream.Pool
 	localTimeout  time.Duration
 	remoteTimeout time.Duration
+	budget        time.Duration // all tries of one request together
 
 	// Each is nil (tierOn false) when its middleware is off.
 	tierOn  bool
@@ -57,11 +60,18 @@ type route struct {
 	degrade *degrade.Switch
 	limiter *ratelimit.Limiter
 	breaker breaker.Breaker
-	dyn     *timeout.EMA
-	window  *retry.Window
+	// Dyed traffic's own limiter and breaker (nil when the route has none).
+	dyeLimiter *ratelimit.Limiter
+	dyeBreaker breaker.Breaker
+	dyn        *timeout.EMA
+	window     *retry.Window // cross-region failover; nil without a remote region
+	retry      retryPolicy
 
-	bbrEdge, limitEdge edge
-	proxy              *httputil.ReverseProxy
+	bbrEdge, limitEdge, dyeLimitEdge edge
+	proxy                            *httputil.ReverseProxy
+	active                           atomic.Int64           // requests being served
+	collectors                       []prometheus.Collector // scrape-time gauges, unregistered when a reload drops the route
+	stopLoops                        context.CancelFunc     // ends its health checks and outlier sweeps (guarded by loops.mu)
 }
 
 // edge turns per-request rejections into start/stop transitions, so a
@@ -99,22 +109,27 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 	r := &route{g: g, cfg: rc, info: RouteInfo{Name: rc.Name, Service: rc.Service, Tier: rc.Tier, Region: g.cfg.Region}}
 	wrap := func(err error) error { return fmt.Errorf("gateway: route %q: %w", rc.Name, err) }
 	var err error
-	health := func(instance string, healthy bool) {
-		r.event(EventUpstreamHealth, slog.String("instance", instance), slog.Bool("healthy", healthy))
+	clk := g.clock
+	pool := func(uc *UpstreamConfig) (*upstream.Pool, error) {
+		return upstream.New(upstream.Config{Instances: uc.Instances, Balance: uc.Balance, Health: uc.HealthCheck,
+			Client: g.healthClient, Outlier: uc.Outlier, Clock: clk,
+			OnHealth: func(instance string, healthy bool) {
+				r.event(EventUpstreamHealth, slog.String("instance", instance), slog.Bool("healthy", healthy))
+			},
+			OnEject: func(instance string, ejected bool, reason string) {
+				r.event(EventOutlier, slog.String("instance", instance), slog.Bool("ejected", ejected), slog.String("reason", reason))
+			}})
 	}
-	if r.local, err = upstream.New(upstream.Config{Instances: rc.Local.Instances, Balance: rc.Local.Balance,
-		Health: rc.Local.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
+	if r.local, err = pool(&rc.Local); err != nil {
 		return nil, wrap(err)
 	}
 	r.localTimeout = cmpOr(rc.Local.Timeout, 5*time.Second)
 	if rc.Remote != nil {
-		if r.remote, err = upstream.New(upstream.Config{Instances: rc.Remote.Instances, Balance: rc.Remote.Balance,
-			Health: rc.Remote.HealthCheck, Client: g.healthClient, OnHealth: health}); err != nil {
+		if r.remote, err = pool(rc.Remote); err != nil {
 			return nil, wrap(err)
 		}
 		r.remoteTimeout = cmpOr(rc.Remote.Timeout, 5*time.Second)
 	}
-	clk := g.clock
 	r.tierOn = rc.enabled(MWTier)
 	if rc.enabled(MWBBR) {
 		if r.bbr, err = bbr.New(bbr.Config{Window: rc.BBR.Window, Buckets: rc.BBR.Buckets,
@@ -123,7 +138,8 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	if rc.enabled(MWDegrade) {
-		if r.degrade, err = degrade.New(degrade.Config{Fallback: rc.Degrade.Fallback, Auto: rc.Degrade.Auto, Clock: clk,
+		if r.degrade, err = degrade.New(degrade.Config{Fallback: rc.Degrade.Fallback, Auto: rc.Degrade.Auto, Clock: clk, CacheBytes: rc.Degrade.CacheBytes,
+			RetryAfter: g.cfg.RetryAfter,
 			OnChange: func(on bool, reason string) {
 				r.event(EventDegrade, slog.Bool("on", on), slog.String("reason", reason))
 			}}); err != nil {
@@ -131,15 +147,26 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	if rc.enabled(MWRateLimit) {
-		rl := rc.RateLimit
-		if r.limiter, err = ratelimit.New(ratelimit.Config{Limit: rl.Limit, Window: rl.Window, Buckets: rl.Buckets, Clock: clk}); err != nil {
+		limiter := func(rl *RateLimitConfig) (*ratelimit.Limiter, error) {
+			return ratelimit.New(ratelimit.Config{Limit: rl.Limit, Window: rl.Window, Buckets: rl.Buckets, Clock: clk})
+		}
+		if r.limiter, err = limiter(rc.RateLimit); err != nil {
 			return nil, wrap(err)
+		}
+		if r.dyeLimiter, err = limiter(cmpOrNil(rc.Dye.RateLimit, rc.RateLimit)); err != nil {
+			return nil, wrap(fmt.Errorf("dye: %w", err))
 		}
 	}
 	if rc.enabled(MWBreaker) {
-		if r.breaker, err = newBreaker(rc.Breaker, clk, func(from, to breaker.State) {
-			r.event(EventBreaker, slog.String("from", from.String()), slog.String("to", to.String()))
-		}); err != nil {
+		onChange := func(extra ...slog.Attr) breaker.OnStateChange {
+			return func(from, to breaker.State) {
+				r.event(EventBreaker, append([]slog.Attr{slog.String("from", from.String()), slog.String("to", to.String())}, extra...)...)
+			}
+		}
+		if r.breaker, err = newBreaker(rc.Breaker, clk, onChange()); err != nil {
+			return nil, wrap(err)
+		}
+		if r.dyeBreaker, err = newBreaker(rc.Breaker, clk, onChange(slog.Bool("dyed", true))); err != nil {
 			return nil, wrap(err)
 		}
 	}
@@ -150,12 +177,25 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		}
 	}
 	if rc.enabled(MWRetry) {
+		if r.retry, err = newRetryPolicy(rc, clk); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if rc.enabled(MWRetry) && r.remote != nil {
 		if r.window, err = retry.New(retry.Config{Round: g.cfg.Retry.Round, SuccessThreshold: g.cfg.Retry.SuccessThreshold, Clock: clk,
 			OnChange: func(from, to int64) {
 				r.event(EventRetryWindow, slog.Int64("from", from), slog.Int64("to", to))
 			}}); err != nil {
 			return nil, wrap(err)
 		}
+	}
+	r.budget = rc.Budget
+	if r.budget == 0 { // the longest single try
+		longestLocal := r.localTimeout
+		if r.dyn != nil {
+			longestLocal = rc.Timeout.Tmax
+		}
+		r.budget = max(longestLocal, r.remoteTimeout)
 	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
@@ -165,9 +205,16 @@ func newRoute(g *Gateway, rc RouteConfig) (*route, error) {
 		BufferPool:   g.bufPool,
 	}
 	if r.degrade != nil {
-		r.proxy.ModifyResponse = r.remember
+		r.proxy.ModifyResponse = r.modifyResponse
 	}
 	return r, nil
+}
+
+func cmpOrNil[T any](p, def *T) *T {
+	if p != nil {
+		return p
+	}
+	return def
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -202,9 +249,17 @@ type reqState struct {
 	upstream   string
 	retried    bool
 	failedOver bool
-	err        error
-	fwd        [3]string // X-Forwarded-For, -Host, -Proto
-	local      attemptState
+	// retriedLocally: a second local instance was tried; retrying: the
+	// request holds a slot of the retry budget, released when it ends.
+	retriedLocally, retrying bool
+	dyed                     bool // load-test traffic
+	observed                 bool // the Observer sees this request
+	degraded                 bool // answered by the fallback after a failure
+	err                      error
+	deadline                 time.Time // end of the request's budget
+	spent                    bool      // the caller sent a budget of 0
+	fwd                      [3]string // X-Forwarded-For, -Host, -Proto
+	local                    attemptState
 }
 
 type stateKey struct{}
@@ -226,12 +281,28 @@ func stateOf(ctx context.Context) *reqState {
 // proxy, whose transport runs the per-upstream ones.
 func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	st := &reqState{Context: r.g.obs.RequestStart(req.Context(), r.info, req)}
+	obs := r.g.obs
+	observed := r.g.observed() // a plan may trace only a share of requests
+	if !observed {
+		obs = NopObserver{}
+	}
+	st := &reqState{Context: obs.RequestStart(req.Context(), r.info, req), observed: observed}
 	st.sw.ResponseWriter = w
+	st.dyed = dyeOf(req.Header) != ""
 	sw := &st.sw
+	st.deadline = start.Add(r.budget)
+	if d, ok := deadline.FromHeader(req.Header); ok && d < r.budget {
+		st.deadline = start.Add(d) // the caller has less time left than the route allows
+		st.spent = d == 0
+	}
 	r.m.inFlight.Inc()
+	r.active.Add(1)
 	panicked := true
 	defer func() {
+		r.active.Add(-1)
+		if st.retrying {
+			r.retry.budget.Release()
+		}
 		r.m.inFlight.Dec()
 		d := time.Since(start)
 		status := sw.Code()
@@ -244,10 +315,13 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 		default:
 			status = http.StatusOK // handler wrote nothing: net/http sends 200
 		}
-		r.m.observe(status, d.Seconds())
-		r.g.obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
-			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, ShedBy: st.shedBy,
-			Degraded: st.shedBy == shedDegrade, Dyed: dyeOf(req.Header) != "", Err: st.err})
+		r.m.observe(st.dyed, status, d.Seconds())
+		if c := r.g.chaos.Load(); c != nil && r.cfg.Tier == 1 && !st.dyed {
+			c.guard(status) // the steady state is what real tier-1 users get
+		}
+		obs.RequestDone(st, r.info, Outcome{Method: req.Method, Status: status, Start: start, Duration: d,
+			Upstream: st.upstream, Retried: st.retried, FailedOver: st.failedOver, RetriedLocally: st.retriedLocally, ShedBy: st.shedBy,
+			Degraded: st.degraded || st.shedBy == shedDegrade, Dyed: st.dyed, Err: st.err})
 	}()
 	r.chain(st, req)
 	panicked = false
@@ -257,8 +331,25 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request) {
 // tell a normal return (any of the early ones) from a panic.
 func (r *route) chain(st *reqState, req *http.Request) {
 	sw := &st.sw
+	if st.spent {
+		st.err = errBudgetSpent // the caller has given up already: do no work for it
+		http.Error(sw, http.StatusText(http.StatusGatewayTimeout), http.StatusGatewayTimeout)
+		return
+	}
+	if st.dyed && r.g.dyeOff.Load() {
+		r.refuse(sw, st, shedDye, http.StatusServiceUnavailable)
+		return
+	}
+	if r.cfg.MaxConcurrent > 0 && r.active.Load() > r.cfg.MaxConcurrent { // serve counted this one
+		r.refuse(sw, st, shedBulkhead, http.StatusServiceUnavailable)
+		return
+	}
+	if r.g.shedTiers[r.cfg.Tier].Load() { // a plan sheds the whole tier
+		r.refuse(sw, st, shedTier, http.StatusServiceUnavailable)
+		return
+	}
 	if r.tierOn {
-		done, err := r.g.tiers.Allow(r.cfg.Tier)
+		done, err := r.g.table.Load().tiers.Allow(r.cfg.Tier)
 		if err != nil {
 			r.refuse(sw, st, shedTier, http.StatusServiceUnavailable)
 			return
@@ -279,13 +370,13 @@ func (r *route) chain(st *reqState, req *http.Request) {
 		if err != nil {
 			st.shedBy = shedDegrade
 			r.m.fallbacks.Inc()
-			r.degrade.WriteFallback(sw)
+			r.degrade.WriteFallback(sw, req)
 			return
 		}
 		defer func() { done(breaker.Failure(sw.Code(), st.err)) }()
 	}
 	req = withContext(&st.req, req, st)
-	if r.window != nil && r.replayable(req) {
+	if r.retry.on && r.replayable(req) {
 		if err := r.bufferBody(req); err != nil {
 			st.err = err
 			http.Error(sw, "bad request body", http.StatusBadRequest)
@@ -298,6 +389,7 @@ func (r *route) chain(st *reqState, req *http.Request) {
 func (r *route) refuse(w http.ResponseWriter, st *reqState, by string, status int) {
 	st.shedBy = by
 	r.m.shedBy(by)
+	w.Header()["Retry-After"] = r.g.retryAfter
 	http.Error(w, "overloaded", status)
 }
 
@@ -349,13 +441,14 @@ func (r *route) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.URL.Path = strings.Replace(p, "//", "/", 1)
 		pr.Out.URL.RawPath = ""
 	}
-	stateOf(pr.Out.Context()).setXForwarded(pr)
+	st := stateOf(pr.Out.Context())
+	st.setXForwarded(pr)
 	if dye := dyeOf(pr.In.Header); dye != "" {
 		pr.Out.Header.Set(DyeHeader, dye)
 	}
 	// Once per request: a failover replays a clone of this request, so both
 	// attempts carry the same trace context.
-	if r.g.prop != nil {
+	if r.g.prop != nil && st.observed {
 		r.g.prop.Propagate(pr.Out.Context(), pr.Out.Header)
 	}
 }
@@ -387,10 +480,30 @@ func dyeOf(h http.Header) string {
 	return ""
 }
 
-// remember keeps the last good GET response for the cache fallback.
+// errUpstreamStatus turns a failed upstream response into a proxy error, so
+// the error handler answers it with the route's fallback (degrade.on_failure).
+type errUpstreamStatus struct{ code int }
+
+func (e errUpstreamStatus) Error() string {
+	return fmt.Sprintf("gateway: upstream answered %d", e.code)
+}
+
+// modifyResponse keeps good responses for the cache fallback and, with
+// degrade.on_failure, hands failed ones to the fallback.
+func (r *route) modifyResponse(resp *http.Response) error {
+	if r.cfg.Degrade.OnFailure && breaker.Failure(resp.StatusCode, nil) != nil {
+		return errUpstreamStatus{resp.StatusCode} // ReverseProxy closes the body
+	}
+	return r.remember(resp)
+}
+
+// remember keeps good GET responses for the cache fallback, per method, URL
+// and Vary (see degrade.ResponseCache for what is never kept). It keys by the
+// client's request, not the rewritten one sent upstream.
 func (r *route) remember(resp *http.Response) error {
-	if resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
-		resp.ContentLength < 0 || resp.ContentLength > maxCachedBody || r.degrade.FallbackKind() != degrade.Cache {
+	in := &stateOf(resp.Request.Context()).req
+	if resp.ContentLength < 0 || resp.ContentLength > degrade.MaxCachedBody || r.degrade.FallbackKind() != degrade.Cache ||
+		!degrade.Storable(in, resp.StatusCode, resp.Header) {
 		return nil
 	}
 	b, err := io.ReadAll(resp.Body)
@@ -399,7 +512,7 @@ func (r *route) remember(resp *http.Response) error {
 		return err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
-	r.degrade.Remember(&degrade.Response{Status: resp.StatusCode, Header: resp.Header.Clone(), Body: b})
+	r.degrade.Cache().Put(in, resp.StatusCode, resp.Header, b)
 	return nil
 }
 
@@ -407,8 +520,14 @@ func (r *route) remember(resp *http.Response) error {
 // an open breaker or no healthy instance 503, a timeout 504, anything else
 // 502.
 func (r *route) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	if st := stateOf(req.Context()); st != nil {
-		st.err = err
+	st := stateOf(req.Context())
+	st.err = err
+	if r.cfg.Degrade.OnFailure && r.degrade != nil && !isRefusal(err) && !errors.Is(err, context.Canceled) {
+		// A single failed request gets the fallback, switch on or not.
+		st.degraded = true
+		r.m.fallbacks.Inc()
+		r.degrade.WriteFallback(w, &st.req)
+		return
 	}
 	status := http.StatusBadGateway
 	switch {
@@ -418,6 +537,9 @@ func (r *route) proxyError(w http.ResponseWriter, req *http.Request, err error) 
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
+	}
+	if status != http.StatusBadGateway && status != http.StatusGatewayTimeout {
+		w.Header()["Retry-After"] = r.g.retryAfter // a refusal: say when to come back
 	}
 	http.Error(w, http.StatusText(status), status)
 }

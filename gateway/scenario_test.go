@@ -42,7 +42,7 @@ func TestScenarioFailoverWindow(t *testing.T) {
 
 	// One probe round: 300 requests, then the round ends.
 	round := func() (succeeded int, window int64) {
-		window = g.byName["songs"].window.Stats().Size
+		window = g.route("songs").window.Stats().Size
 		for range 300 {
 			resp, err := client.Get(srv.URL + "/song/1")
 			if err != nil {
@@ -179,7 +179,7 @@ func TestScenarioLatencySpikeBreaker(t *testing.T) {
 	clk := clock.NewFake(time.Hour)
 	g, rec := newGateway(t, Config{Clock: clk, Routes: []RouteConfig{rc}})
 	h := g.Handler()
-	r := g.byName["search"]
+	r := g.route("search")
 
 	for range 20 {
 		if code, _ := do(h, "GET", "/search/q", nil); code != 200 {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -463,3 +464,29 @@ func TestHeaderCarrierMatchesNetHTTP(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The caller's remaining budget becomes the handler's context deadline; without the header
+// (or with a malformed one) the context has none.
+func TestBudgetHeaderSetsDeadline(t *testing.T) {
+	a := agenttest.New(t, agent.Config{})
+	var left time.Duration
+	var has bool
+	h := agenthttp.Middleware(a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var d time.Time
+		d, has = r.Context().Deadline()
+		left = time.Until(d)
+	}))
+	for _, c := range []struct {
+		header string
+		want   bool
+	}{{"250", true}, {"", false}, {"later", false}} {
+		req := httptest.NewRequest(http.MethodGet, "/x", nil)
+		if c.header != "" {
+			req.Header.Set("X-Mercury-Budget-Ms", c.header)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if has != c.want || (has && (left > 250*time.Millisecond || left < 200*time.Millisecond)) {
+			t.Errorf("header %q: deadline %v, %v left", c.header, has, left)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package agenthttp
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mercury-apm/mercury/agent"
+	"github.com/mercury-apm/mercury/internal/deadline"
 	"github.com/mercury-apm/mercury/internal/httpstatus"
 	"github.com/mercury-apm/mercury/schemas"
 )
@@ -27,6 +29,10 @@ import (
 // that replaces the request with r.WithContext hides the pattern), or give WithRouteFunc.
 // Unrouted requests are named "HTTP <METHOD>", never by their path.
 //
+// A request carrying X-Mercury-Budget-Ms (what its caller, such as the Mercury gateway, has
+// left of its budget) gets a context with that deadline, so the handler and its outgoing
+// calls stop when the caller has given up.
+//
 // Tags: http.method, http.status_code. Status: error on 5xx and on a handler panic, which is
 // recorded and panicked again so the host's own recovery (or net/http's) still sees it.
 func Middleware(a *agent.Agent, next http.Handler, opts ...Option) http.Handler {
@@ -41,6 +47,11 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if d, ok := deadline.FromHeader(r.Header); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	if sc, ok := agent.Extract(agent.HeaderCarrier(r.Header)); ok {
 		ctx = agent.ContextWithRemote(ctx, sc)
 	} else if r.Header.Get(agent.HeaderDye) == "1" {

@@ -27,6 +27,7 @@ import (
 	"github.com/mercury-apm/mercury/gateway"
 	"github.com/mercury-apm/mercury/gateway/cpu"
 	"github.com/mercury-apm/mercury/gateway/degrade"
+	gwupstream "github.com/mercury-apm/mercury/gateway/upstream"
 )
 
 const (
@@ -96,9 +97,12 @@ func reportAgent(b *testing.B, a *agent.Agent) {
 	b.ReportMetric(float64(st.Dropped[agent.DropQueueFull]+st.Dropped[agent.DropDisk]), "spans_dropped")
 }
 
-// fullConfig enables every middleware on one route. The CPU source is fixed
-// below BBR's threshold and the limits are far above the offered load, so
-// every decision path runs and nothing is shed: the figure is pure overhead.
+// fullConfig enables every middleware on one route, plus the request budget
+// (and its header on every try), a bulkhead, outlier detection, the retry
+// policy with its budget, fallback on failure and the dyed traffic's own
+// limiter. The CPU source is fixed below BBR's threshold and the limits are
+// far above the offered load, so every decision path runs and nothing is
+// shed: the figure is pure overhead.
 func fullConfig(up string, obs gateway.Observer) gateway.Config {
 	return gateway.Config{
 		Logger:      slog.New(slog.DiscardHandler),
@@ -107,14 +111,18 @@ func fullConfig(up string, obs gateway.Observer) gateway.Config {
 		MaxInFlight: 100000,
 		Routes: []gateway.RouteConfig{{
 			Name: "bench", Prefix: "/", Service: "bench", Tier: 1,
-			Local:       gateway.UpstreamConfig{Instances: []string{up}, Balance: "least_loaded"},
+			Local: gateway.UpstreamConfig{Instances: []string{up}, Balance: "least_loaded",
+				Outlier: &gwupstream.Outlier{}},
 			Remote:      &gateway.UpstreamConfig{Instances: []string{up}},
 			Middlewares: []string{"tier", "bbr", "degrade", "ratelimit", "breaker", "dynamic_timeout", "retry"},
 			RateLimit:   &gateway.RateLimitConfig{Limit: 1 << 40},
 			Timeout:     gateway.TimeoutConfig{Thwm: 300 * time.Millisecond, Tmax: 500 * time.Millisecond},
 			Breaker:     gateway.BreakerConfig{Kind: "sre"},
 			Degrade: gateway.DegradeConfig{Fallback: degrade.Fallback{Kind: degrade.Static, Body: "later"},
-				Auto: &degrade.AutoConfig{ErrorRate: 0.5, TimeoutRate: 0.5}},
+				Auto: &degrade.AutoConfig{ErrorRate: 0.5, TimeoutRate: 0.5}, OnFailure: true},
+			Budget:        time.Second,
+			MaxConcurrent: 100000,
+			Dye:           gateway.DyeConfig{RateLimit: &gateway.RateLimitConfig{Limit: 1 << 40}},
 		}},
 	}
 }

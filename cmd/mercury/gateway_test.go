@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func TestGatewayConfigErrors(t *testing.T) {
 		{[]string{"--config", bad, "extra"}, "unexpected arguments"},
 	} {
 		spoolDir := filepath.Join(dir, "spool")
-		err := runGateway(context.Background(), append(c.args, "--spool", spoolDir))
+		err := commands["gateway"].run(context.Background(), append(c.args, "--spool", spoolDir))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: err %v, want %q", c.args, err, c.want)
 		}
@@ -82,7 +83,7 @@ routes:
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- runGateway(ctx, []string{"--config", cfgPath, "--spool", spoolDir, "--service", "edge"})
+		errc <- commands["gateway"].run(ctx, []string{"--config", cfgPath, "--spool", spoolDir, "--service", "edge"})
 	}()
 
 	tr := &http.Transport{}
@@ -124,5 +125,68 @@ routes:
 	}
 	if len(ops) != 1 || ops[0] != "edge hello" {
 		t.Fatalf("spans on disk: %v", ops)
+	}
+}
+
+// TestGatewayReloadsOnSIGHUP: a SIGHUP makes the running command reload its
+// config file (what a broken file does is TestConfigWatch's business).
+func TestGatewayReloadsOnSIGHUP(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") }))
+	defer up.Close()
+	dir := t.TempDir()
+	listen, admin := freeAddr(t), freeAddr(t)
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	writeConfig := func(prefixes ...string) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "listen: %q\nadmin_listen: %q\nshutdown_timeout: 2s\nroutes:\n", listen, admin)
+		for _, p := range prefixes {
+			fmt.Fprintf(&b, "  - {name: %s, prefix: /%s/, service: %s-svc, tier: 1, local: {instances: [%q]}}\n", p, p, p, up.URL)
+		}
+		os.WriteFile(cfgPath, []byte(b.String()), 0o644)
+	}
+	writeConfig("hello")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- commands["gateway"].run(ctx, []string{"--config", cfgPath, "--spool", filepath.Join(dir, "spool"), "--watch", "0"})
+	}()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	status := func(path string) int {
+		resp, err := client.Get("http://" + listen + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// until waits for the gateway to reach a state; there is no clock to fake
+	// for a listener coming up or a signal being handled.
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+			select {
+			case err := <-errc:
+				t.Fatalf("gateway stopped: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	until("serving /hello/", func() bool { return status("/hello/x") == 200 })
+	if status("/bye/x") != 404 {
+		t.Fatal("/bye/ served before the reload")
+	}
+	writeConfig("hello", "bye")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	until("serving /bye/ after SIGHUP", func() bool { return status("/bye/x") == 200 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }

@@ -28,7 +28,7 @@ type Kind string
 // Fallback kinds.
 const (
 	Static Kind = "static" // a configured body
-	Cache  Kind = "cache"  // the last good response, else an error
+	Cache  Kind = "cache"  // the kept response for this request, else an error
 	Error  Kind = "error"  // an error status
 )
 
@@ -90,26 +90,25 @@ type Config struct {
 	// OnChange is called on every change of the effective state, with the
 	// reason: "manual", "auto", "recovered" or "manual-off".
 	OnChange func(on bool, reason string)
+	// CacheBytes bounds the bodies the cache fallback keeps (default 8 MiB).
+	CacheBytes int64
+	// RetryAfter, when set, is sent as Retry-After (whole seconds, at
+	// least 1) with a 429 or 503 fallback.
+	RetryAfter time.Duration
 }
 
 type bucket struct{ requests, errors, timeouts int64 }
 
-// Response is a remembered good response for the cache fallback.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
 // Switch is safe for concurrent use. Allow is a single atomic load while the
 // switch is off and no automatic rule is configured.
 type Switch struct {
-	clock    clock.Clock
-	auto     *AutoConfig
-	onChange func(bool, string)
-	done     func(error)
-	on       atomic.Bool // effective state, read on the hot path
-	lastGood atomic.Pointer[Response]
+	clock      clock.Clock
+	auto       *AutoConfig
+	onChange   func(bool, string)
+	done       func(error)
+	on         atomic.Bool // effective state, read on the hot path
+	cache      *ResponseCache
+	retryAfter string // header value, "" for none
 
 	mu         sync.Mutex
 	manual     bool
@@ -125,7 +124,11 @@ func New(c Config) (*Switch, error) {
 	if err := c.Fallback.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Switch{clock: clock.Or(c.Clock), onChange: c.OnChange, fallback: c.Fallback, checkedSec: -1}
+	if c.CacheBytes < 0 {
+		return nil, errors.New("degrade: cache bytes must be ≥ 0")
+	}
+	s := &Switch{clock: clock.Or(c.Clock), onChange: c.OnChange, fallback: c.Fallback, checkedSec: -1,
+		cache: NewResponseCache(c.CacheBytes), retryAfter: RetryAfter(c.RetryAfter)}
 	if a := c.Auto; a != nil {
 		ac := *a
 		if ac.For == 0 {
@@ -277,13 +280,15 @@ type Status struct {
 	Manual   bool     `json:"manual"`
 	Auto     bool     `json:"auto"`
 	Fallback Fallback `json:"fallback"`
+	Cached   int      `json:"cached_responses"` // kept for the cache fallback
 }
 
 // Status returns the current state.
 func (s *Switch) Status() Status {
+	cached := s.cache.Len()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{On: s.on.Load(), Manual: s.manual, Auto: s.autoOn, Fallback: s.fallback}
+	return Status{On: s.on.Load(), Manual: s.manual, Auto: s.autoOn, Fallback: s.fallback, Cached: cached}
 }
 
 // FallbackKind is the current fallback's kind; the proxy only keeps
@@ -294,11 +299,13 @@ func (s *Switch) FallbackKind() Kind {
 	return s.fallback.Kind
 }
 
-// Remember stores r as the last good response for the cache fallback.
-func (s *Switch) Remember(r *Response) { s.lastGood.Store(r) }
+// Cache is the switch's response cache for the cache fallback.
+func (s *Switch) Cache() *ResponseCache { return s.cache }
 
-// WriteFallback answers a degraded request.
-func (s *Switch) WriteFallback(w http.ResponseWriter) {
+// WriteFallback answers req with the fallback. The cache fallback answers
+// only from a response kept for the same method, URL and Vary headers, and
+// only GET and HEAD; anything else gets 503.
+func (s *Switch) WriteFallback(w http.ResponseWriter, req *http.Request) {
 	s.mu.Lock()
 	fb := s.fallback
 	s.mu.Unlock()
@@ -312,81 +319,30 @@ func (s *Switch) WriteFallback(w http.ResponseWriter) {
 		_, _ = w.Write([]byte(fb.Body))
 		return
 	case Cache:
-		if r := s.lastGood.Load(); r != nil {
+		if r := s.cache.Get(req); r != nil {
 			for k, v := range r.Header {
 				h[k] = v
 			}
 			h.Set("X-Mercury-Degraded", "cache")
 			w.WriteHeader(r.Status)
-			_, _ = w.Write(r.Body)
+			if req.Method != http.MethodHead {
+				_, _ = w.Write(r.Body)
+			}
 			return
 		}
 		fb.Status = http.StatusServiceUnavailable
 	}
+	if s.retryAfter != "" && (fb.Status == http.StatusServiceUnavailable || fb.Status == http.StatusTooManyRequests) {
+		h.Set("Retry-After", s.retryAfter)
+	}
 	http.Error(w, "degraded", fb.Status)
 }
 
-// Plan is a named set of switch settings applied and reverted in one call.
-type Plan struct {
-	Name     string
-	Settings map[string]Setting // switch (route) name → setting
-
-	mu    sync.Mutex
-	saved map[string]Setting // previous settings while applied
-}
-
-// Lookup finds a switch by route name.
-type Lookup func(name string) (*Switch, bool)
-
-// Apply applies every setting; the plan must not be applied already. All
-// switches are resolved first so a typo changes nothing.
-func (p *Plan) Apply(lookup Lookup) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.saved != nil {
-		return fmt.Errorf("degrade: plan %q is already applied", p.Name)
+// RetryAfter renders d as a Retry-After value: whole seconds rounded up, at
+// least 1; "" for d ≤ 0.
+func RetryAfter(d time.Duration) string {
+	if d <= 0 {
+		return ""
 	}
-	switches := make(map[string]*Switch, len(p.Settings))
-	for name, set := range p.Settings {
-		sw, ok := lookup(name)
-		if !ok {
-			return fmt.Errorf("degrade: plan %q names unknown route %q", p.Name, name)
-		}
-		if set.Fallback != nil {
-			fb := *set.Fallback
-			if err := fb.Validate(); err != nil {
-				return fmt.Errorf("degrade: plan %q route %q: %w", p.Name, name, err)
-			}
-		}
-		switches[name] = sw
-	}
-	p.saved = make(map[string]Setting, len(switches))
-	for name, sw := range switches {
-		prev, _ := sw.Apply(p.Settings[name]) // validated above
-		p.saved[name] = prev
-	}
-	return nil
-}
-
-// Revert restores the settings saved by Apply.
-func (p *Plan) Revert(lookup Lookup) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.saved == nil {
-		return fmt.Errorf("degrade: plan %q is not applied", p.Name)
-	}
-	for name, prev := range p.saved {
-		if sw, ok := lookup(name); ok {
-			_, _ = sw.Apply(prev) // prev came from the switch itself
-		}
-	}
-	p.saved = nil
-	return nil
-}
-
-// Applied reports whether the plan is in force.
-func (p *Plan) Applied() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.saved != nil
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 }

@@ -32,22 +32,23 @@ func TestManualWithFallbacks(t *testing.T) {
 	if _, err := s.Allow(); !errors.Is(err, ErrDegraded) {
 		t.Fatalf("err = %v", err)
 	}
+	get := httptest.NewRequest("GET", "/a", nil)
 	rec := httptest.NewRecorder()
-	s.WriteFallback(rec)
+	s.WriteFallback(rec, get)
 	if rec.Code != 200 || rec.Body.String() != "{}" || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("static fallback: %d %q %v", rec.Code, rec.Body, rec.Header())
 	}
 	// Cache fallback without a remembered response is an error…
 	s.Apply(Setting{On: true, Fallback: &Fallback{Kind: Cache}})
 	rec = httptest.NewRecorder()
-	s.WriteFallback(rec)
+	s.WriteFallback(rec, get)
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("empty cache: %d", rec.Code)
 	}
 	// …and with one, that response.
-	s.Remember(&Response{Status: 200, Header: http.Header{"Etag": {"x"}}, Body: []byte("good")})
+	s.Cache().Put(get, 200, http.Header{"Etag": {"x"}}, []byte("good"))
 	rec = httptest.NewRecorder()
-	s.WriteFallback(rec)
+	s.WriteFallback(rec, get)
 	if rec.Code != 200 || rec.Body.String() != "good" || rec.Header().Get("Etag") != "x" {
 		t.Fatalf("cache fallback: %d %q", rec.Code, rec.Body)
 	}
@@ -128,40 +129,6 @@ func TestAutoIgnoresQuietSeconds(t *testing.T) {
 	}
 	if s.Status().On {
 		t.Fatal("tripped on a quiet route")
-	}
-}
-
-func TestPlanApplyRevert(t *testing.T) {
-	a, _ := New(Config{})
-	b, _ := New(Config{})
-	a.Apply(Setting{On: true}) // already degraded by hand before the plan
-	sw := map[string]*Switch{"a": a, "b": b}
-	lookup := func(n string) (*Switch, bool) { s, ok := sw[n]; return s, ok }
-	p := &Plan{Name: "festival", Settings: map[string]Setting{
-		"a": {On: false},
-		"b": {On: true, Fallback: &Fallback{Kind: Static, Body: "busy"}},
-	}}
-	if err := p.Apply(lookup); err != nil {
-		t.Fatal(err)
-	}
-	if a.Status().On || !b.Status().On || b.Status().Fallback.Body != "busy" {
-		t.Fatalf("after apply: a=%+v b=%+v", a.Status(), b.Status())
-	}
-	if err := p.Apply(lookup); err == nil {
-		t.Fatal("double apply accepted")
-	}
-	if err := p.Revert(lookup); err != nil {
-		t.Fatal(err)
-	}
-	if !a.Status().On || b.Status().On || b.Status().Fallback.Kind != Error {
-		t.Fatalf("after revert: a=%+v b=%+v", a.Status(), b.Status())
-	}
-	if err := p.Revert(lookup); err == nil {
-		t.Fatal("double revert accepted")
-	}
-	bad := &Plan{Name: "typo", Settings: map[string]Setting{"a": {On: true}, "nope": {On: true}}}
-	if err := bad.Apply(lookup); err == nil || a.Status().On != true {
-		t.Fatal("plan with unknown route applied")
 	}
 }
 

@@ -78,6 +78,18 @@ func (l *Limiter) Allow() (func(error), error) {
 	return nop, nil
 }
 
+// SetLimit changes the limit at run time (a plan raising or lowering it) and
+// returns the previous one; the counts in the window stay.
+func (l *Limiter) SetLimit(limit int64) (prev int64, err error) {
+	if limit < 1 {
+		return 0, errors.New("ratelimit: limit must be ≥ 1")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	prev, l.limit = l.limit, limit
+	return prev, nil
+}
+
 // Stats is a snapshot for the admin API.
 type Stats struct {
 	Limit    int64 `json:"limit"`

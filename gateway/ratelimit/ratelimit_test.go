@@ -72,3 +72,22 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSetLimit(t *testing.T) {
+	clk := clock.NewFake(time.Hour)
+	l, _ := New(Config{Limit: 2, Window: time.Second, Clock: clk})
+	l.Allow()
+	l.Allow()
+	if _, err := l.Allow(); err != ErrLimited {
+		t.Fatal("limit 2 not enforced")
+	}
+	if prev, err := l.SetLimit(3); err != nil || prev != 2 {
+		t.Fatalf("SetLimit: %v %v", prev, err)
+	}
+	if _, err := l.Allow(); err != nil {
+		t.Fatal("raised limit not applied")
+	}
+	if _, err := l.SetLimit(0); err == nil || l.Stats().Limit != 3 {
+		t.Fatal("limit 0 accepted")
+	}
+}

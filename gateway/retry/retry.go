@@ -16,6 +16,7 @@ package retry
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +175,26 @@ func (s *Switches) SetService(service string, on bool) {
 	} else {
 		s.off.Store(service, struct{}{})
 	}
+}
+
+// Global reports the global switch.
+func (s *Switches) Global() bool { return !s.globalOff.Load() }
+
+// Service reports the service's own switch, whatever the global one says.
+func (s *Switches) Service(service string) bool {
+	_, off := s.off.Load(service)
+	return !off
+}
+
+// Off lists the services switched off, sorted.
+func (s *Switches) Off() []string {
+	var out []string
+	s.off.Range(func(k, _ any) bool {
+		out = append(out, k.(string))
+		return true
+	})
+	slices.Sort(out)
+	return out
 }
 
 // Enabled reports whether service may fail over.

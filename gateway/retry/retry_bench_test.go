@@ -29,3 +29,25 @@ func BenchmarkLocal(b *testing.B) {
 	}
 	stop()
 }
+
+func BenchmarkRateObserve(b *testing.B) {
+	r := NewRate(0, nil)
+	b.ReportAllocs()
+	stop := cputime.Measure(b)
+	for b.Loop() {
+		r.Observe(false)
+	}
+	stop()
+}
+
+func BenchmarkBudgetAcquireRelease(b *testing.B) {
+	bu, _ := NewBudget(20, 3)
+	b.ReportAllocs()
+	stop := cputime.Measure(b)
+	for b.Loop() {
+		if bu.Acquire(10) == nil {
+			bu.Release()
+		}
+	}
+	stop()
+}

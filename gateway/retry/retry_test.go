@@ -151,3 +151,15 @@ func TestIdempotent(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchesReadBack(t *testing.T) {
+	var s Switches
+	s.SetService("b", false)
+	s.SetService("a", false)
+	s.SetService("c", false)
+	s.SetService("c", true)
+	s.SetGlobal(false)
+	if s.Global() || !s.Service("c") || s.Service("a") || fmt.Sprint(s.Off()) != "[a b]" || s.Enabled("c") {
+		t.Fatalf("global %v, a %v, c %v, off %v", s.Global(), s.Service("a"), s.Service("c"), s.Off())
+	}
+}

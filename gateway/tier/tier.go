@@ -27,12 +27,17 @@ type Config struct {
 	// Thresholds[i] is the load at and above which tier i+1 is shed.
 	// Default {1, 0.9, 0.8, 0.7}; must not increase from tier 1 to tier 4.
 	Thresholds [4]float64
+	// InFlight is the counter of admitted requests; nil gives the shedder
+	// its own. A shedder rebuilt by a config reload takes the previous
+	// one's, so the requests admitted before the reload still count and
+	// their done still decrements what is measured.
+	InFlight *atomic.Int64
 }
 
 // Shedder is safe for concurrent use.
 type Shedder struct {
 	cfg      Config
-	inFlight atomic.Int64
+	inFlight *atomic.Int64
 	done     func(error)
 }
 
@@ -49,7 +54,10 @@ func New(c Config) (*Shedder, error) {
 			return nil, fmt.Errorf("tier: thresholds must be positive and non-increasing from tier 1 to 4, got %v", c.Thresholds)
 		}
 	}
-	s := &Shedder{cfg: c}
+	s := &Shedder{cfg: c, inFlight: c.InFlight}
+	if s.inFlight == nil {
+		s.inFlight = new(atomic.Int64)
+	}
 	s.done = s.finish
 	return s, nil
 }
@@ -83,3 +91,6 @@ func (s *Shedder) finish(error) { s.inFlight.Add(-1) }
 
 // InFlight is the number of admitted requests not yet done.
 func (s *Shedder) InFlight() int64 { return s.inFlight.Load() }
+
+// Counter is the in-flight counter, for Config.InFlight of a successor.
+func (s *Shedder) Counter() *atomic.Int64 { return s.inFlight }

@@ -69,3 +69,16 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSuccessorSharesTheCounter(t *testing.T) {
+	a, _ := New(Config{MaxInFlight: 2})
+	done, _ := a.Allow(1)
+	b, _ := New(Config{MaxInFlight: 2, InFlight: a.Counter()})
+	if b.InFlight() != 1 {
+		t.Fatalf("successor sees %d in flight, want the 1 admitted before", b.InFlight())
+	}
+	done(nil) // admitted by a, finished after the swap
+	if b.InFlight() != 0 {
+		t.Fatalf("successor sees %d in flight after the old request ended", b.InFlight())
+	}
+}

@@ -1,6 +1,7 @@
 // Package upstream is a route's set of instances in one region: balancing
-// (round-robin or least-loaded) over the healthy ones, and active health
-// checks that take failing instances out and put recovered ones back.
+// (round-robin or least-loaded) over the healthy ones, active health checks
+// that take failing instances out and put recovered ones back, and passive
+// outlier ejection driven by the outcomes of real requests.
 package upstream
 
 import (
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mercury-apm/mercury/internal/clock"
 )
 
 // ErrNoHealthy is returned by Pick when every instance is down.
@@ -44,15 +47,30 @@ type Config struct {
 	Client    *http.Client // for health checks (each probe has its own Timeout); default http.DefaultClient
 	// OnHealth is called when an instance changes health.
 	OnHealth func(instance string, healthy bool)
+	// Outlier enables passive outlier ejection; nil leaves it off.
+	Outlier *Outlier
+	// OnEject is called when outlier detection ejects an instance or lets
+	// it back, with the reason (consecutive_5xx, success_rate,
+	// ejection_ended).
+	OnEject func(instance string, ejected bool, reason string)
+	Clock   clock.Clock // for ejection times; default real
 }
 
 // Instance is one upstream server.
 type Instance struct {
 	URL      *url.URL
+	pool     *Pool
 	healthy  atomic.Bool
 	inFlight atomic.Int64
 	// Only the checker goroutine touches these.
 	fails, passes int
+
+	// Outlier detection: counts of the current interval, the failure
+	// streak, and (under the pool's mu) the ejection record.
+	ejected              atomic.Bool
+	consecutive          atomic.Int64
+	total, ok            atomic.Int64
+	ejectedAt, ejections int64
 }
 
 // Healthy reports the instance's last known health.
@@ -66,9 +84,14 @@ func (i *Instance) Done() { i.inFlight.Add(-1) }
 
 // Pool is safe for concurrent use.
 type Pool struct {
-	cfg       Config
-	instances []*Instance
-	next      atomic.Uint64
+	cfg        Config
+	clock      clock.Clock
+	instances  []*Instance
+	next       atomic.Uint64
+	anyEjected atomic.Bool // Pick looks at ejections only while there are some
+
+	mu      sync.Mutex
+	ejected int
 }
 
 // New parses the instance URLs and returns a pool with every instance
@@ -103,13 +126,20 @@ func New(c Config) (*Pool, error) {
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
-	p := &Pool{cfg: c}
+	if c.Outlier != nil {
+		o := *c.Outlier
+		if err := o.defaults(); err != nil {
+			return nil, err
+		}
+		c.Outlier = &o
+	}
+	p := &Pool{cfg: c, clock: clock.Or(c.Clock)}
 	for _, raw := range c.Instances {
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("upstream: instance %q is not an http(s) URL", raw)
 		}
-		in := &Instance{URL: u}
+		in := &Instance{URL: u, pool: p}
 		in.healthy.Store(true)
 		p.instances = append(p.instances, in)
 	}
@@ -121,47 +151,72 @@ func (p *Pool) Instances() []*Instance { return p.instances }
 
 // Pick chooses a healthy instance and counts the request on it; call
 // Instance.Done when the request ends.
-func (p *Pool) Pick() (*Instance, error) {
+func (p *Pool) Pick() (*Instance, error) { return p.PickOther(nil) }
+
+// PickOther is Pick avoiding instance not (nil: none), for a retry that must
+// go to another instance. Ejected instances are picked only when no other
+// healthy one is left.
+func (p *Pool) PickOther(not *Instance) (*Instance, error) {
+	in := p.pick(not, p.anyEjected.Load())
+	if in == nil && p.anyEjected.Load() {
+		in = p.pick(not, false)
+	}
+	if in == nil {
+		return nil, ErrNoHealthy
+	}
+	in.inFlight.Add(1)
+	return in, nil
+}
+
+func (p *Pool) pick(not *Instance, skipEjected bool) *Instance {
 	n := uint64(len(p.instances))
 	start := p.next.Add(1)
 	var best *Instance
 	for k := range n {
 		in := p.instances[(start+k)%n]
-		if !in.healthy.Load() {
+		if !in.healthy.Load() || in == not || skipEjected && in.ejected.Load() {
 			continue
 		}
 		if p.cfg.Balance == RoundRobin {
 			// Skip the counter past the unhealthy ones too, or the instance
 			// after a dead one would take its share as well.
 			p.next.CompareAndSwap(start, start+k)
-			best = in
-			break
+			return in
 		}
 		if best == nil || in.inFlight.Load() < best.inFlight.Load() {
 			best = in
 		}
 	}
-	if best == nil {
-		return nil, ErrNoHealthy
-	}
-	best.inFlight.Add(1)
-	return best, nil
+	return best
 }
 
-// Run health-checks every instance each interval until ctx ends. It returns
-// at once when checks are disabled.
+// Run health-checks every instance each health interval and sweeps outlier
+// detection every outlier interval until ctx ends. It returns at once when
+// both are off.
 func (p *Pool) Run(ctx context.Context) {
-	if p.cfg.Health.Path == "" {
+	var health, sweep <-chan time.Time
+	if p.cfg.Health.Path != "" {
+		t := time.NewTicker(p.cfg.Health.Interval)
+		defer t.Stop()
+		health = t.C
+		p.CheckOnce(ctx)
+	}
+	if p.cfg.Outlier != nil {
+		t := time.NewTicker(p.cfg.Outlier.Interval)
+		defer t.Stop()
+		sweep = t.C
+	}
+	if health == nil && sweep == nil {
 		return
 	}
-	t := time.NewTicker(p.cfg.Health.Interval)
-	defer t.Stop()
 	for {
-		p.CheckOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-health:
+			p.CheckOnce(ctx)
+		case <-sweep:
+			p.Sweep()
 		}
 	}
 }
