@@ -14,7 +14,6 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/internal/retry"
-	"github.com/mercury-apm/mercury/internal/sketch"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
@@ -223,7 +222,7 @@ func (p *p2) flush(ctx context.Context) error {
 		u := metricstore.Upsert{Labels: pt.labels, Point: metricstore.Point{
 			SeriesID: k.SeriesID, Minute: k.Minute, Revision: pt.revision + 1, Stats: pt.p.Stats, State: pt.p.AppendState(nil)}}
 		ups = append(ups, u)
-		v, err := schemas.Marshal(pointRecord(&u))
+		v, err := schemas.Marshal(metricstore.Record(u.Labels, &u.Point))
 		if err != nil {
 			return err
 		}
@@ -275,16 +274,4 @@ func (p *p2) evict() {
 	}
 	p.a.m.open.WithLabelValues(p.label).Set(float64(len(p.points)))
 	p.a.m.series.WithLabelValues(p.label).Set(float64(len(series)))
-}
-
-// pointRecord is the mercury.metrics.1m record of an upsert.
-func pointRecord(u *metricstore.Upsert) *schemas.MetricPoint {
-	st, l := &u.Point.Stats, u.Labels
-	return &schemas.MetricPoint{
-		SeriesID: u.Point.SeriesID, Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
-		Peer: l.Peer, Host: l.Host, Dyed: l.Dyed, MinuteUnix: u.Point.Minute,
-		Count: st.Spans(), Errors: float64(st.Errors) / metric.Units, SumNano: st.Sum.Float() / metric.Units,
-		MinNano: st.Min, MaxNano: st.Max, Sketch: st.Sketch.AppendBinary(nil), Revision: u.Point.Revision,
-		CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), SketchSchema: sketch.Schema,
-	}
 }

@@ -58,3 +58,39 @@ func TestFilter(t *testing.T) {
 		}
 	}
 }
+
+// A point survives the trip through mercury.metrics.1m: its record decodes back to the
+// same Stats, so a reader of the topic (the alerter) answers the same percentiles.
+func TestRecordRoundTrip(t *testing.T) {
+	p := Point{SeriesID: "s1", Minute: 120, Revision: 3}
+	for i := int64(1); i <= 500; i++ {
+		p.Stats.Add(i*i*1000, metric.Weight(0.5), i%9 == 0)
+	}
+	l := metric.Labels{Domain: "d", Service: "svc", Operation: "op", Kind: schemas.KindServer, Host: "h"}
+	msg, err := schemas.Marshal(Record(l, &p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec schemas.MetricPoint
+	if err := schemas.Unmarshal(msg, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Service != "svc" || rec.Revision != 3 || rec.Count != 1000 || rec.MinuteUnix != 120 {
+		t.Fatalf("record %+v", rec)
+	}
+	st, err := metric.FromPoint(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(st.AppendBinary(nil), p.Stats.AppendBinary(nil)) || st.Quantile(0.99) != p.Stats.Quantile(0.99) {
+		t.Fatal("the record's stats differ from the point's")
+	}
+	rec.SketchSchema = 0
+	if _, err := metric.FromPoint(&rec); err == nil {
+		t.Fatal("a sketch of another schema was read")
+	}
+	rec.SketchSchema, rec.CountUnits = 6, rec.CountUnits+1
+	if _, err := metric.FromPoint(&rec); !errors.Is(err, metric.ErrCorrupt) {
+		t.Fatalf("counts that disagree with the sketch: %v", err)
+	}
+}
