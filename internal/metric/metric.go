@@ -277,23 +277,3 @@ func (s *Stats) Decode(b []byte) error {
 	}
 	return nil
 }
-
-// FromPoint is the Stats a mercury.metrics.1m record carries (its exact unit fields and
-// sketch), for readers of the topic: Quantile answers its percentiles.
-func FromPoint(p *schemas.MetricPoint) (*Stats, error) {
-	if p.SketchSchema != sketch.Schema {
-		return nil, fmt.Errorf("metric: point %s@%d has a sketch of schema %d, want %d", p.SeriesID, p.MinuteUnix, p.SketchSchema, sketch.Schema)
-	}
-	sum, err := Uint128From(p.SumUnits)
-	if err != nil {
-		return nil, err
-	}
-	st := &Stats{Count: p.CountUnits, Errors: p.ErrorUnits, Sum: sum, Min: p.MinNano, Max: p.MaxNano}
-	if err := st.Sketch.Decode(p.Sketch); err != nil {
-		return nil, fmt.Errorf("metric: point %s@%d: %w", p.SeriesID, p.MinuteUnix, err)
-	}
-	if st.Sketch.Total() != st.Count {
-		return nil, fmt.Errorf("%w: point %s@%d counts %d units, its sketch %d", ErrCorrupt, p.SeriesID, p.MinuteUnix, st.Count, st.Sketch.Total())
-	}
-	return st, nil
-}

@@ -91,24 +91,6 @@ func Record(l metric.Labels, p *Point) *schemas.MetricPoint {
 	}
 }
 
-// Records reads stored points as mercury.metrics.1m records, for readers of past minutes
-// (the alerter's rule history). The records carry the series id, not its labels.
-type Records struct{ Store Store }
-
-// Point is the stored point of the series' minute; ok false when there is none.
-func (r Records) Point(ctx context.Context, seriesID string, minuteUnix int64) (schemas.MetricPoint, bool, error) {
-	k := Key{SeriesID: seriesID, Minute: minuteUnix}
-	got, err := r.Store.Get(ctx, []Key{k})
-	if err != nil {
-		return schemas.MetricPoint{}, false, err
-	}
-	p, ok := got[k]
-	if !ok {
-		return schemas.MetricPoint{}, false, nil
-	}
-	return *Record(metric.Labels{}, &p), true, nil
-}
-
 // ErrCorrupt is returned for stored bytes that do not decode (a defect or foreign data).
 var ErrCorrupt = errors.New("metricstore: corrupt value")
 

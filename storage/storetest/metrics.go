@@ -204,20 +204,6 @@ func RunMetrics(t *testing.T, open MetricsFactory) {
 			t.Fatalf("the dropped day's catalog: %v %v", ss, err)
 		}
 	})
-	t.Run("records", func(t *testing.T) {
-		s, f, ctx := open(t), newMetricFixture(), ctxFor(t)
-		want := point(f.op.ID(), f.minutes[0], 5, 4)
-		if err := s.Upsert(ctx, []metricstore.Upsert{{Labels: f.op, Point: want}}); err != nil {
-			t.Fatal(err)
-		}
-		rec, ok, err := metricstore.Records{Store: s}.Point(ctx, f.op.ID(), f.minutes[0])
-		if err != nil || !ok || rec.Revision != 4 || rec.CountUnits != want.Stats.Count || rec.Count != 5 {
-			t.Fatalf("record %+v %v %v", rec, ok, err)
-		}
-		if _, ok, err := (metricstore.Records{Store: s}).Point(ctx, f.op.ID(), f.minutes[1]); ok || err != nil {
-			t.Fatalf("a minute never written: %v %v", ok, err)
-		}
-	})
 	t.Run("bad points are refused", func(t *testing.T) {
 		s, f, ctx := open(t), newMetricFixture(), ctxFor(t)
 		for name, p := range map[string]metricstore.Point{
