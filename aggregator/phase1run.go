@@ -46,7 +46,7 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 			}
 			if p.replayTo < 0 { // an unfinished replay is redone by the next start
 				gctx, cancel := a.graceCtx(ctx)
-				p.flush(gctx)
+				p.flush(gctx) // if it fails, the next start replays or re-reads the range
 				cancel()
 			}
 			return nil
@@ -129,12 +129,14 @@ func (p *p1) add(m kafka.Message, span *schemas.Span) {
 	switch p.rg.Add(m.Offset, span, time.Now().UnixNano()) {
 	case phase1.TooLate:
 		a.m.tooLate.Inc()
+		return
 	case phase1.Future:
 		a.m.future.Inc()
+		return
 	case phase1.Overflow:
 		a.m.overflow.Inc()
 	}
-	if span.StartUnixNano+int64(a.cfg.Fold.Window) < wm {
+	if span.StartUnixNano+int64(a.cfg.Fold.Window) < wm { // its window had passed
 		a.m.late.Inc()
 	}
 }

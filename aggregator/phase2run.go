@@ -14,7 +14,6 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/internal/retry"
-	"github.com/mercury-apm/mercury/internal/sketch"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
@@ -40,6 +39,7 @@ type p2 struct {
 	label  string
 	points map[metricstore.Key]*point
 	next   int64 // offset after the last merged partial; -1 before any
+	done   int64 // the offset last committed
 	dirty  int
 	batch  []kafka.Message
 	// decoded is the batch's partials, reused from batch to batch.
@@ -63,7 +63,7 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 		return ended(ctx, err)
 	}
 	defer r.Close()
-	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1,
+	p := &p2{a: a, offs: offs, w: w, part: part, label: strconv.Itoa(part), points: map[metricstore.Key]*point{}, next: -1, done: -1,
 		admit: newAdmission(a.cfg.Store, a.cfg.MaxSeries, part, parts)}
 	defer a.m.open.DeleteLabelValues(p.label)
 	defer a.m.series.DeleteLabelValues(p.label)
@@ -210,8 +210,8 @@ func (p *p2) merge(ctx context.Context) error {
 // flush upserts the changed points with a new revision, emits them, then commits.
 func (p *p2) flush(ctx context.Context) error {
 	a := p.a
-	if p.next < 0 {
-		return nil
+	if p.next < 0 || (p.next == p.done && p.dirty == 0) {
+		return nil // nothing merged, or nothing since the last commit
 	}
 	ups := make([]metricstore.Upsert, 0, p.dirty)
 	var msgs []kafka.Message
@@ -222,7 +222,7 @@ func (p *p2) flush(ctx context.Context) error {
 		u := metricstore.Upsert{Labels: pt.labels, Point: metricstore.Point{
 			SeriesID: k.SeriesID, Minute: k.Minute, Revision: pt.revision + 1, Stats: pt.p.Stats, State: pt.p.AppendState(nil)}}
 		ups = append(ups, u)
-		v, err := schemas.Marshal(pointRecord(&u))
+		v, err := schemas.Marshal(metricstore.Record(u.Labels, &u.Point))
 		if err != nil {
 			return err
 		}
@@ -240,6 +240,7 @@ func (p *p2) flush(ctx context.Context) error {
 	if err := a.retry(ctx, func() error { return p.offs.commit(ctx, p.part, p.next, "") }); err != nil {
 		return err
 	}
+	p.done = p.next
 	for _, u := range ups {
 		pt := p.points[metricstore.Key{SeriesID: u.Point.SeriesID, Minute: u.Point.Minute}]
 		pt.dirty, pt.revision = false, u.Point.Revision
@@ -273,16 +274,4 @@ func (p *p2) evict() {
 	}
 	p.a.m.open.WithLabelValues(p.label).Set(float64(len(p.points)))
 	p.a.m.series.WithLabelValues(p.label).Set(float64(len(series)))
-}
-
-// pointRecord is the mercury.metrics.1m record of an upsert.
-func pointRecord(u *metricstore.Upsert) *schemas.MetricPoint {
-	st, l := &u.Point.Stats, u.Labels
-	return &schemas.MetricPoint{
-		SeriesID: u.Point.SeriesID, Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
-		Peer: l.Peer, Host: l.Host, Dyed: l.Dyed, MinuteUnix: u.Point.Minute,
-		Count: st.Spans(), Errors: float64(st.Errors) / metric.Units, SumNano: st.Sum.Float() / metric.Units,
-		MinNano: st.Min, MaxNano: st.Max, Sketch: st.Sketch.AppendBinary(nil), Revision: u.Point.Revision,
-		CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), SketchSchema: sketch.Schema,
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/metric"
+	"github.com/mercury-apm/mercury/internal/sketch"
+	"github.com/mercury-apm/mercury/schemas"
 )
 
 // Point is one series over one minute.
@@ -74,6 +76,19 @@ type Store interface {
 	// DropBefore removes whole UTC days that ended at or before cutoff.
 	DropBefore(ctx context.Context, cutoff time.Time) error
 	Close() error
+}
+
+// Record is the mercury.metrics.1m record of a point of the series labelled l: the exact
+// unit fields, and the same in spans and ns as floats.
+func Record(l metric.Labels, p *Point) *schemas.MetricPoint {
+	st := &p.Stats
+	return &schemas.MetricPoint{
+		SeriesID: p.SeriesID, Domain: l.Domain, Service: l.Service, Operation: l.Operation, Kind: l.Kind,
+		Peer: l.Peer, Host: l.Host, Dyed: l.Dyed, MinuteUnix: p.Minute,
+		Count: st.Spans(), Errors: float64(st.Errors) / metric.Units, SumNano: st.Sum.Float() / metric.Units,
+		MinNano: st.Min, MaxNano: st.Max, Sketch: st.Sketch.AppendBinary(nil), Revision: p.Revision,
+		CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(), SketchSchema: sketch.Schema,
+	}
 }
 
 // ErrCorrupt is returned for stored bytes that do not decode (a defect or foreign data).

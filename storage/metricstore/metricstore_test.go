@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mercury-apm/mercury/internal/metric"
+	"github.com/mercury-apm/mercury/internal/sketch"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
@@ -56,5 +57,37 @@ func TestFilter(t *testing.T) {
 		if got := c.f.Match(c.l); got != c.want {
 			t.Errorf("%+v matches %+v: %v", c.f, c.l, got)
 		}
+	}
+}
+
+// A point survives the trip through mercury.metrics.1m: its record carries the same exact
+// stats (units, 128-bit sum, sketch) and the float fields readers use.
+func TestRecordRoundTrip(t *testing.T) {
+	p := Point{SeriesID: "s1", Minute: 120, Revision: 3}
+	for i := int64(1); i <= 500; i++ {
+		p.Stats.Add(i*i*1000, metric.Weight(0.5), i%9 == 0)
+	}
+	l := metric.Labels{Domain: "d", Service: "svc", Operation: "op", Kind: schemas.KindServer, Host: "h"}
+	msg, err := schemas.Marshal(Record(l, &p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec schemas.MetricPoint
+	if err := schemas.Unmarshal(msg, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Service != "svc" || rec.Revision != 3 || rec.Count != 1000 || rec.MinuteUnix != 120 || rec.Errors != 2*55 {
+		t.Fatalf("record %+v", rec)
+	}
+	sum, err := metric.Uint128From(rec.SumUnits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := metric.Stats{Count: rec.CountUnits, Errors: rec.ErrorUnits, Sum: sum, Min: rec.MinNano, Max: rec.MaxNano}
+	if err := back.Sketch.Decode(rec.Sketch); err != nil || rec.SketchSchema != sketch.Schema {
+		t.Fatalf("sketch: %v, schema %d", err, rec.SketchSchema)
+	}
+	if !bytes.Equal(back.AppendBinary(nil), p.Stats.AppendBinary(nil)) {
+		t.Fatal("the record's stats differ from the point's")
 	}
 }
