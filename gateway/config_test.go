@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -13,12 +14,45 @@ func TestParseExampleConfig(t *testing.T) {
 	if len(c.Routes) != 3 || c.Routes[0].Timeout.Thwm.String() != "300ms" || c.Routes[1].Breaker.Kind != "classic" {
 		t.Fatalf("parsed %+v", c.Routes)
 	}
+	// The example must not expose the proxy on every interface, nor take mercury up's 8080.
+	for _, addr := range []string{c.Listen, c.AdminListen} {
+		if !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, ":8080") {
+			t.Errorf("example listens on %q: want loopback, not mercury up's port", addr)
+		}
+	}
 	c.Logger = quiet
 	g, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Close()
+}
+
+// TestAdminTokenFromTheCommonVariable: the gateway reads MERCURY_ADMIN_TOKEN, the one
+// variable every daemon reads, when the config names no token.
+func TestAdminTokenFromTheCommonVariable(t *testing.T) {
+	t.Setenv("MERCURY_ADMIN_TOKEN", "from-env")
+	c, err := LoadConfig("testdata/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	c.StateFile = ""
+	g, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	h := g.AdminHandler()
+	for token, want := range map[string]int{"from-env": 200, "wrong": 401} {
+		req := httptest.NewRequest("PUT", "/admin/dye", strings.NewReader(`{"enabled":true}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("token %q: %d %s, want %d", token, rec.Code, rec.Body, want)
+		}
+	}
 }
 
 func TestMalformedConfig(t *testing.T) {
