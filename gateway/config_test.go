@@ -44,7 +44,7 @@ func TestAdminTokenFromTheCommonVariable(t *testing.T) {
 	}
 	defer g.Close()
 	h := g.AdminHandler()
-	for token, want := range map[string]int{"from-env": 200, "wrong": 401} {
+	for token, want := range map[string]int{"from-env": 204, "wrong": 401} {
 		req := httptest.NewRequest("PUT", "/admin/dye", strings.NewReader(`{"enabled":true}`))
 		req.Header.Set("Authorization", "Bearer "+token)
 		rec := httptest.NewRecorder()
