@@ -39,6 +39,9 @@ type Config struct {
 	// History answers the metric rules' questions about past minutes (the metric store);
 	// nil keeps the points the alerter consumed in memory (rules.MemoryHistory, 8 days).
 	History rules.History
+	// MetricGrace is how long after a minute ends its point may still come: a series with no
+	// point by then is evaluated as a minute without calls. Default 2 min.
+	MetricGrace time.Duration
 	// Quantiles reads latency quantiles from a point's sketch; nil: p50/p90/p99 conditions
 	// never hold and a warning is logged once.
 	Quantiles rules.QuantileFunc
@@ -89,6 +92,7 @@ func (c *Config) Validate() error {
 	def(&c.RulesRefresh, 5*time.Second)
 	def(&c.LagInterval, 30*time.Second)
 	def(&c.ClaimLease, time.Minute)
+	def(&c.MetricGrace, 2*time.Minute)
 	def(&c.BatchWait, 10*time.Millisecond)
 	if c.StackDepth <= 0 {
 		c.StackDepth = 5
