@@ -58,6 +58,8 @@ type Config struct {
 	// LagInterval is how often consumer lag is sampled; default 30 s.
 	LagInterval time.Duration
 
+	// EventRetention is how long stored events are kept (checked hourly); default 7 days.
+	EventRetention time.Duration
 	// RulesRefresh is how often rules, strategies and silences are reloaded; default 5 s.
 	RulesRefresh time.Duration
 	// BatchWait is how long a consumer batch waits for more messages once it has one (the
@@ -93,6 +95,7 @@ func (c *Config) Validate() error {
 	def(&c.LagInterval, 30*time.Second)
 	def(&c.ClaimLease, time.Minute)
 	def(&c.MetricGrace, 2*time.Minute)
+	def(&c.EventRetention, 7*24*time.Hour)
 	def(&c.BatchWait, 10*time.Millisecond)
 	if c.StackDepth <= 0 {
 		c.StackDepth = 5
