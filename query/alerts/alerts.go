@@ -1,7 +1,8 @@
-// Package alerts is the alert board's HTTP API, mounted on `mercury query`: alerts with
-// their history, acknowledgement, silences, versioned rules and strategies, and the events
-// behind the alerts. Reads are open; every write needs the admin token
-// (Authorization: Bearer <token>).
+// Package alerts is the query service's alert room, the alert board's API: alerts with their
+// history, acknowledgement, silences, versioned rules and strategies, and the events behind
+// the alerts. Reads are open; every write needs the admin token (Authorization: Bearer
+// <token>; X-Mercury-User names the writer in histories). It also tells the domain registry
+// each domain's strategy and what fires there (agents.AlertState).
 //
 //	GET    /api/v1/alerts?state=&level=&service=&kind=&limit=
 //	GET    /api/v1/alerts/{id}
@@ -22,190 +23,110 @@
 package alerts
 
 import (
-	"bytes"
-	"crypto/subtle"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 
+	"github.com/mercury-apm/mercury/query/agents"
+	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
 
-// Config configures the API.
-type Config struct {
+// Room serves the alert board from an alert store.
+type Room struct {
 	Store alertstore.Store
-	// AdminToken guards every write; empty disables writes (403).
-	AdminToken string
-	Logger     *slog.Logger
-	Now        func() time.Time // default time.Now
+	Now   func() time.Time // nil: time.Now
+
+	mu     sync.Mutex
+	view   *domainView // what DomainAlerts answers from, read at cached
+	cached time.Time
 }
 
-// API serves the alert board.
-type API struct {
-	cfg Config
+var _ agents.AlertState = (*Room)(nil)
+
+// Register mounts the alert endpoints.
+func (a *Room) Register(rt *api.Router) {
+	rt.Handle("GET /api/v1/alerts", a.listAlerts)
+	rt.Handle("GET /api/v1/alerts/{id}", a.getAlert)
+	rt.Handle("POST /api/v1/alerts/{id}/ack", rt.Admin(a.ack))
+	rt.Handle("GET /api/v1/silences", a.listSilences)
+	rt.Handle("POST /api/v1/silences", rt.Admin(a.createSilence))
+	rt.Handle("DELETE /api/v1/silences/{id}", rt.Admin(a.expireSilence))
+	rt.Handle("GET /api/v1/rules", a.listRules)
+	rt.Handle("GET /api/v1/rules/{name}", a.getRule)
+	rt.Handle("GET /api/v1/rules/{name}/history", a.ruleHistory)
+	rt.Handle("PUT /api/v1/rules/{name}", rt.Admin(a.putRule))
+	rt.Handle("DELETE /api/v1/rules/{name}", rt.Admin(a.deleteRule))
+	rt.Handle("GET /api/v1/strategies", a.listStrategies)
+	rt.Handle("GET /api/v1/strategies/{name}", a.getStrategy)
+	rt.Handle("GET /api/v1/strategies/{name}/history", a.strategyHistory)
+	rt.Handle("PUT /api/v1/strategies/{name}", rt.Admin(a.putStrategy))
+	rt.Handle("DELETE /api/v1/strategies/{name}", rt.Admin(a.deleteStrategy))
+	rt.Handle("GET /api/v1/events", a.searchEvents)
+	rt.Handle("GET /api/v1/events/{id}", a.getEvent)
 }
 
-// New checks cfg.
-func New(cfg Config) (*API, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("alerts API: no alert store")
+func (a *Room) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	return &API{cfg: cfg}, nil
+	return time.Now()
 }
 
-// Routes mounts the API on mux.
-func (a *API) Routes(mux *http.ServeMux) {
-	h := func(pattern string, fn handler) { mux.HandleFunc(pattern, a.serve(fn)) }
-	h("GET /api/v1/alerts", a.listAlerts)
-	h("GET /api/v1/alerts/{id}", a.getAlert)
-	h("POST /api/v1/alerts/{id}/ack", a.admin(a.ack))
-	h("GET /api/v1/silences", a.listSilences)
-	h("POST /api/v1/silences", a.admin(a.createSilence))
-	h("DELETE /api/v1/silences/{id}", a.admin(a.expireSilence))
-	h("GET /api/v1/rules", a.listRules)
-	h("GET /api/v1/rules/{name}", a.getRule)
-	h("GET /api/v1/rules/{name}/history", a.ruleHistory)
-	h("PUT /api/v1/rules/{name}", a.admin(a.putRule))
-	h("DELETE /api/v1/rules/{name}", a.admin(a.deleteRule))
-	h("GET /api/v1/strategies", a.listStrategies)
-	h("GET /api/v1/strategies/{name}", a.getStrategy)
-	h("GET /api/v1/strategies/{name}/history", a.strategyHistory)
-	h("PUT /api/v1/strategies/{name}", a.admin(a.putStrategy))
-	h("DELETE /api/v1/strategies/{name}", a.admin(a.deleteStrategy))
-	h("GET /api/v1/events", a.searchEvents)
-	h("GET /api/v1/events/{id}", a.getEvent)
-}
-
-// handler returns the body and status, or an error whose status is derived from it.
-type handler func(r *http.Request, by string) (any, int, error)
-
-// errBadRequest marks a request the caller must fix.
-var errBadRequest = errors.New("bad request")
-
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
-}
-
-func (a *API) serve(fn handler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		body, code, err := fn(r, "")
-		if err != nil {
-			code = status(err, code)
-			if code >= 500 {
-				a.cfg.Logger.Error("alerts API", "path", r.URL.Path, "err", err)
-			}
-			if code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="mercury"`)
-			}
-			body = map[string]string{"error": err.Error()}
-		}
-		var buf bytes.Buffer
-		if err := json.NewEncoder(&buf).Encode(body); err != nil {
-			code, buf = http.StatusInternalServerError, *bytes.NewBufferString(`{"error":"encode"}`)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_, _ = w.Write(buf.Bytes())
-	}
-}
-
-func status(err error, code int) int {
+// reply maps the store's errors to their statuses.
+func reply(body any, ok int, err error) (any, int, error) {
 	switch {
-	case code >= 400:
-		return code
-	case errors.Is(err, errBadRequest), errors.Is(err, alertstore.ErrInvalid):
-		return http.StatusBadRequest
+	case err == nil:
+		return body, ok, nil
+	case errors.Is(err, alertstore.ErrInvalid):
+		return nil, http.StatusBadRequest, err
 	case errors.Is(err, alertstore.ErrNotFound):
-		return http.StatusNotFound
+		return nil, http.StatusNotFound, err
 	case errors.Is(err, alertstore.ErrConflict):
-		return http.StatusConflict
+		return nil, http.StatusConflict, err
 	case errors.Is(err, alertstore.ErrClosed):
-		return http.StatusServiceUnavailable
+		return nil, http.StatusServiceUnavailable, err
 	}
-	return http.StatusInternalServerError
+	return nil, http.StatusInternalServerError, err
 }
 
-// admin lets the request through with the admin token; the caller's name (X-Mercury-User,
-// default "admin") goes into histories.
-func (a *API) admin(fn handler) handler {
-	return func(r *http.Request, _ string) (any, int, error) {
-		if a.cfg.AdminToken == "" {
-			return nil, http.StatusForbidden, errors.New("writes are disabled: start the query service with an admin token")
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.AdminToken)) != 1 {
-			return nil, http.StatusUnauthorized, errors.New("admin token required")
-		}
-		by := r.Header.Get("X-Mercury-User")
-		if by == "" {
-			by = "admin"
-		}
-		return fn(r, by)
-	}
+func bad(format string, args ...any) (any, int, error) {
+	return nil, http.StatusBadRequest, fmt.Errorf(format, args...)
 }
 
-// decode reads a JSON body of at most 1 MiB, refusing unknown fields (a typo in a rule must
-// not silently become a rule without that setting).
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("body: %v", err)
+// by is who makes a change, for the histories.
+func by(r *http.Request) string {
+	if u := r.Header.Get("X-Mercury-User"); u != "" {
+		return u
 	}
-	return nil
+	return "admin"
 }
 
-func intParam(r *http.Request, name string) (int64, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, badRequest("%s %q: want a non-negative integer", name, s)
-	}
-	return n, nil
-}
-
-// timeParam accepts RFC 3339 or Unix milliseconds.
-func timeParam(r *http.Request, name string) (time.Time, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.UnixMilli(ms), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return t, badRequest("%s %q: want RFC 3339 or Unix milliseconds", name, s)
-	}
-	return t, nil
-}
-
-func oneOf(r *http.Request, name string, allowed ...string) (string, error) {
-	v := r.URL.Query().Get(name)
+func oneOf(p *api.Params, name string, allowed ...string) string {
+	v := p.String(name)
 	if v == "" {
-		return "", nil
+		return ""
 	}
 	for _, a := range allowed {
 		if v == a {
-			return v, nil
+			return v
 		}
 	}
-	return "", badRequest("%s %q: want one of %s", name, v, strings.Join(allowed, ", "))
+	p.Bad("%s %q: want one of %v", name, v, allowed)
+	return ""
 }
+
+// version is the ?version= a read asks for or a write replaces (0: current / new).
+func version(r *http.Request) (int64, error) {
+	p := api.NewParams(r.URL.Query(), "version")
+	v := p.Int("version", 0, 0, 1<<31)
+	return int64(v), p.Err()
+}
+
+const bodyLimit = 1 << 20
 
 // ---- alerts
 
@@ -215,38 +136,29 @@ func board(al alertstore.Alert) alertstore.Alert {
 	return al
 }
 
-func (a *API) listAlerts(r *http.Request, _ string) (any, int, error) {
-	var f alertstore.AlertFilter
-	var err error
-	if f.State, err = oneOf(r, "state", alertstore.StateFiring, alertstore.StateResolved); err != nil {
-		return nil, 0, err
+func (a *Room) listAlerts(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	p := api.NewParams(r.URL.Query(), "state", "level", "service", "kind", "limit")
+	f := alertstore.AlertFilter{
+		State:   oneOf(p, "state", alertstore.StateFiring, alertstore.StateResolved),
+		Level:   oneOf(p, "level", alertstore.LevelWarning, alertstore.LevelAlarm),
+		Kind:    oneOf(p, "kind", alertstore.KindEvent, alertstore.KindMetric, alertstore.KindSelf),
+		Service: p.String("service"),
+		Limit:   p.Int("limit", 100, 1, 1000),
 	}
-	if f.Level, err = oneOf(r, "level", alertstore.LevelWarning, alertstore.LevelAlarm); err != nil {
-		return nil, 0, err
+	if err := p.Err(); err != nil {
+		return nil, http.StatusBadRequest, err
 	}
-	if f.Kind, err = oneOf(r, "kind", alertstore.KindEvent, alertstore.KindMetric, alertstore.KindSelf); err != nil {
-		return nil, 0, err
-	}
-	f.Service = r.URL.Query().Get("service")
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		return nil, 0, err
-	}
-	f.Limit = int(min(limit, 1000))
-	als, err := a.cfg.Store.ListAlerts(r.Context(), f)
-	if err != nil {
-		return nil, 0, err
-	}
+	als, err := a.Store.ListAlerts(r.Context(), f)
 	out := make([]alertstore.Alert, len(als))
 	for i := range als {
 		out[i] = board(als[i])
 	}
-	return map[string]any{"alerts": out}, http.StatusOK, nil
+	return reply(map[string]any{"alerts": out}, http.StatusOK, err)
 }
 
-func (a *API) getAlert(r *http.Request, _ string) (any, int, error) {
-	al, err := a.cfg.Store.GetAlert(r.Context(), r.PathValue("id"))
-	return board(al), http.StatusOK, err
+func (a *Room) getAlert(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	al, err := a.Store.GetAlert(r.Context(), r.PathValue("id"))
+	return reply(board(al), http.StatusOK, err)
 }
 
 type ackRequest struct {
@@ -254,16 +166,16 @@ type ackRequest struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-func (a *API) ack(r *http.Request, by string) (any, int, error) {
+func (a *Room) ack(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	var req ackRequest
-	if err := decode(r, &req); err != nil {
-		return nil, 0, err
+	if err := api.DecodeJSON(r, bodyLimit, &req); err != nil {
+		return nil, http.StatusBadRequest, err
 	}
 	if req.By == "" {
-		req.By = by
+		req.By = by(r)
 	}
-	now := a.cfg.Now()
-	al, err := a.cfg.Store.UpdateAlert(r.Context(), r.PathValue("id"), func(al *alertstore.Alert) error {
+	now := a.now()
+	al, err := a.Store.UpdateAlert(r.Context(), r.PathValue("id"), func(al *alertstore.Alert) error {
 		if al.AckedBy != "" {
 			return fmt.Errorf("%w: already acknowledged by %s", alertstore.ErrConflict, al.AckedBy)
 		}
@@ -271,102 +183,102 @@ func (a *API) ack(r *http.Request, by string) (any, int, error) {
 		al.History = append(al.History, alertstore.Change{At: now, What: "acked", By: req.By, Note: req.Comment})
 		return nil
 	})
-	return board(al), http.StatusOK, err
+	return reply(board(al), http.StatusOK, err)
 }
 
 // ---- silences
 
-func (a *API) listSilences(r *http.Request, _ string) (any, int, error) {
-	s, err := a.cfg.Store.Silences(r.Context())
-	return map[string]any{"silences": s}, http.StatusOK, err
+func (a *Room) listSilences(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	s, err := a.Store.Silences(r.Context())
+	return reply(map[string]any{"silences": s}, http.StatusOK, err)
 }
 
-func (a *API) createSilence(r *http.Request, by string) (any, int, error) {
+func (a *Room) createSilence(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	var s alertstore.Silence
-	if err := decode(r, &s); err != nil {
-		return nil, 0, err
+	if err := api.DecodeJSON(r, bodyLimit, &s); err != nil {
+		return nil, http.StatusBadRequest, err
 	}
 	if s.ID != "" {
-		return nil, 0, badRequest("a new silence has no id")
+		return bad("a new silence has no id")
 	}
 	if s.StartsAt.IsZero() {
-		s.StartsAt = a.cfg.Now().UTC()
+		s.StartsAt = a.now().UTC()
 	}
 	if s.CreatedBy == "" {
-		s.CreatedBy = by
+		s.CreatedBy = by(r)
 	}
-	s, err := a.cfg.Store.PutSilence(r.Context(), s)
-	return s, http.StatusCreated, err
+	s, err := a.Store.PutSilence(r.Context(), s)
+	return reply(s, http.StatusCreated, err)
 }
 
-func (a *API) expireSilence(r *http.Request, _ string) (any, int, error) {
-	s, err := a.cfg.Store.GetSilence(r.Context(), r.PathValue("id"))
+func (a *Room) expireSilence(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	s, err := a.Store.GetSilence(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return nil, 0, err
+		return reply(nil, 0, err)
 	}
-	now := a.cfg.Now().UTC()
+	now := a.now().UTC()
 	if !s.EndsAt.After(now) {
 		return s, http.StatusOK, nil // already over
 	}
 	s.EndsAt = now
-	if !s.EndsAt.After(s.StartsAt) { // not started yet: it ends before it begins
+	if !s.EndsAt.After(s.StartsAt) { // not started yet: it ends as it begins
 		s.StartsAt = now.Add(-time.Nanosecond)
 	}
-	s, err = a.cfg.Store.PutSilence(r.Context(), s)
-	return s, http.StatusOK, err
+	s, err = a.Store.PutSilence(r.Context(), s)
+	return reply(s, http.StatusOK, err)
 }
 
 // ---- rules and strategies
 
-func (a *API) listRules(r *http.Request, _ string) (any, int, error) {
-	rs, err := a.cfg.Store.Rules(r.Context())
-	return map[string]any{"rules": rs}, http.StatusOK, err
+func (a *Room) listRules(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	rs, err := a.Store.Rules(r.Context())
+	return reply(map[string]any{"rules": rs}, http.StatusOK, err)
 }
 
-func (a *API) getRule(r *http.Request, _ string) (any, int, error) {
-	v, err := intParam(r, "version")
+func (a *Room) getRule(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	v, err := version(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, http.StatusBadRequest, err
 	}
-	rule, err := a.cfg.Store.GetRule(r.Context(), r.PathValue("name"), v)
-	return rule, http.StatusOK, err
+	rule, err := a.Store.GetRule(r.Context(), r.PathValue("name"), v)
+	return reply(rule, http.StatusOK, err)
 }
 
-func (a *API) ruleHistory(r *http.Request, _ string) (any, int, error) {
-	h, err := a.cfg.Store.RuleHistory(r.Context(), r.PathValue("name"))
-	return map[string]any{"versions": h}, http.StatusOK, err
+func (a *Room) ruleHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	h, err := a.Store.RuleHistory(r.Context(), r.PathValue("name"))
+	return reply(map[string]any{"versions": h}, http.StatusOK, err)
 }
 
-func (a *API) putRule(r *http.Request, by string) (any, int, error) {
+func (a *Room) putRule(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	v, err := version(r)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
 	var rule alertstore.Rule
-	if err := decode(r, &rule); err != nil {
-		return nil, 0, err
+	if err := api.DecodeJSON(r, bodyLimit, &rule); err != nil {
+		return nil, http.StatusBadRequest, err
 	}
 	name := r.PathValue("name")
 	if rule.Name == "" {
 		rule.Name = name
 	}
 	if rule.Name != name {
-		return nil, 0, badRequest("body names rule %q, path %q", rule.Name, name)
-	}
-	v, err := intParam(r, "version")
-	if err != nil {
-		return nil, 0, err
+		return bad("body names rule %q, path %q", rule.Name, name)
 	}
 	rule.Versioned = alertstore.Versioned{}
-	rule, err = a.cfg.Store.PutRule(r.Context(), rule, v, by)
-	return rule, http.StatusOK, err
+	rule, err = a.Store.PutRule(r.Context(), rule, v, by(r))
+	return reply(rule, http.StatusOK, err)
 }
 
-func (a *API) deleteRule(r *http.Request, by string) (any, int, error) {
-	v, err := intParam(r, "version")
+func (a *Room) deleteRule(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	v, err := version(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, http.StatusBadRequest, err
 	}
 	name := r.PathValue("name")
-	sts, err := a.cfg.Store.Strategies(r.Context())
+	sts, err := a.Store.Strategies(r.Context())
 	if err != nil {
-		return nil, 0, err
+		return reply(nil, 0, err)
 	}
 	for _, st := range sts {
 		for _, rn := range st.Rules {
@@ -375,90 +287,135 @@ func (a *API) deleteRule(r *http.Request, by string) (any, int, error) {
 			}
 		}
 	}
-	return map[string]string{"deleted": name}, http.StatusOK, a.cfg.Store.DeleteRule(r.Context(), name, v, by)
+	return reply(map[string]string{"deleted": name}, http.StatusOK, a.Store.DeleteRule(r.Context(), name, v, by(r)))
 }
 
-func (a *API) listStrategies(r *http.Request, _ string) (any, int, error) {
-	s, err := a.cfg.Store.Strategies(r.Context())
-	return map[string]any{"strategies": s}, http.StatusOK, err
+func (a *Room) listStrategies(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	s, err := a.Store.Strategies(r.Context())
+	return reply(map[string]any{"strategies": s}, http.StatusOK, err)
 }
 
-func (a *API) getStrategy(r *http.Request, _ string) (any, int, error) {
-	v, err := intParam(r, "version")
+func (a *Room) getStrategy(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	v, err := version(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, http.StatusBadRequest, err
 	}
-	s, err := a.cfg.Store.GetStrategy(r.Context(), r.PathValue("name"), v)
-	return s, http.StatusOK, err
+	s, err := a.Store.GetStrategy(r.Context(), r.PathValue("name"), v)
+	return reply(s, http.StatusOK, err)
 }
 
-func (a *API) strategyHistory(r *http.Request, _ string) (any, int, error) {
-	h, err := a.cfg.Store.StrategyHistory(r.Context(), r.PathValue("name"))
-	return map[string]any{"versions": h}, http.StatusOK, err
+func (a *Room) strategyHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	h, err := a.Store.StrategyHistory(r.Context(), r.PathValue("name"))
+	return reply(map[string]any{"versions": h}, http.StatusOK, err)
 }
 
-func (a *API) putStrategy(r *http.Request, by string) (any, int, error) {
+func (a *Room) putStrategy(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	v, err := version(r)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
 	var s alertstore.Strategy
-	if err := decode(r, &s); err != nil {
-		return nil, 0, err
+	if err := api.DecodeJSON(r, bodyLimit, &s); err != nil {
+		return nil, http.StatusBadRequest, err
 	}
 	name := r.PathValue("name")
 	if s.Name == "" {
 		s.Name = name
 	}
 	if s.Name != name {
-		return nil, 0, badRequest("body names strategy %q, path %q", s.Name, name)
+		return bad("body names strategy %q, path %q", s.Name, name)
 	}
 	for _, rn := range s.Rules {
-		if _, err := a.cfg.Store.GetRule(r.Context(), rn, 0); errors.Is(err, alertstore.ErrNotFound) {
-			return nil, 0, badRequest("strategy %s names rule %s, which does not exist", name, rn)
+		if _, err := a.Store.GetRule(r.Context(), rn, 0); errors.Is(err, alertstore.ErrNotFound) {
+			return bad("strategy %s names rule %s, which does not exist", name, rn)
 		} else if err != nil {
-			return nil, 0, err
+			return reply(nil, 0, err)
 		}
 	}
-	v, err := intParam(r, "version")
-	if err != nil {
-		return nil, 0, err
-	}
 	s.Versioned = alertstore.Versioned{}
-	s, err = a.cfg.Store.PutStrategy(r.Context(), s, v, by)
-	return s, http.StatusOK, err
+	s, err = a.Store.PutStrategy(r.Context(), s, v, by(r))
+	return reply(s, http.StatusOK, err)
 }
 
-func (a *API) deleteStrategy(r *http.Request, by string) (any, int, error) {
-	v, err := intParam(r, "version")
+func (a *Room) deleteStrategy(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	v, err := version(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, http.StatusBadRequest, err
 	}
 	name := r.PathValue("name")
-	return map[string]string{"deleted": name}, http.StatusOK, a.cfg.Store.DeleteStrategy(r.Context(), name, v, by)
+	return reply(map[string]string{"deleted": name}, http.StatusOK, a.Store.DeleteStrategy(r.Context(), name, v, by(r)))
 }
 
 // ---- events
 
-func (a *API) searchEvents(r *http.Request, _ string) (any, int, error) {
-	q := alertstore.EventQuery{Service: r.URL.Query().Get("service"), Type: r.URL.Query().Get("type"),
-		Signature: r.URL.Query().Get("signature")}
-	var err error
-	if q.From, err = timeParam(r, "from"); err != nil {
-		return nil, 0, err
-	}
-	if q.To, err = timeParam(r, "to"); err != nil {
-		return nil, 0, err
-	}
+func (a *Room) searchEvents(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	p := api.NewParams(r.URL.Query(), "service", "type", "signature", "from", "to", "limit")
+	q := alertstore.EventQuery{Service: p.String("service"), Type: p.String("type"), Signature: p.String("signature"),
+		From: p.Time("from"), To: p.Time("to"), Limit: p.Int("limit", 100, 1, 1000)}
 	if !q.To.IsZero() && q.To.Before(q.From) {
-		return nil, 0, badRequest("to is before from")
+		p.Bad("to is before from")
 	}
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		return nil, 0, err
+	if err := p.Err(); err != nil {
+		return nil, http.StatusBadRequest, err
 	}
-	q.Limit = int(min(limit, 1000))
-	evs, err := a.cfg.Store.SearchEvents(r.Context(), q)
-	return map[string]any{"events": evs}, http.StatusOK, err
+	evs, err := a.Store.SearchEvents(r.Context(), q)
+	return reply(map[string]any{"events": evs}, http.StatusOK, err)
 }
 
-func (a *API) getEvent(r *http.Request, _ string) (any, int, error) {
-	e, err := a.cfg.Store.GetEvent(r.Context(), r.PathValue("id"))
-	return e, http.StatusOK, err
+func (a *Room) getEvent(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	e, err := a.Store.GetEvent(r.Context(), r.PathValue("id"))
+	return reply(e, http.StatusOK, err)
+}
+
+// ---- the domain registry's view
+
+// DomainAlerts is the first strategy (by name) that covers the domain — one without
+// selectors covers every domain — and the most severe level firing there
+// (agents.AlertState). The registry asks once per domain per view: what it needs from the
+// store is read once and kept for 5 s.
+func (a *Room) DomainAlerts(domain string) (strategy, firing string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now := a.now(); a.view == nil || now.Sub(a.cached) > 5*time.Second {
+		a.view, a.cached = a.readView(), now
+	}
+	for _, st := range a.view.strategies {
+		if coversDomain(&st, domain) {
+			strategy = st.Name
+			break
+		}
+	}
+	return strategy, a.view.firing[domain]
+}
+
+type domainView struct {
+	strategies []alertstore.Strategy
+	firing     map[string]string // domain → most severe firing level
+}
+
+func (a *Room) readView() *domainView {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v := &domainView{firing: map[string]string{}}
+	if als, err := a.Store.ListAlerts(ctx, alertstore.AlertFilter{State: alertstore.StateFiring, Limit: 1000}); err == nil {
+		for _, al := range als {
+			if v.firing[al.Domain] != alertstore.LevelAlarm {
+				v.firing[al.Domain] = al.Level
+			}
+		}
+	}
+	v.strategies, _ = a.Store.Strategies(ctx) // unreadable: no strategy shown, nothing else fails
+	return v
+}
+
+func coversDomain(st *alertstore.Strategy, domain string) bool {
+	if len(st.Selectors) == 0 {
+		return true
+	}
+	for _, sel := range st.Selectors {
+		if sel.Domain != "" && (alertstore.Selector{Domain: sel.Domain}).Matches(domain, "", "", "") {
+			return true
+		}
+	}
+	return false
 }

@@ -3,13 +3,17 @@ package alerts_test
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mercury-apm/mercury/query/alerts"
+	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
@@ -29,12 +33,12 @@ func setup(t *testing.T, token string) (*client, alertstore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	api, err := alerts.New(alerts.Config{Store: s, AdminToken: token, Now: func() time.Time { return t0 }})
+	mux := http.NewServeMux()
+	rt, err := api.NewRouter(mux, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	api.Routes(mux)
+	(&alerts.Room{Store: s, Now: func() time.Time { return t0 }}).Register(rt)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &client{t: t, base: srv.URL, token: token}, s
@@ -224,5 +228,40 @@ func TestEventSearch(t *testing.T) {
 	var one map[string]any
 	if code := c.do("GET", "/api/v1/events/mercury.events-0-1", "", false, &one); code != 200 || one["signature"] != "s2" {
 		t.Fatalf("get: %d %v", code, one)
+	}
+}
+
+func TestDomainAlerts(t *testing.T) {
+	s, err := pebblestore.OpenAlerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.PutRule(ctx, alertstore.Rule{Name: "r", Kind: alertstore.RuleEvent}, 0, "x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []alertstore.Strategy{
+		{Name: "b-shop", Rules: []string{"r"}, Selectors: []alertstore.Selector{{Domain: "shop*"}}},
+		{Name: "a-pay", Rules: []string{"r"}, Selectors: []alertstore.Selector{{Domain: "pay"}, {Service: "x"}}},
+	} {
+		if _, err := s.PutStrategy(ctx, st, 0, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []alertstore.Alert{
+		{ID: "1", Key: "k1", Domain: "shop", Level: alertstore.LevelWarning, State: alertstore.StateFiring, StartsAt: t0},
+		{ID: "2", Key: "k2", Domain: "shop", Level: alertstore.LevelAlarm, State: alertstore.StateFiring, StartsAt: t0},
+		{ID: "3", Key: "k3", Domain: "pay", Level: alertstore.LevelAlarm, State: alertstore.StateResolved, StartsAt: t0},
+	} {
+		if _, err := s.CreateAlert(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	room := &alerts.Room{Store: s, Now: func() time.Time { return t0 }}
+	for domain, want := range map[string][2]string{"shop": {"b-shop", "alarm"}, "shopping": {"b-shop", ""}, "pay": {"a-pay", ""}, "other": {"", ""}} {
+		if st, firing := room.DomainAlerts(domain); st != want[0] || firing != want[1] {
+			t.Errorf("%s: strategy %q firing %q, want %q %q", domain, st, firing, want[0], want[1])
+		}
 	}
 }
