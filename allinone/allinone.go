@@ -19,6 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mercury-apm/mercury/agent/ship"
+	"github.com/mercury-apm/mercury/aggregator"
+	"github.com/mercury-apm/mercury/alerter"
+	"github.com/mercury-apm/mercury/alerter/rules"
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
@@ -26,7 +29,11 @@ import (
 	"github.com/mercury-apm/mercury/ingest/otlp"
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query"
+	"github.com/mercury-apm/mercury/query/alerts"
+	"github.com/mercury-apm/mercury/query/metrics"
 	"github.com/mercury-apm/mercury/storage"
+	"github.com/mercury-apm/mercury/storage/metricstore"
+	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
 
 // Config places the pipeline. Zero values take the defaults.
@@ -41,6 +48,7 @@ type Config struct {
 	AdminToken                 string        // for the query API's admin endpoints ("": disabled)
 	Spools                     []string      // extra agent spools to ship (services running beside it)
 	Retention                  time.Duration // keep traces this long (default 7 days)
+	MetricRetention            time.Duration // keep minute points this long (default 30 days)
 	Demo                       bool          // run the demo services and their traffic
 	DemoEvery                  time.Duration // between demo requests (negative: no traffic)
 }
@@ -65,6 +73,9 @@ func (c *Config) Validate() error {
 	if c.Retention <= 0 {
 		c.Retention = 7 * 24 * time.Hour
 	}
+	if c.MetricRetention <= 0 {
+		c.MetricRetention = 30 * 24 * time.Hour
+	}
 	if c.Registry == nil {
 		t := daemon.NewTelemetry(c.Logger)
 		c.Telemetry = t
@@ -78,6 +89,8 @@ type Pipeline struct {
 	cfg        Config
 	broker     *broker.Broker
 	stores     *storage.Stores
+	metrics    metricstore.Store
+	alerts     *pebblestore.AlertStore
 	listener   *daemon.Listener
 	url        string
 	otlpHTTP   *daemon.Listener
@@ -111,17 +124,44 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		return nil, fmt.Errorf("query API: %w", err)
 	}
 	p.url = p.listener.URL()
+	if p.metrics, err = storage.OpenMetrics(ctx, storage.Config{DataDir: cfg.DataDir}); err != nil {
+		return nil, err
+	}
+	if p.alerts, err = pebblestore.OpenAlerts(filepath.Join(cfg.DataDir, "alerts")); err != nil {
+		return nil, err
+	}
 	col, err := collector.New(collector.Config{Telemetry: cfg.Telemetry, Bus: bc, Store: p.stores.Traces, MaxAge: cfg.Retention})
 	if err != nil {
 		return nil, err
 	}
+	phase1, err := aggregator.New(aggregator.Config{Telemetry: cfg.Telemetry, Phase: 1, Bus: bc})
+	if err != nil {
+		return nil, err
+	}
+	phase2, err := aggregator.New(aggregator.Config{Telemetry: cfg.Telemetry, Phase: 2, Bus: bc, Store: p.metrics})
+	if err != nil {
+		return nil, err
+	}
+	al, err := alerter.New(alerter.Config{Telemetry: cfg.Telemetry, Bus: bc, Store: p.alerts, LinkBase: p.url,
+		History: rules.StoreHistory{Store: p.metrics}, Quantiles: rules.SketchQuantiles})
+	if err != nil {
+		return nil, err
+	}
+	board, err := alerts.New(alerts.Config{Store: p.alerts})
+	if err != nil {
+		return nil, err
+	}
 	q, err := query.New(query.Config{Telemetry: cfg.Telemetry, Bus: bc, Traces: p.stores.Traces, AdminToken: cfg.AdminToken,
-		AgentConfigPath: filepath.Join(cfg.DataDir, "agent-config.json")})
+		AgentConfigPath: filepath.Join(cfg.DataDir, "agent-config.json"),
+		Rooms:           []query.Room{&metrics.Room{Store: p.metrics}, board}, Alerts: board})
 	if err != nil {
 		return nil, err
 	}
 	retention := daemon.Task(func(ctx context.Context) error { return p.stores.RunRetention(ctx, cfg.Logger) })
-	p.components = []daemon.Component{col, q, retention}
+	metricRetention := daemon.Task(func(ctx context.Context) error {
+		return storage.Keep(ctx, cfg.Logger, p.metrics, cfg.MetricRetention)
+	})
+	p.components = []daemon.Component{col, phase1, phase2, al, q, retention, metricRetention}
 	if cfg.OTLPHTTPAddr != "off" {
 		if p.otlpHTTP, err = daemon.Listen(cfg.OTLPHTTPAddr); err != nil {
 			return nil, fmt.Errorf("OTLP/HTTP ingest (another collector on the port? move or turn it off): %w", err)
@@ -216,6 +256,14 @@ func (p *Pipeline) Close() {
 	if p.stores != nil {
 		p.stores.Close()
 		p.stores = nil
+	}
+	if p.metrics != nil {
+		p.metrics.Close()
+		p.metrics = nil
+	}
+	if p.alerts != nil {
+		p.alerts.Close()
+		p.alerts = nil
 	}
 	if p.broker != nil {
 		p.broker.Close()

@@ -214,3 +214,65 @@ func TestOTLPPortTaken(t *testing.T) {
 	}
 	p.Close()
 }
+
+// TestDemoShowsMetricsTopologyAndAlerts: what a newcomer sees after `make run` — a real
+// alert from the demo's payment failures, then minute points and the topology with the
+// database as a virtual node.
+func TestDemoShowsMetricsTopologyAndAlerts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := start(ctx, allinone.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		OTLPHTTPAddr: "off", OTLPGRPCAddr: "off", Demo: true, DemoEvery: 20 * time.Millisecond,
+		Telemetry: daemon.Telemetry{Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); s.Wait() }()
+	qc := &client.Client{BaseURL: s.QueryURL()}
+	var alerts struct {
+		Alerts []struct {
+			Service, Kind string
+			TraceIDs      []string `json:"trace_ids"`
+		} `json:"alerts"`
+	}
+	waitFor(t, time.Now().Add(30*time.Second), func() bool {
+		return qc.Get(context.Background(), "/api/v1/alerts", &alerts) == nil && len(alerts.Alerts) > 0
+	})
+	if a := alerts.Alerts[0]; a.Service != "payment" || a.Kind != "event" || len(a.TraceIDs) == 0 {
+		t.Fatalf("alert: %+v", a)
+	}
+	var topo struct {
+		Nodes []struct {
+			ID      string
+			Virtual bool
+		}
+		Edges []struct{ Source, Target string }
+	}
+	waitFor(t, time.Now().Add(90*time.Second), func() bool {
+		return qc.Get(context.Background(), "/api/v1/topology", &topo) == nil && len(topo.Edges) >= 3
+	})
+	var edges []string
+	for _, e := range topo.Edges {
+		edges = append(edges, e.Source+"→"+e.Target)
+	}
+	sort.Strings(edges)
+	if got := strings.Join(edges, " "); got != "api→order order→orders-db order→payment" {
+		t.Fatalf("edges %s", got)
+	}
+	var series struct {
+		Points []struct {
+			V *float64 `json:"v"`
+		} `json:"points"`
+	}
+	if err := qc.Get(context.Background(), "/api/v1/metrics?service=order&metric=count", &series); err != nil {
+		t.Fatal(err)
+	}
+	nonZero := 0
+	for _, p := range series.Points {
+		if p.V != nil && *p.V > 0 {
+			nonZero++
+		}
+	}
+	if nonZero == 0 {
+		t.Fatalf("no minute with order spans: %+v", series)
+	}
+}

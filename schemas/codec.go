@@ -132,6 +132,8 @@ func AppendBinary(dst []byte, rec any) ([]byte, error) {
 		return AppendSpan(dst, r), nil
 	case Span:
 		return AppendSpan(dst, &r), nil
+	case *MetricPartial:
+		return AppendMetricPartial(dst, r), nil
 	}
 	name, err := NameOf(rec)
 	if err != nil {
@@ -207,6 +209,9 @@ func DecodeBinary(fp uint64, body []byte, rec any) ([]byte, error) {
 	}
 	if sp, ok := rec.(*Span); ok && fp == Current(NameSpan).Fingerprint {
 		return DecodeSpan(body, sp)
+	}
+	if mp, ok := rec.(*MetricPartial); ok && fp == Current(NameMetricPartial).Fingerprint {
+		return DecodeMetricPartial(body, mp)
 	}
 	native, rest, err := ws.Codec.NativeFromBinary(body)
 	if err != nil {

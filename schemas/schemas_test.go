@@ -53,6 +53,10 @@ func checkAgainstGoavro(t *testing.T, s schemas.Span) {
 	if !reflect.DeepEqual(schemastest.Normalize(got), schemastest.Normalize(s)) {
 		t.Fatalf("fast decode of goavro bytes:\n got %+v\nwant %+v", got, s)
 	}
+	var aliased schemas.Span
+	if rest, err := schemas.DecodeSpanAliased(ref, &aliased); err != nil || len(rest) != 0 || !reflect.DeepEqual(aliased, got) {
+		t.Fatalf("aliased decode differs: %v\n got %+v\nwant %+v", err, aliased, got)
+	}
 	n, rest, err := spanCodec().NativeFromBinary(fast)
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("goavro decode of fast bytes: %v", err)
@@ -102,6 +106,10 @@ func FuzzSpanCodec(f *testing.F) {
 		if len(rest) != len(grest) {
 			t.Fatalf("consumed differently: fast rest %d goavro rest %d", len(rest), len(grest))
 		}
+		var aliased schemas.Span
+		if arest, aerr := schemas.DecodeSpanAliased(b, &aliased); aerr != nil || len(arest) != len(rest) || !reflect.DeepEqual(aliased, s) {
+			t.Fatalf("aliased decode differs from the copying one: %v", aerr)
+		}
 		// Both codecs read the same record; re-encoding round-trips through both.
 		checkAgainstGoavro(t, s)
 	})
@@ -114,8 +122,8 @@ func TestSingleObjectRoundTrip(t *testing.T) {
 		{&span, &schemas.Span{}},
 		{&schemas.Event{TimeUnixNano: 7, Service: "order", Type: schemas.EventException, Name: "io.Timeout", Message: "x", Stack: "main.go:1", TraceID: span.TraceID, Dyed: true, Attributes: []schemas.KV{{"a", "b"}}}, &schemas.Event{}},
 		{&schemas.Heartbeat{TimeUnixNano: 1, Service: "s", PID: 42, Stats: map[string]int64{"queued": 3, "dropped_queue_full": 1}}, &schemas.Heartbeat{}},
-		{&schemas.MetricPartial{SeriesID: "x", Kind: schemas.KindClient, Count: 2.5, MinNano: 3, Sketch: []byte{1, 2}, SourcePartition: 4, LastOffset: 99}, &schemas.MetricPartial{}},
-		{&schemas.MetricPoint{SeriesID: "x", MinuteUnix: 60, Revision: 2, Sketch: []byte{}}, &schemas.MetricPoint{}},
+		{&schemas.MetricPartial{SeriesID: "x", Kind: schemas.KindClient, CountUnits: 2560, Host: "h", Dyed: true, SumUnits: make([]byte, 16), MinNano: 3, Sketch: []byte{1, 2}, SourcePartition: 4, LastOffset: 99}, &schemas.MetricPartial{}},
+		{&schemas.MetricPoint{SeriesID: "x", MinuteUnix: 60, Revision: 2, Sketch: []byte{}, SumUnits: []byte{}}, &schemas.MetricPoint{}},
 		{&schemas.Alert{ID: "a", Level: "alarm", Count: 5, Labels: []schemas.KV{{"service", "order"}}}, &schemas.Alert{}},
 	}
 	for _, rc := range recs {
@@ -278,5 +286,51 @@ func TestParseIDs(t *testing.T) {
 	}
 	if _, err := schemas.ParseSpanID("00f067aa0ba902b"); err == nil {
 		t.Error("short span id accepted")
+	}
+}
+
+// The first metric writers (float counts, no host) still decode: the new fields take their
+// defaults and the dropped float fields are skipped.
+func TestOldMetricWritersDecode(t *testing.T) {
+	for _, c := range []struct {
+		file   string
+		native map[string]any
+		into   any
+	}{
+		{"avro/history/metric_partial.v0.avsc", map[string]any{
+			"series_id": "s", "domain": "d", "service": "svc", "operation": "op", "kind": "SERVER", "peer": "",
+			"window_start_unix_milli": int64(20000), "window_millis": int32(20000), "count": 2.0, "errors": 0.0,
+			"sum_nano": 3.0, "min_nano": int64(1), "max_nano": int64(2), "sketch": []byte{}, "source_partition": int32(1),
+			"first_offset": int64(5), "last_offset": int64(9)}, &schemas.MetricPartial{}},
+		{"avro/history/metric_point.v0.avsc", map[string]any{
+			"series_id": "s", "domain": "d", "service": "svc", "operation": "op", "kind": "SERVER", "peer": "",
+			"minute_unix": int64(60), "count": 2.0, "errors": 0.0, "sum_nano": 3.0, "min_nano": int64(1), "max_nano": int64(2),
+			"sketch": []byte{}, "revision": int32(3)}, &schemas.MetricPoint{}},
+	} {
+		text, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := goavro.NewCodec(string(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := old.SingleFromNative(nil, c.native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schemas.Unmarshal(msg, c.into); err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		switch v := c.into.(type) {
+		case *schemas.MetricPartial:
+			if v.Service != "svc" || v.LastOffset != 9 || v.Host != "" || v.CountUnits != 0 {
+				t.Errorf("partial v0 decoded as %+v", v)
+			}
+		case *schemas.MetricPoint:
+			if v.Revision != 3 || v.Count != 2 || v.Host != "" {
+				t.Errorf("point v0 decoded as %+v", v)
+			}
+		}
 	}
 }

@@ -200,7 +200,8 @@ type Heartbeat struct {
 	Stats           map[string]int64 `avro:"stats"`
 }
 
-// MetricPartial is mercury.v1.MetricPartial (aggregator phase 1 output).
+// MetricPartial is mercury.v1.MetricPartial (aggregator phase 1 output). Counts are in
+// units of 1/1024 span; SumUnits is an unsigned 128-bit big-endian sum of duration × weight.
 type MetricPartial struct {
 	SeriesID             string   `avro:"series_id"`
 	Domain               string   `avro:"domain"`
@@ -208,35 +209,45 @@ type MetricPartial struct {
 	Operation            string   `avro:"operation"`
 	Kind                 SpanKind `avro:"kind"`
 	Peer                 string   `avro:"peer"`
+	Host                 string   `avro:"host"`
+	Dyed                 bool     `avro:"dyed"`
 	WindowStartUnixMilli int64    `avro:"window_start_unix_milli"`
 	WindowMillis         int32    `avro:"window_millis"`
-	Count                float64  `avro:"count"`
-	Errors               float64  `avro:"errors"`
-	SumNano              float64  `avro:"sum_nano"`
+	CountUnits           int64    `avro:"count_units"`
+	ErrorUnits           int64    `avro:"error_units"`
+	SumUnits             []byte   `avro:"sum_units"`
 	MinNano              int64    `avro:"min_nano"`
 	MaxNano              int64    `avro:"max_nano"`
 	Sketch               []byte   `avro:"sketch"`
+	SketchSchema         int32    `avro:"sketch_schema"`
 	SourcePartition      int32    `avro:"source_partition"`
 	FirstOffset          int64    `avro:"first_offset"`
 	LastOffset           int64    `avro:"last_offset"`
 }
 
-// MetricPoint is mercury.v1.MetricPoint (aggregator phase 2 output).
+// MetricPoint is mercury.v1.MetricPoint (aggregator phase 2 output). The *Units fields are
+// exact; Count, Errors and SumNano carry the same in spans and ns for readers wanting floats.
 type MetricPoint struct {
-	SeriesID   string   `avro:"series_id"`
-	Domain     string   `avro:"domain"`
-	Service    string   `avro:"service"`
-	Operation  string   `avro:"operation"`
-	Kind       SpanKind `avro:"kind"`
-	Peer       string   `avro:"peer"`
-	MinuteUnix int64    `avro:"minute_unix"`
-	Count      float64  `avro:"count"`
-	Errors     float64  `avro:"errors"`
-	SumNano    float64  `avro:"sum_nano"`
-	MinNano    int64    `avro:"min_nano"`
-	MaxNano    int64    `avro:"max_nano"`
-	Sketch     []byte   `avro:"sketch"`
-	Revision   int32    `avro:"revision"`
+	SeriesID     string   `avro:"series_id"`
+	Domain       string   `avro:"domain"`
+	Service      string   `avro:"service"`
+	Operation    string   `avro:"operation"`
+	Kind         SpanKind `avro:"kind"`
+	Peer         string   `avro:"peer"`
+	Host         string   `avro:"host"`
+	Dyed         bool     `avro:"dyed"`
+	MinuteUnix   int64    `avro:"minute_unix"`
+	Count        float64  `avro:"count"`
+	Errors       float64  `avro:"errors"`
+	SumNano      float64  `avro:"sum_nano"`
+	MinNano      int64    `avro:"min_nano"`
+	MaxNano      int64    `avro:"max_nano"`
+	Sketch       []byte   `avro:"sketch"`
+	Revision     int32    `avro:"revision"`
+	CountUnits   int64    `avro:"count_units"`
+	ErrorUnits   int64    `avro:"error_units"`
+	SumUnits     []byte   `avro:"sum_units"`
+	SketchSchema int32    `avro:"sketch_schema"`
 }
 
 // Alert is mercury.v1.Alert.

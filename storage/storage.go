@@ -94,10 +94,21 @@ func (s *Stores) RunRetention(ctx context.Context, log *slog.Logger) error {
 		<-ctx.Done()
 		return nil
 	}
+	return Keep(ctx, log, s.retention, s.keep)
+}
+
+// Dropper is what retention needs of a store: tracestore.Retention, metricstore.Store.
+type Dropper interface {
+	DropBefore(ctx context.Context, cutoff time.Time) error
+}
+
+// Keep drops what d holds beyond keep, now and then hourly, until ctx ends. Failures are
+// logged and retried at the next tick.
+func Keep(ctx context.Context, log *slog.Logger, d Dropper, keep time.Duration) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if err := s.retention.DropBefore(ctx, time.Now().Add(-s.keep)); err != nil && ctx.Err() == nil {
+		if err := d.DropBefore(ctx, time.Now().Add(-keep)); err != nil && ctx.Err() == nil {
 			log.Warn("storage: retention", "err", err)
 		}
 		select {

@@ -19,7 +19,7 @@ import (
 func alerterFlags(fs *flag.FlagSet) func(context.Context) error {
 	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
 	data := fs.String("data", "data", "data directory: the embedded alert store is DIR/alerts")
-	httpAddr := fs.String("http", "127.0.0.1:9467", "address for /metrics, /healthz and /readyz")
+	httpAddr := fs.String("http", "127.0.0.1:9469", "address for /metrics, /healthz and /readyz")
 	window := fs.Duration("window", 10*time.Second, "convergence window of events no rule gives one")
 	depth := fs.Int("stack-depth", 5, "top stack frames in an event's default signature")
 	webhook := fs.String("webhook", "", "URL of a generic JSON webhook (receiver \"webhook\")")

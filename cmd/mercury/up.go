@@ -23,6 +23,7 @@ func upFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.StringVar(&cfg.OTLPGRPCAddr, "otlp-grpc", "127.0.0.1:4317", `OTLP/gRPC trace ingest address ("off": none; move it when another collector holds the port)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin bearer token (empty: $MERCURY_ADMIN_TOKEN; both empty: a random one is printed)")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "keep traces this long; older days are dropped")
+	fs.DurationVar(&cfg.MetricRetention, "metric-retention", 30*24*time.Hour, "keep minute points this long")
 	fs.BoolVar(&cfg.Demo, "demo", false, "run three instrumented demo services (api → order → payment) with traffic")
 	fs.DurationVar(&cfg.DemoEvery, "demo-every", 250*time.Millisecond, "time between demo requests")
 	spools := fs.String("spool", "", "comma-separated extra agent spool directories to ship")
@@ -56,7 +57,10 @@ Try, in another terminal:
   go run ./cmd/mercury search order_id=%d
   go run ./cmd/mercury trace <trace id from the search>
   open %s/?bk=order_id:%d
-`, d.APIURL(), cfg.DemoEvery, next, next+2, p.QueryURL(), next+2)
+  curl '%s/api/v1/metrics?service=order&metric=p99'     (minute points, from the 2nd minute on)
+  curl %s/api/v1/topology                            (api → order → payment, orders-db)
+  curl '%s/api/v1/alerts?state=firing'               (payment failures alert at once)
+`, d.APIURL(), cfg.DemoEvery, next, next+2, p.QueryURL(), next+2, p.QueryURL(), p.QueryURL(), p.QueryURL())
 		}
 		fmt.Println("\nCtrl-C stops everything cleanly.")
 		return p.Run(ctx)

@@ -1,8 +1,7 @@
-// Package alerts is the query service's alert room, the alert board's API: alerts with their
-// history, acknowledgement, silences, versioned rules and strategies, and the events behind
-// the alerts. Reads are open; every write needs the admin token (Authorization: Bearer
-// <token>; X-Mercury-User names the writer in histories). It also tells the domain registry
-// each domain's strategy and what fires there (agents.AlertState).
+// Package alerts is the alert board's HTTP API, mounted on `mercury query`: alerts with
+// their history, acknowledgement, silences, versioned rules and strategies, and the events
+// behind the alerts. Reads are open; every write needs the admin token
+// (Authorization: Bearer <token>).
 //
 //	GET    /api/v1/alerts?state=&level=&service=&kind=&limit=
 //	GET    /api/v1/alerts/{id}
@@ -23,112 +22,134 @@
 package alerts
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/mercury-apm/mercury/query/agents"
 	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
 
-// Room serves the alert board from an alert store.
-type Room struct {
+// Config configures the API.
+type Config struct {
 	Store alertstore.Store
-	Now   func() time.Time // nil: time.Now
-
-	mu     sync.Mutex
-	view   *domainView // what DomainAlerts answers from, read at cached
-	cached time.Time
+	Now   func() time.Time // default time.Now
 }
 
-var _ agents.AlertState = (*Room)(nil)
-
-// Register mounts the alert endpoints.
-func (a *Room) Register(rt *api.Router) {
-	rt.Handle("GET /api/v1/alerts", a.listAlerts)
-	rt.Handle("GET /api/v1/alerts/{id}", a.getAlert)
-	rt.Handle("POST /api/v1/alerts/{id}/ack", rt.Admin(a.ack))
-	rt.Handle("GET /api/v1/silences", a.listSilences)
-	rt.Handle("POST /api/v1/silences", rt.Admin(a.createSilence))
-	rt.Handle("DELETE /api/v1/silences/{id}", rt.Admin(a.expireSilence))
-	rt.Handle("GET /api/v1/rules", a.listRules)
-	rt.Handle("GET /api/v1/rules/{name}", a.getRule)
-	rt.Handle("GET /api/v1/rules/{name}/history", a.ruleHistory)
-	rt.Handle("PUT /api/v1/rules/{name}", rt.Admin(a.putRule))
-	rt.Handle("DELETE /api/v1/rules/{name}", rt.Admin(a.deleteRule))
-	rt.Handle("GET /api/v1/strategies", a.listStrategies)
-	rt.Handle("GET /api/v1/strategies/{name}", a.getStrategy)
-	rt.Handle("GET /api/v1/strategies/{name}/history", a.strategyHistory)
-	rt.Handle("PUT /api/v1/strategies/{name}", rt.Admin(a.putStrategy))
-	rt.Handle("DELETE /api/v1/strategies/{name}", rt.Admin(a.deleteStrategy))
-	rt.Handle("GET /api/v1/events", a.searchEvents)
-	rt.Handle("GET /api/v1/events/{id}", a.getEvent)
+// API serves the alert board.
+type API struct {
+	cfg Config
 }
 
-func (a *Room) now() time.Time {
-	if a.Now != nil {
-		return a.Now()
+// New checks cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("alerts API: no alert store")
 	}
-	return time.Now()
-}
-
-// reply maps the store's errors to their statuses.
-func reply(body any, ok int, err error) (any, int, error) {
-	switch {
-	case err == nil:
-		return body, ok, nil
-	case errors.Is(err, alertstore.ErrInvalid):
-		return nil, http.StatusBadRequest, err
-	case errors.Is(err, alertstore.ErrNotFound):
-		return nil, http.StatusNotFound, err
-	case errors.Is(err, alertstore.ErrConflict):
-		return nil, http.StatusConflict, err
-	case errors.Is(err, alertstore.ErrClosed):
-		return nil, http.StatusServiceUnavailable, err
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return nil, http.StatusInternalServerError, err
+	return &API{cfg: cfg}, nil
 }
 
-func bad(format string, args ...any) (any, int, error) {
-	return nil, http.StatusBadRequest, fmt.Errorf(format, args...)
+// Register mounts the alert board on the query service's router (query.Config.Rooms).
+func (a *API) Register(rt *api.Router) {
+	h := func(pattern string, fn handler) { rt.Handle(pattern, a.adapt(fn)) }
+	w := func(pattern string, fn handler) { rt.Handle(pattern, rt.Admin(a.adapt(fn))) }
+	h("GET /api/v1/alerts", a.listAlerts)
+	h("GET /api/v1/alerts/{id}", a.getAlert)
+	w("POST /api/v1/alerts/{id}/ack", a.ack)
+	h("GET /api/v1/silences", a.listSilences)
+	w("POST /api/v1/silences", a.createSilence)
+	w("DELETE /api/v1/silences/{id}", a.expireSilence)
+	h("GET /api/v1/rules", a.listRules)
+	h("GET /api/v1/rules/{name}", a.getRule)
+	h("GET /api/v1/rules/{name}/history", a.ruleHistory)
+	w("PUT /api/v1/rules/{name}", a.putRule)
+	w("DELETE /api/v1/rules/{name}", a.deleteRule)
+	h("GET /api/v1/strategies", a.listStrategies)
+	h("GET /api/v1/strategies/{name}", a.getStrategy)
+	h("GET /api/v1/strategies/{name}/history", a.strategyHistory)
+	w("PUT /api/v1/strategies/{name}", a.putStrategy)
+	w("DELETE /api/v1/strategies/{name}", a.deleteStrategy)
+	h("GET /api/v1/events", a.searchEvents)
+	h("GET /api/v1/events/{id}", a.getEvent)
 }
 
-// by is who makes a change, for the histories.
-func by(r *http.Request) string {
-	if u := r.Header.Get("X-Mercury-User"); u != "" {
-		return u
-	}
-	return "admin"
+// handler returns the body and status, or an error whose status is derived from it. by is
+// who made a write (X-Mercury-User, default "admin"), for the histories.
+type handler func(r *http.Request, by string) (any, int, error)
+
+// errBadRequest marks a request the caller must fix.
+var errBadRequest = errors.New("bad request")
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
-func oneOf(p *api.Params, name string, allowed ...string) string {
-	v := p.String(name)
-	if v == "" {
-		return ""
-	}
-	for _, a := range allowed {
-		if v == a {
-			return v
+// adapt maps the store's errors to statuses for the router; the admin check is the router's.
+func (a *API) adapt(fn handler) api.HandlerFunc {
+	return func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+		by := r.Header.Get("X-Mercury-User")
+		if by == "" {
+			by = "admin"
 		}
+		body, code, err := fn(r, by)
+		if err != nil {
+			return nil, status(err, code), err
+		}
+		return body, code, nil
 	}
-	p.Bad("%s %q: want one of %v", name, v, allowed)
-	return ""
 }
 
-// version is the ?version= a read asks for or a write replaces (0: current / new).
+func status(err error, code int) int {
+	switch {
+	case code >= 400:
+		return code
+	case errors.Is(err, errBadRequest), errors.Is(err, alertstore.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, alertstore.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, alertstore.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, alertstore.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// decode reads a JSON body of at most 1 MiB, refusing unknown fields (a typo in a rule must
+// not silently become a rule without that setting).
+func decode(r *http.Request, v any) error {
+	if err := api.DecodeJSON(r, 1<<20, v); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	return nil
+}
+
+// params parses the known query parameters; unknown ones and bad values are a 400.
+func params(r *http.Request, known ...string) (*api.Params, error) {
+	p := api.NewParams(r.URL.Query(), known...)
+	return p, badParams(p)
+}
+
+func badParams(p *api.Params) error {
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	return nil
+}
+
+// version is the ?version= of rule and strategy calls (0: the current one).
 func version(r *http.Request) (int64, error) {
-	p := api.NewParams(r.URL.Query(), "version")
+	p, err := params(r, "version")
+	if err != nil {
+		return 0, err
+	}
 	v := p.Int("version", 0, 0, 1<<31)
-	return int64(v), p.Err()
+	return int64(v), badParams(p)
 }
-
-const bodyLimit = 1 << 20
-
-// ---- alerts
 
 // board is an alert as the board shows it: without the delivery outbox.
 func board(al alertstore.Alert) alertstore.Alert {
@@ -136,29 +157,32 @@ func board(al alertstore.Alert) alertstore.Alert {
 	return al
 }
 
-func (a *Room) listAlerts(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	p := api.NewParams(r.URL.Query(), "state", "level", "service", "kind", "limit")
+func (a *API) listAlerts(r *http.Request, _ string) (any, int, error) {
+	p, _ := params(r, "state", "level", "kind", "service", "limit")
 	f := alertstore.AlertFilter{
-		State:   oneOf(p, "state", alertstore.StateFiring, alertstore.StateResolved),
-		Level:   oneOf(p, "level", alertstore.LevelWarning, alertstore.LevelAlarm),
-		Kind:    oneOf(p, "kind", alertstore.KindEvent, alertstore.KindMetric, alertstore.KindSelf),
+		State:   p.OneOf("state", alertstore.StateFiring, alertstore.StateResolved),
+		Level:   p.OneOf("level", alertstore.LevelWarning, alertstore.LevelAlarm),
+		Kind:    p.OneOf("kind", alertstore.KindEvent, alertstore.KindMetric, alertstore.KindSelf),
 		Service: p.String("service"),
-		Limit:   p.Int("limit", 100, 1, 1000),
+		Limit:   p.Int("limit", 0, 0, 1000),
 	}
-	if err := p.Err(); err != nil {
-		return nil, http.StatusBadRequest, err
+	if err := badParams(p); err != nil {
+		return nil, 0, err
 	}
-	als, err := a.Store.ListAlerts(r.Context(), f)
+	als, err := a.cfg.Store.ListAlerts(r.Context(), f)
+	if err != nil {
+		return nil, 0, err
+	}
 	out := make([]alertstore.Alert, len(als))
 	for i := range als {
 		out[i] = board(als[i])
 	}
-	return reply(map[string]any{"alerts": out}, http.StatusOK, err)
+	return map[string]any{"alerts": out}, http.StatusOK, nil
 }
 
-func (a *Room) getAlert(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	al, err := a.Store.GetAlert(r.Context(), r.PathValue("id"))
-	return reply(board(al), http.StatusOK, err)
+func (a *API) getAlert(r *http.Request, _ string) (any, int, error) {
+	al, err := a.cfg.Store.GetAlert(r.Context(), r.PathValue("id"))
+	return board(al), http.StatusOK, err
 }
 
 type ackRequest struct {
@@ -166,16 +190,16 @@ type ackRequest struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-func (a *Room) ack(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+func (a *API) ack(r *http.Request, by string) (any, int, error) {
 	var req ackRequest
-	if err := api.DecodeJSON(r, bodyLimit, &req); err != nil {
-		return nil, http.StatusBadRequest, err
+	if err := decode(r, &req); err != nil {
+		return nil, 0, err
 	}
 	if req.By == "" {
-		req.By = by(r)
+		req.By = by
 	}
-	now := a.now()
-	al, err := a.Store.UpdateAlert(r.Context(), r.PathValue("id"), func(al *alertstore.Alert) error {
+	now := a.cfg.Now()
+	al, err := a.cfg.Store.UpdateAlert(r.Context(), r.PathValue("id"), func(al *alertstore.Alert) error {
 		if al.AckedBy != "" {
 			return fmt.Errorf("%w: already acknowledged by %s", alertstore.ErrConflict, al.AckedBy)
 		}
@@ -183,102 +207,102 @@ func (a *Room) ack(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 		al.History = append(al.History, alertstore.Change{At: now, What: "acked", By: req.By, Note: req.Comment})
 		return nil
 	})
-	return reply(board(al), http.StatusOK, err)
+	return board(al), http.StatusOK, err
 }
 
 // ---- silences
 
-func (a *Room) listSilences(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	s, err := a.Store.Silences(r.Context())
-	return reply(map[string]any{"silences": s}, http.StatusOK, err)
+func (a *API) listSilences(r *http.Request, _ string) (any, int, error) {
+	s, err := a.cfg.Store.Silences(r.Context())
+	return map[string]any{"silences": s}, http.StatusOK, err
 }
 
-func (a *Room) createSilence(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+func (a *API) createSilence(r *http.Request, by string) (any, int, error) {
 	var s alertstore.Silence
-	if err := api.DecodeJSON(r, bodyLimit, &s); err != nil {
-		return nil, http.StatusBadRequest, err
+	if err := decode(r, &s); err != nil {
+		return nil, 0, err
 	}
 	if s.ID != "" {
-		return bad("a new silence has no id")
+		return nil, 0, badRequest("a new silence has no id")
 	}
 	if s.StartsAt.IsZero() {
-		s.StartsAt = a.now().UTC()
+		s.StartsAt = a.cfg.Now().UTC()
 	}
 	if s.CreatedBy == "" {
-		s.CreatedBy = by(r)
+		s.CreatedBy = by
 	}
-	s, err := a.Store.PutSilence(r.Context(), s)
-	return reply(s, http.StatusCreated, err)
+	s, err := a.cfg.Store.PutSilence(r.Context(), s)
+	return s, http.StatusCreated, err
 }
 
-func (a *Room) expireSilence(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	s, err := a.Store.GetSilence(r.Context(), r.PathValue("id"))
+func (a *API) expireSilence(r *http.Request, _ string) (any, int, error) {
+	s, err := a.cfg.Store.GetSilence(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return reply(nil, 0, err)
+		return nil, 0, err
 	}
-	now := a.now().UTC()
+	now := a.cfg.Now().UTC()
 	if !s.EndsAt.After(now) {
 		return s, http.StatusOK, nil // already over
 	}
 	s.EndsAt = now
-	if !s.EndsAt.After(s.StartsAt) { // not started yet: it ends as it begins
+	if !s.EndsAt.After(s.StartsAt) { // not started yet: it ends before it begins
 		s.StartsAt = now.Add(-time.Nanosecond)
 	}
-	s, err = a.Store.PutSilence(r.Context(), s)
-	return reply(s, http.StatusOK, err)
+	s, err = a.cfg.Store.PutSilence(r.Context(), s)
+	return s, http.StatusOK, err
 }
 
 // ---- rules and strategies
 
-func (a *Room) listRules(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	rs, err := a.Store.Rules(r.Context())
-	return reply(map[string]any{"rules": rs}, http.StatusOK, err)
+func (a *API) listRules(r *http.Request, _ string) (any, int, error) {
+	rs, err := a.cfg.Store.Rules(r.Context())
+	return map[string]any{"rules": rs}, http.StatusOK, err
 }
 
-func (a *Room) getRule(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+func (a *API) getRule(r *http.Request, _ string) (any, int, error) {
 	v, err := version(r)
 	if err != nil {
-		return nil, http.StatusBadRequest, err
+		return nil, 0, err
 	}
-	rule, err := a.Store.GetRule(r.Context(), r.PathValue("name"), v)
-	return reply(rule, http.StatusOK, err)
+	rule, err := a.cfg.Store.GetRule(r.Context(), r.PathValue("name"), v)
+	return rule, http.StatusOK, err
 }
 
-func (a *Room) ruleHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	h, err := a.Store.RuleHistory(r.Context(), r.PathValue("name"))
-	return reply(map[string]any{"versions": h}, http.StatusOK, err)
+func (a *API) ruleHistory(r *http.Request, _ string) (any, int, error) {
+	h, err := a.cfg.Store.RuleHistory(r.Context(), r.PathValue("name"))
+	return map[string]any{"versions": h}, http.StatusOK, err
 }
 
-func (a *Room) putRule(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	v, err := version(r)
-	if err != nil {
-		return nil, http.StatusBadRequest, err
-	}
+func (a *API) putRule(r *http.Request, by string) (any, int, error) {
 	var rule alertstore.Rule
-	if err := api.DecodeJSON(r, bodyLimit, &rule); err != nil {
-		return nil, http.StatusBadRequest, err
+	if err := decode(r, &rule); err != nil {
+		return nil, 0, err
 	}
 	name := r.PathValue("name")
 	if rule.Name == "" {
 		rule.Name = name
 	}
 	if rule.Name != name {
-		return bad("body names rule %q, path %q", rule.Name, name)
+		return nil, 0, badRequest("body names rule %q, path %q", rule.Name, name)
 	}
-	rule.Versioned = alertstore.Versioned{}
-	rule, err = a.Store.PutRule(r.Context(), rule, v, by(r))
-	return reply(rule, http.StatusOK, err)
-}
-
-func (a *Room) deleteRule(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	v, err := version(r)
 	if err != nil {
-		return nil, http.StatusBadRequest, err
+		return nil, 0, err
+	}
+	rule.Versioned = alertstore.Versioned{}
+	rule, err = a.cfg.Store.PutRule(r.Context(), rule, v, by)
+	return rule, http.StatusOK, err
+}
+
+func (a *API) deleteRule(r *http.Request, by string) (any, int, error) {
+	v, err := version(r)
+	if err != nil {
+		return nil, 0, err
 	}
 	name := r.PathValue("name")
-	sts, err := a.Store.Strategies(r.Context())
+	sts, err := a.cfg.Store.Strategies(r.Context())
 	if err != nil {
-		return reply(nil, 0, err)
+		return nil, 0, err
 	}
 	for _, st := range sts {
 		for _, rn := range st.Rules {
@@ -287,135 +311,82 @@ func (a *Room) deleteRule(_ http.ResponseWriter, r *http.Request) (any, int, err
 			}
 		}
 	}
-	return reply(map[string]string{"deleted": name}, http.StatusOK, a.Store.DeleteRule(r.Context(), name, v, by(r)))
+	return map[string]string{"deleted": name}, http.StatusOK, a.cfg.Store.DeleteRule(r.Context(), name, v, by)
 }
 
-func (a *Room) listStrategies(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	s, err := a.Store.Strategies(r.Context())
-	return reply(map[string]any{"strategies": s}, http.StatusOK, err)
+func (a *API) listStrategies(r *http.Request, _ string) (any, int, error) {
+	s, err := a.cfg.Store.Strategies(r.Context())
+	return map[string]any{"strategies": s}, http.StatusOK, err
 }
 
-func (a *Room) getStrategy(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+func (a *API) getStrategy(r *http.Request, _ string) (any, int, error) {
 	v, err := version(r)
 	if err != nil {
-		return nil, http.StatusBadRequest, err
+		return nil, 0, err
 	}
-	s, err := a.Store.GetStrategy(r.Context(), r.PathValue("name"), v)
-	return reply(s, http.StatusOK, err)
+	s, err := a.cfg.Store.GetStrategy(r.Context(), r.PathValue("name"), v)
+	return s, http.StatusOK, err
 }
 
-func (a *Room) strategyHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	h, err := a.Store.StrategyHistory(r.Context(), r.PathValue("name"))
-	return reply(map[string]any{"versions": h}, http.StatusOK, err)
+func (a *API) strategyHistory(r *http.Request, _ string) (any, int, error) {
+	h, err := a.cfg.Store.StrategyHistory(r.Context(), r.PathValue("name"))
+	return map[string]any{"versions": h}, http.StatusOK, err
 }
 
-func (a *Room) putStrategy(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	v, err := version(r)
-	if err != nil {
-		return nil, http.StatusBadRequest, err
-	}
+func (a *API) putStrategy(r *http.Request, by string) (any, int, error) {
 	var s alertstore.Strategy
-	if err := api.DecodeJSON(r, bodyLimit, &s); err != nil {
-		return nil, http.StatusBadRequest, err
+	if err := decode(r, &s); err != nil {
+		return nil, 0, err
 	}
 	name := r.PathValue("name")
 	if s.Name == "" {
 		s.Name = name
 	}
 	if s.Name != name {
-		return bad("body names strategy %q, path %q", s.Name, name)
+		return nil, 0, badRequest("body names strategy %q, path %q", s.Name, name)
 	}
 	for _, rn := range s.Rules {
-		if _, err := a.Store.GetRule(r.Context(), rn, 0); errors.Is(err, alertstore.ErrNotFound) {
-			return bad("strategy %s names rule %s, which does not exist", name, rn)
+		if _, err := a.cfg.Store.GetRule(r.Context(), rn, 0); errors.Is(err, alertstore.ErrNotFound) {
+			return nil, 0, badRequest("strategy %s names rule %s, which does not exist", name, rn)
 		} else if err != nil {
-			return reply(nil, 0, err)
+			return nil, 0, err
 		}
 	}
-	s.Versioned = alertstore.Versioned{}
-	s, err = a.Store.PutStrategy(r.Context(), s, v, by(r))
-	return reply(s, http.StatusOK, err)
-}
-
-func (a *Room) deleteStrategy(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	v, err := version(r)
 	if err != nil {
-		return nil, http.StatusBadRequest, err
+		return nil, 0, err
+	}
+	s.Versioned = alertstore.Versioned{}
+	s, err = a.cfg.Store.PutStrategy(r.Context(), s, v, by)
+	return s, http.StatusOK, err
+}
+
+func (a *API) deleteStrategy(r *http.Request, by string) (any, int, error) {
+	v, err := version(r)
+	if err != nil {
+		return nil, 0, err
 	}
 	name := r.PathValue("name")
-	return reply(map[string]string{"deleted": name}, http.StatusOK, a.Store.DeleteStrategy(r.Context(), name, v, by(r)))
+	return map[string]string{"deleted": name}, http.StatusOK, a.cfg.Store.DeleteStrategy(r.Context(), name, v, by)
 }
 
 // ---- events
 
-func (a *Room) searchEvents(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	p := api.NewParams(r.URL.Query(), "service", "type", "signature", "from", "to", "limit")
+func (a *API) searchEvents(r *http.Request, _ string) (any, int, error) {
+	p, _ := params(r, "service", "type", "signature", "from", "to", "limit")
 	q := alertstore.EventQuery{Service: p.String("service"), Type: p.String("type"), Signature: p.String("signature"),
-		From: p.Time("from"), To: p.Time("to"), Limit: p.Int("limit", 100, 1, 1000)}
+		From: p.Time("from"), To: p.Time("to"), Limit: p.Int("limit", 0, 0, 1000)}
+	if err := badParams(p); err != nil {
+		return nil, 0, err
+	}
 	if !q.To.IsZero() && q.To.Before(q.From) {
-		p.Bad("to is before from")
+		return nil, 0, badRequest("to is before from")
 	}
-	if err := p.Err(); err != nil {
-		return nil, http.StatusBadRequest, err
-	}
-	evs, err := a.Store.SearchEvents(r.Context(), q)
-	return reply(map[string]any{"events": evs}, http.StatusOK, err)
+	evs, err := a.cfg.Store.SearchEvents(r.Context(), q)
+	return map[string]any{"events": evs}, http.StatusOK, err
 }
 
-func (a *Room) getEvent(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	e, err := a.Store.GetEvent(r.Context(), r.PathValue("id"))
-	return reply(e, http.StatusOK, err)
-}
-
-// ---- the domain registry's view
-
-// DomainAlerts is the first strategy (by name) that covers the domain — one without
-// selectors covers every domain — and the most severe level firing there
-// (agents.AlertState). The registry asks once per domain per view: what it needs from the
-// store is read once and kept for 5 s.
-func (a *Room) DomainAlerts(domain string) (strategy, firing string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if now := a.now(); a.view == nil || now.Sub(a.cached) > 5*time.Second {
-		a.view, a.cached = a.readView(), now
-	}
-	for _, st := range a.view.strategies {
-		if coversDomain(&st, domain) {
-			strategy = st.Name
-			break
-		}
-	}
-	return strategy, a.view.firing[domain]
-}
-
-type domainView struct {
-	strategies []alertstore.Strategy
-	firing     map[string]string // domain → most severe firing level
-}
-
-func (a *Room) readView() *domainView {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v := &domainView{firing: map[string]string{}}
-	if als, err := a.Store.ListAlerts(ctx, alertstore.AlertFilter{State: alertstore.StateFiring, Limit: 1000}); err == nil {
-		for _, al := range als {
-			if v.firing[al.Domain] != alertstore.LevelAlarm {
-				v.firing[al.Domain] = al.Level
-			}
-		}
-	}
-	v.strategies, _ = a.Store.Strategies(ctx) // unreadable: no strategy shown, nothing else fails
-	return v
-}
-
-func coversDomain(st *alertstore.Strategy, domain string) bool {
-	if len(st.Selectors) == 0 {
-		return true
-	}
-	for _, sel := range st.Selectors {
-		if sel.Domain != "" && (alertstore.Selector{Domain: sel.Domain}).Matches(domain, "", "", "") {
-			return true
-		}
-	}
-	return false
+func (a *API) getEvent(r *http.Request, _ string) (any, int, error) {
+	e, err := a.cfg.Store.GetEvent(r.Context(), r.PathValue("id"))
+	return e, http.StatusOK, err
 }

@@ -10,13 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mercury-apm/mercury/query/alerts"
 	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var t0 = time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
@@ -33,12 +32,16 @@ func setup(t *testing.T, token string) (*client, alertstore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	board, err := alerts.New(alerts.Config{Store: s, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	rt, err := api.NewRouter(mux, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	(&alerts.Room{Store: s, Now: func() time.Time { return t0 }}).Register(rt)
+	board.Register(rt)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &client{t: t, base: srv.URL, token: token}, s
@@ -231,37 +234,18 @@ func TestEventSearch(t *testing.T) {
 	}
 }
 
-func TestDomainAlerts(t *testing.T) {
-	s, err := pebblestore.OpenAlerts(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := t.Context()
-	if _, err := s.PutRule(ctx, alertstore.Rule{Name: "r", Kind: alertstore.RuleEvent}, 0, "x"); err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range []alertstore.Strategy{
-		{Name: "b-shop", Rules: []string{"r"}, Selectors: []alertstore.Selector{{Domain: "shop*"}}},
-		{Name: "a-pay", Rules: []string{"r"}, Selectors: []alertstore.Selector{{Domain: "pay"}, {Service: "x"}}},
-	} {
-		if _, err := s.PutStrategy(ctx, st, 0, "x"); err != nil {
-			t.Fatal(err)
+// TestBoardParameters: the board parses its parameters like every endpoint of the query
+// service: an unknown name or a bad value is a 400 naming it.
+func TestBoardParameters(t *testing.T) {
+	c, _ := setup(t, "tok")
+	for _, path := range []string{"/api/v1/alerts?limit=-1", "/api/v1/alerts?state=burning", "/api/v1/alerts?bogus=1",
+		"/api/v1/events?from=yesterday", "/api/v1/rules/r?version=x", "/api/v1/events?limit=5000"} {
+		var e struct{ Error string }
+		if code := c.do("GET", path, "", false, &e); code != 400 || e.Error == "" {
+			t.Errorf("%s: %d %q", path, code, e.Error)
 		}
 	}
-	for _, a := range []alertstore.Alert{
-		{ID: "1", Key: "k1", Domain: "shop", Level: alertstore.LevelWarning, State: alertstore.StateFiring, StartsAt: t0},
-		{ID: "2", Key: "k2", Domain: "shop", Level: alertstore.LevelAlarm, State: alertstore.StateFiring, StartsAt: t0},
-		{ID: "3", Key: "k3", Domain: "pay", Level: alertstore.LevelAlarm, State: alertstore.StateResolved, StartsAt: t0},
-	} {
-		if _, err := s.CreateAlert(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	room := &alerts.Room{Store: s, Now: func() time.Time { return t0 }}
-	for domain, want := range map[string][2]string{"shop": {"b-shop", "alarm"}, "shopping": {"b-shop", ""}, "pay": {"a-pay", ""}, "other": {"", ""}} {
-		if st, firing := room.DomainAlerts(domain); st != want[0] || firing != want[1] {
-			t.Errorf("%s: strategy %q firing %q, want %q %q", domain, st, firing, want[0], want[1])
-		}
+	if code := c.do("GET", "/api/v1/alerts?state=firing&limit=10", "", false, nil); code != 200 {
+		t.Errorf("good parameters: %d", code)
 	}
 }

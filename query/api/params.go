@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,6 +46,16 @@ func (p *Params) String(name string) string { return p.v.Get(name) }
 
 // Strings is every value of a repeated parameter.
 func (p *Params) Strings(name string) []string { return p.v[name] }
+
+// OneOf is the parameter when it is one of allowed ("" when absent).
+func (p *Params) OneOf(name string, allowed ...string) string {
+	v := p.v.Get(name)
+	if v == "" || slices.Contains(allowed, v) {
+		return v
+	}
+	p.Bad("%s %q: want one of %s", name, v, strings.Join(allowed, ", "))
+	return ""
+}
 
 // Int parses an integer in [lo, hi]; def when absent.
 func (p *Params) Int(name string, def, lo, hi int) int {

@@ -14,11 +14,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/retry"
@@ -233,29 +231,11 @@ func (s *Store) decodeRows(rows []hbaserest.Row) (map[tracestore.TraceID][]schem
 // ScanTraces walks every trace of one table (dyed selects the shadow table) in row-key order
 // with a REST scanner, batch cells per page, and calls fn once per trace. It serves
 // rebuilding an index from the rows. The scanner is deleted on every exit path.
-func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tracestore.TraceID, []schemas.Span) error) (err error) {
+func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tracestore.TraceID, []schemas.Span) error) error {
 	if batch <= 0 {
 		batch = 1000
 	}
-	spec, _ := json.Marshal(hbaserest.ScannerSpec{Batch: batch})
-	table := "/" + url.PathEscape(s.table(dyed))
-	_, loc, err := s.c.Do(ctx, http.MethodPut, table+"/scanner", nil, spec)
-	if err != nil {
-		return err
-	}
-	lu, perr := url.Parse(string(loc))
-	if perr != nil || !strings.HasPrefix(lu.EscapedPath(), table+"/scanner/") {
-		return retry.Permanent(fmt.Errorf("hbasestore: scanner location %q", loc))
-	}
-	path := lu.EscapedPath()
-	defer func() {
-		// A fresh context: the caller's may be done, and a leaked scanner holds server
-		// resources until its lease expires.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _, derr := s.c.Do(dctx, http.MethodDelete, path, nil, nil)
-		err = errors.Join(err, derr)
-	}()
+	var err error
 	// A row wider than batch arrives over several pages: hold the current trace until a page
 	// starts with another row or the scanner is exhausted.
 	var (
@@ -263,34 +243,25 @@ func (s *Store) ScanTraces(ctx context.Context, dyed bool, batch int, fn func(tr
 		spans []schemas.Span
 		have  bool
 	)
-	for {
-		code, body, err := s.c.Do(ctx, http.MethodGet, path, nil, nil)
+	err = s.c.Scan(ctx, s.table(dyed), hbaserest.ScannerSpec{Batch: batch}, func(r hbaserest.Row) error {
+		one, err := s.decodeRows([]hbaserest.Row{r})
 		if err != nil {
 			return err
 		}
-		if code == http.StatusNoContent {
-			break
-		}
-		var cs hbaserest.CellSet
-		if err := json.Unmarshal(body, &cs); err != nil {
-			return retry.Permanent(fmt.Errorf("hbasestore: scanner page: %w", err))
-		}
-		for _, r := range cs.Row {
-			one, err := s.decodeRows([]hbaserest.Row{r})
-			if err != nil {
-				return err
-			}
-			for id, sp := range one {
-				if have && id != cur {
-					if err := fn(cur, spans); err != nil {
-						return err
-					}
-					spans = nil
+		for id, sp := range one {
+			if have && id != cur {
+				if err := fn(cur, spans); err != nil {
+					return err
 				}
-				cur, have = id, true
-				spans = append(spans, sp...)
+				spans = nil
 			}
+			cur, have = id, true
+			spans = append(spans, sp...)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if have {
 		return fn(cur, spans)
