@@ -25,24 +25,20 @@ func (h StoreHistory) Point(ctx context.Context, seriesID string, minuteUnix int
 	if !ok {
 		return schemas.MetricPoint{}, false, nil
 	}
-	st := &p.Stats
-	return schemas.MetricPoint{
-		SeriesID: p.SeriesID, MinuteUnix: p.Minute, Revision: p.Revision,
-		Count: st.Spans(), Errors: float64(st.Errors) / metric.Units, SumNano: st.Sum.Float() / metric.Units,
-		MinNano: st.Min, MaxNano: st.Max, Sketch: st.Sketch.AppendBinary(nil), SketchSchema: sketch.Schema,
-		CountUnits: st.Count, ErrorUnits: st.Errors, SumUnits: st.Sum.Bytes(),
-	}, true, nil
+	// The history answers by series id; the labels are not needed by the rules.
+	return *metricstore.Record(metric.Labels{}, &p), true, nil
 }
 
 // SketchQuantiles reads a point's latency quantiles from its sketch (a Prometheus
-// native-histogram bucket layout; see internal/sketch).
+// native-histogram bucket layout; see internal/sketch), clamped to the exact min and max as
+// the metrics API reports them, so a rule and a chart agree.
 func SketchQuantiles(p *schemas.MetricPoint) (Quantiles, error) {
 	if p.SketchSchema != sketch.Schema {
 		return nil, fmt.Errorf("rules: sketch schema %d, this build reads %d", p.SketchSchema, sketch.Schema)
 	}
-	var s sketch.Sketch
-	if err := s.Decode(p.Sketch); err != nil {
+	st := &metric.Stats{Count: p.CountUnits, Min: p.MinNano, Max: p.MaxNano}
+	if err := st.Sketch.Decode(p.Sketch); err != nil {
 		return nil, fmt.Errorf("rules: point %s@%d: %w", p.SeriesID, p.MinuteUnix, err)
 	}
-	return &s, nil
+	return st, nil
 }
