@@ -109,6 +109,7 @@ func (a *Alerter) Run(ctx context.Context) error {
 	}
 	g := daemon.NewGroup(ctx)
 	g.Go("alerter rules", a.refreshRules)
+	g.Go("alerter event retention", a.retainEvents)
 	g.Go("alerter notify", a.dispatcher.Run)
 	g.Go("alerter events", func(ctx context.Context) error {
 		return a.consume(ctx, bus.TopicEvents, a.cfg.Group, newRealtime(a, bus.TopicEvents))
@@ -167,6 +168,22 @@ func (a *Alerter) refreshRules(ctx context.Context) error {
 			if err := a.reloadRules(ctx); err != nil && ctx.Err() == nil {
 				a.cfg.Logger.Warn("alerter: rules kept from the last load", "err", err)
 			}
+		}
+	}
+}
+
+// retainEvents drops stored events older than EventRetention, at start and every hour.
+func (a *Alerter) retainEvents(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := a.cfg.Store.DropEventsBefore(ctx, a.cfg.Now().Add(-a.cfg.EventRetention)); err != nil && ctx.Err() == nil {
+			a.cfg.Logger.Warn("alerter: event retention", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }

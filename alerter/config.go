@@ -39,6 +39,9 @@ type Config struct {
 	// History answers the metric rules' questions about past minutes (the metric store);
 	// nil keeps the points the alerter consumed in memory (rules.MemoryHistory, 8 days).
 	History rules.History
+	// MetricGrace is how long after a minute ends its point may still come: a series with no
+	// point by then is evaluated as a minute without calls. Default 2 min.
+	MetricGrace time.Duration
 	// Quantiles reads latency quantiles from a point's sketch; nil: p50/p90/p99 conditions
 	// never hold and a warning is logged once.
 	Quantiles rules.QuantileFunc
@@ -55,6 +58,8 @@ type Config struct {
 	// LagInterval is how often consumer lag is sampled; default 30 s.
 	LagInterval time.Duration
 
+	// EventRetention is how long stored events are kept (checked hourly); default 7 days.
+	EventRetention time.Duration
 	// RulesRefresh is how often rules, strategies and silences are reloaded; default 5 s.
 	RulesRefresh time.Duration
 	// BatchWait is how long a consumer batch waits for more messages once it has one (the
@@ -89,6 +94,8 @@ func (c *Config) Validate() error {
 	def(&c.RulesRefresh, 5*time.Second)
 	def(&c.LagInterval, 30*time.Second)
 	def(&c.ClaimLease, time.Minute)
+	def(&c.MetricGrace, 2*time.Minute)
+	def(&c.EventRetention, 7*24*time.Hour)
 	def(&c.BatchWait, 10*time.Millisecond)
 	if c.StackDepth <= 0 {
 		c.StackDepth = 5

@@ -268,3 +268,51 @@ func TestRuleSilenced(t *testing.T) {
 		t.Fatalf("after the silence: %+v", firing)
 	}
 }
+
+// A series whose points stop is evaluated on as a series without calls once its minutes
+// are overdue: "qps below" fires, an error-rate alert resolves.
+func TestRuleSilentSeries(t *testing.T) {
+	silent := alertstore.Rule{Name: "silent", Kind: alertstore.RuleMetric, For: 2,
+		Conditions: []alertstore.Condition{{Metric: "qps", Op: "<", Warning: ptr(0.5)}}}
+	st := payments
+	st.Rules = []string{"error-rate", "silent"}
+	b := newMetricBench(t, []alertstore.Rule{errorRate, silent}, []alertstore.Strategy{st})
+	for m := range int64(3) {
+		b.feed(point(m, 100, 20, 1))
+	}
+	if got := b.alerts(); len(got) != 1 || got[0].Rule != "error-rate" {
+		t.Fatalf("before the silence: %+v", got)
+	}
+	// Minute 3's point is due 2 min after it ends (08:06): nothing happens before.
+	b.now.Set(time.Unix(minute0+6*60-1, 0))
+	if err := b.mc.tick(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.alerts(); len(got) != 1 || got[0].State != alertstore.StateFiring {
+		t.Fatalf("a minute not yet overdue was evaluated: %+v", got)
+	}
+	// At 08:08 minutes 3-5 are overdue: the error rate is gone with the calls, and the
+	// service has been silent for two minutes by minute 4.
+	b.now.Set(time.Unix(minute0+8*60, 0))
+	if err := b.mc.tick(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	byRule := map[string]alertstore.Alert{}
+	for _, al := range b.alerts() {
+		byRule[al.Rule] = al
+	}
+	if er := byRule["error-rate"]; er.State != alertstore.StateResolved {
+		t.Fatalf("error-rate after the calls stopped: %s", er.State)
+	}
+	sl := byRule["silent"]
+	if sl.State != alertstore.StateFiring || !sl.StartsAt.Equal(time.Unix(minute0+3*60, 0).UTC()) {
+		t.Fatalf("silent: %+v", sl)
+	}
+	// A point again: the silence is over.
+	b.feed(point(6, 100, 0, 1))
+	for _, al := range b.alerts() {
+		if al.Rule == "silent" && al.State != alertstore.StateResolved {
+			t.Fatalf("silent after calls came back: %s", al.State)
+		}
+	}
+}

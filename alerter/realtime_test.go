@@ -266,3 +266,38 @@ func TestEventRulesWindowFingerprintIgnoreAndSilence(t *testing.T) {
 		t.Fatalf("stored payment events: %d, want 2 (the dyed one too)", len(evs))
 	}
 }
+
+// Without rules, a gateway transition that reports a recovery alerts nobody; the failure
+// it recovers from does.
+func TestDefaultRulesDoNotPageForRecoveries(t *testing.T) {
+	s := openStore(t)
+	now := &wall{t: t0}
+	_, url := newWebhook(t)
+	rt := newRealtime(newTestAlerter(t, s, now, url), bus.TopicEvents)
+	transition := func(typ, k, v string) schemas.Event {
+		return schemas.Event{TimeUnixNano: t0.UnixNano(), Service: "gateway", Host: "gw1", Type: typ, Name: "/pay",
+			Message: typ + " " + k + "=" + v, Attributes: []schemas.KV{{Key: k, Value: v}}}
+	}
+	for i, ev := range []schemas.Event{
+		transition(schemas.EventBreaker, "to", "half-open"),
+		transition(schemas.EventBreaker, "to", "closed"),
+		transition(schemas.EventUpstreamHealth, "healthy", "true"),
+		transition(schemas.EventDegrade, "on", "false"),
+		transition(schemas.EventBreaker, "to", "open"),
+		transition(schemas.EventUpstreamHealth, "healthy", "false"),
+	} {
+		if err := rt.handle(t.Context(), eventMsg(t, 0, int64(i), ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := flushAll(t.Context(), rt); err != nil {
+		t.Fatal(err)
+	}
+	got := alerts(t, s, alertstore.AlertFilter{})
+	if len(got) != 2 {
+		t.Fatalf("%d alerts, want 2 (the breaker opening, the upstream turning unhealthy)", len(got))
+	}
+	if evs, _ := s.SearchEvents(t.Context(), alertstore.EventQuery{Service: "gateway", To: t0.Add(time.Hour)}); len(evs) != 6 {
+		t.Fatalf("stored %d events, want all 6", len(evs))
+	}
+}

@@ -29,8 +29,28 @@ type bound struct {
 	name     *regexp.Regexp // event rules' Match.Name
 }
 
-// defaultEventRule applies to events no strategy's event rule matches.
-var defaultEventRule = bound{rule: &alertstore.Rule{Name: "event", Kind: alertstore.RuleEvent}}
+// defaultEventRule applies to events no strategy's event rule matches; defaultRecovery to
+// those of them that report things getting better (a breaker closing, an upstream healthy
+// again, a degradation switched off): stored and searchable, but nobody is paged for them.
+var (
+	defaultEventRule = bound{rule: &alertstore.Rule{Name: "event", Kind: alertstore.RuleEvent}}
+	defaultRecovery  = bound{rule: &alertstore.Rule{Name: "event-recovery", Kind: alertstore.RuleEvent, Ignore: true}}
+)
+
+// recovery reports whether a gateway transition event says something got better.
+func recovery(ev *schemas.Event) bool {
+	attr := func(k string) string { v, _ := schemas.Get(ev.Attributes, k); return v }
+	switch ev.Type {
+	case schemas.EventBreaker:
+		to := attr("to")
+		return to != "" && to != "open"
+	case schemas.EventUpstreamHealth:
+		return attr("healthy") == "true"
+	case schemas.EventDegrade:
+		return attr("on") == "false"
+	}
+	return false
+}
 
 func loadRuleset(ctx context.Context, s alertstore.Store) (*ruleset, error) {
 	rules, err := s.Rules(ctx)
@@ -94,6 +114,9 @@ func (rs *ruleset) forEvent(ev *schemas.Event) bound {
 		if ok {
 			return b
 		}
+	}
+	if recovery(ev) {
+		return defaultRecovery
 	}
 	return defaultEventRule
 }

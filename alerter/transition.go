@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"strconv"
 	"time"
 
@@ -29,6 +30,9 @@ type state struct {
 // notice to those who heard it. The same state again, or an evaluation older than the
 // alert's, changes nothing: a late revision re-evaluates without firing twice.
 func (a *Alerter) transition(ctx context.Context, st state) error {
+	// A minute without calls has no ratio (NaN), a baseline of zero an infinite one: the
+	// summary says which; the stored value is a number JSON can hold.
+	st.value = finite(st.value)
 	var open alertstore.Alert
 	var ok bool
 	if err := a.retry(ctx, func() (err error) {
@@ -84,6 +88,18 @@ func (a *Alerter) transition(ctx context.Context, st state) error {
 		a.dispatcher.Wake()
 	}
 	return err
+}
+
+func finite(v float64) float64 {
+	switch {
+	case math.IsNaN(v):
+		return 0
+	case math.IsInf(v, 1):
+		return math.MaxFloat64
+	case math.IsInf(v, -1):
+		return -math.MaxFloat64
+	}
+	return v
 }
 
 // metricAlertID names the alert a key fires at moment asOf: a replay of the same

@@ -156,8 +156,8 @@ func (s *AlertStore) getJSON(k []byte, v any) (bool, error) {
 
 func setJSON(b *pebble.Batch, k []byte, v any) error {
 	buf, err := json.Marshal(v)
-	if err != nil {
-		return err
+	if err != nil { // a value JSON cannot hold (NaN): writing it again will not help
+		return fmt.Errorf("%w: %w", alertstore.ErrInvalid, err)
 	}
 	return b.Set(k, buf, nil)
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -46,6 +47,11 @@ func AlertStore(t *testing.T, open func(t *testing.T) alertstore.Store) {
 		}
 		if _, err := s.CreateAlert(ctx, alertstore.Alert{ID: "x"}); !errors.Is(err, alertstore.ErrInvalid) {
 			t.Fatalf("alert without key: %v, want ErrInvalid", err)
+		}
+		nan := alert("nan", "sig-nan", t0)
+		nan.Value = math.NaN()
+		if _, err := s.CreateAlert(ctx, nan); !errors.Is(err, alertstore.ErrInvalid) {
+			t.Fatalf("alert with a NaN value: %v, want ErrInvalid (retrying cannot store it)", err)
 		}
 	})
 
