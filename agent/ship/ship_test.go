@@ -200,10 +200,10 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 	s1 := startShipper(t, cfg, hold)
 	select {
 	case <-held:
-	case <-time.After(20 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatalf("first shipper committed only %d records", s1.s.Stats().Records)
 	}
-	waitFor(t, 20*time.Second, "a batch in flight behind the held cursor", func() bool { return s1.s.streams[0].inflight.Load() > 0 })
+	waitFor(t, 60*time.Second, "a batch in flight behind the held cursor", func() bool { return s1.s.streams[0].inflight.Load() > 0 })
 	if err := s1.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 	t.Logf("killed the first shipper after %d of %d records (possible duplicates %d)", st1.Records, len(want), st1.PossibleDuplicates)
 	write(20, 60)
 	s2 := startShipper(t, cfg)
-	waitFor(t, 20*time.Second, "second shipper to catch up", func() bool {
+	waitFor(t, 60*time.Second, "second shipper to catch up", func() bool {
 		st := s2.s.Stats()
 		return st.Records > 0 && st.LagRecords == 0 && st.LagBytes == 0
 	})
@@ -228,13 +228,13 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 	down := time.Now()
 	write(30, 60)
 	errsBefore := s2.s.Stats().SendErrors
-	waitFor(t, 20*time.Second, "3 s of downtime with send errors and lag", func() bool {
+	waitFor(t, 60*time.Second, "3 s of downtime with send errors and lag", func() bool {
 		st := s2.s.Stats()
 		return time.Since(down) > 3*time.Second && st.SendErrors >= errsBefore+3 && st.LagRecords > 0 && st.CursorAge > time.Second
 	})
 	b = startBroker(t, data, addr)
 	write(10, 60)
-	waitFor(t, 30*time.Second, "catch-up after the broker restart", func() bool {
+	waitFor(t, 90*time.Second, "catch-up after the broker restart", func() bool {
 		st := s2.s.Stats()
 		return st.LagRecords == 0 && st.LagBytes == 0
 	})
