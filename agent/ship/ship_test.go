@@ -240,7 +240,7 @@ func TestShipThroughKillBrokerRestartAndRotation(t *testing.T) {
 	})
 
 	c := newSpanConsumer(t, addr, "test-spans")
-	c.readUntil(30*time.Second, want)
+	c.readUntil(90*time.Second, want)
 	if err := s2.stop(); err != nil {
 		t.Fatal(err)
 	}
