@@ -263,15 +263,19 @@ func TestDemoShowsMetricsTopologyAndAlerts(t *testing.T) {
 			V *float64 `json:"v"`
 		} `json:"points"`
 	}
-	if err := qc.Get(context.Background(), "/api/v1/metrics?service=order&metric=count", &series); err != nil {
-		t.Fatal(err)
-	}
 	nonZero := 0
-	for _, p := range series.Points {
-		if p.V != nil && *p.V > 0 {
-			nonZero++
+	waitFor(t, time.Now().Add(60*time.Second), func() bool {
+		if qc.Get(context.Background(), "/api/v1/metrics?service=order&metric=count", &series) != nil {
+			return false
 		}
-	}
+		nonZero = 0
+		for _, p := range series.Points {
+			if p.V != nil && *p.V > 0 {
+				nonZero++
+			}
+		}
+		return nonZero > 0
+	})
 	if nonZero == 0 {
 		t.Fatalf("no minute with order spans: %+v", series)
 	}
