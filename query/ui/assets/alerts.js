@@ -21,7 +21,8 @@ export async function alertsPage(el, q) {
   const msg = (html) => ($("#msg", el).innerHTML = html);
   const p = new URLSearchParams(Object.entries(f).filter(([, v]) => v));
   try {
-    const [{ alerts }, { silences }] = await Promise.all([api("/api/v1/alerts?" + p), api("/api/v1/silences")]);
+    // An empty list may come as null (a Go nil slice).
+    const [alerts, silences] = (await Promise.all([api("/api/v1/alerts?" + p), api("/api/v1/silences")])).map((r) => Object.values(r)[0] || []);
     $("#alert-list", el).innerHTML = alerts.length ? `<table><tr><th>state</th><th>level</th><th>service</th><th>summary</th><th>count</th><th>since</th><th>acknowledged</th><th></th></tr>` +
       alerts.map((a) => `<tr data-alert="${esc(a.id)}"><td class="${a.state === "firing" ? "err" : "ok"}">${esc(a.state)}</td><td>${esc(a.level)}</td><td>${esc(a.service)}</td>
         <td><a href="${link({ page: "alert", id: a.id })}">${esc(a.summary)}</a></td><td>${a.count}${a.suppressed ? ` <span class="muted">(${a.suppressed} folded)</span>` : ""}</td>
@@ -120,7 +121,7 @@ export async function eventsPage(el, q) {
   };
   try {
     const { events } = await api("/api/v1/events?" + new URLSearchParams(Object.entries(f).filter(([, v]) => v)) + "&limit=100");
-    eventList($("#event-list", el), events);
+    eventList($("#event-list", el), events || []);
   } catch (err) {
     fail($("#event-list", el), err);
   }
