@@ -8,9 +8,9 @@ export async function agentsPage(el) {
   try {
     const v = await api("/api/v1/agents");
     $("#agent-list", el).innerHTML = "<h3>Live agents per domain and version</h3><table><tr><th>domain</th><th>versions</th></tr>" +
-      Object.entries(v.versions).map(([d, vs]) => `<tr><td>${esc(d)}</td><td>${esc(counts(vs))}</td></tr>`).join("") + "</table>" +
+      Object.entries(v.versions || {}).map(([d, vs]) => `<tr><td>${esc(d)}</td><td>${esc(counts(vs))}</td></tr>`).join("") + "</table>" +
       "<h3>Agents</h3><table><tr><th>state</th><th>domain</th><th>service</th><th>host</th><th>pid</th><th>version</th><th>config</th><th>last seen</th><th>dropped</th></tr>" +
-      v.agents.map((a) => `<tr class="${a.live ? "" : "muted"}"><td>${a.live ? "<span class=\"ok\">live</span>" : "<span class=\"err\">gone</span>"}</td><td>${esc(a.domain)}</td>
+      (v.agents || []).map((a) => `<tr class="${a.live ? "" : "muted"}"><td>${a.live ? "<span class=\"ok\">live</span>" : "<span class=\"err\">gone</span>"}</td><td>${esc(a.domain)}</td>
         <td><a href="${link({ page: "service", service: a.service })}">${esc(a.service)}</a></td><td>${esc(a.host)}</td><td>${a.pid}</td><td>${esc(a.agent_version)}</td>
         <td><a href="${link({ page: "config", level: "service", name: a.service })}">${esc(a.config_version)}</a></td>
         <td title="${esc(when(a.last_seen))}">${esc(when(a.last_seen))} <span class="muted">(${esc(ago(a.last_seen))})</span></td>
@@ -25,7 +25,7 @@ export async function domainsPage(el) {
   try {
     const v = await api("/api/v1/domains");
     $("#domain-list", el).innerHTML = "<table><tr><th>status</th><th>domain</th><th>owner</th><th>first seen</th><th>live agents</th><th>gone</th><th>versions</th><th>dropped</th><th>config</th><th>alert strategy</th></tr>" +
-      v.domains.map((d) => `<tr><td class="${d.status === "normal" ? "" : "err"}">${esc(d.status)}</td><td>${esc(d.domain)}</td><td>${esc(d.owner)}</td>
+      (v.domains || []).map((d) => `<tr><td class="${d.status === "normal" ? "" : "err"}">${esc(d.status)}</td><td>${esc(d.domain)}</td><td>${esc(d.owner)}</td>
         <td>${esc(when(d.first_seen))}</td><td>${d.live_agents}</td><td>${d.gone_agents}</td><td>${esc(counts(d.versions))}</td><td>${d.dropped}</td>
         <td><a href="${link({ page: "config", level: "domain", name: d.domain })}">${esc(d.config_version)}</a></td><td>${esc(d.alert_strategy || "none")}</td></tr>`).join("") + "</table>";
   } catch (err) {

@@ -5,7 +5,7 @@ export async function servicesPage(el) {
   el.innerHTML = `<h2>Services</h2><div id="service-list">loading…</div>`;
   try {
     const s = await api("/api/v1/services");
-    $("#service-list", el).innerHTML = s.services.length
+    $("#service-list", el).innerHTML = (s.services ||= []).length
       ? `<table><tr><th>domain</th><th>service</th><th>operations</th></tr>` + s.services.map((x) => `<tr><td>${esc(x.domain)}</td>
           <td><a href="${link({ page: "service", service: x.name })}">${esc(x.name)}</a></td>
           <td>${x.operations.map((o) => `<a href="${link({ page: "service", service: x.name, operation: o })}">${esc(o)}</a>`).join("<br>")}</td></tr>`).join("") + "</table>"

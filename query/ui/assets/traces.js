@@ -45,7 +45,7 @@ export async function searchPage(el, q) {
   $("#msg", el).textContent = "searching…";
   try {
     const res = await api("/api/v1/traces?" + p);
-    $("#msg", el).textContent = res.traces.length + " trace(s)";
+    $("#msg", el).textContent = (res.traces ||= []).length + " trace(s)";
     $("#results", el).innerHTML = "<table id=\"trace-list\"><tr><th>start</th><th>root</th><th>services</th><th>spans</th><th>duration</th><th>business keys</th></tr>" +
       res.traces.map((t) => `<tr><td><a href="${link({ trace: t.trace_id })}">${esc(when(t.start))}</a></td>
         <td>${esc(t.root_service)} ${esc(t.root_operation)}</td><td>${t.services.map(badge).join("")}</td>
