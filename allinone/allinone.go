@@ -30,7 +30,6 @@ import (
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query"
 	"github.com/mercury-apm/mercury/query/alerts"
-	"github.com/mercury-apm/mercury/query/metrics"
 	"github.com/mercury-apm/mercury/storage"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
@@ -153,7 +152,7 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	}
 	q, err := query.New(query.Config{Telemetry: cfg.Telemetry, Bus: bc, Traces: p.stores.Traces, AdminToken: cfg.AdminToken,
 		AgentConfigPath: filepath.Join(cfg.DataDir, "agent-config.json"),
-		Rooms:           []query.Room{&metrics.Room{Store: p.metrics}, board}, Alerts: board})
+		Metrics:         p.metrics, Rooms: []query.Room{board}, Alerts: board})
 	if err != nil {
 		return nil, err
 	}

@@ -17,8 +17,11 @@ import (
 	"github.com/mercury-apm/mercury/query/agents"
 	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/query/jaeger"
+	"github.com/mercury-apm/mercury/query/metrics"
+	"github.com/mercury-apm/mercury/query/prom"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/query/ui"
+	"github.com/mercury-apm/mercury/storage/metricstore"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
 
@@ -37,7 +40,9 @@ type Config struct {
 	AdminToken string
 	// AgentConfigPath persists the agent configuration ("": memory only).
 	AgentConfigPath string
-	// Rooms are mounted beside the built-in ones (traces, agents, Jaeger's API).
+	// Metrics, when set, mounts the metrics room and the Prometheus API over it.
+	Metrics metricstore.Store
+	// Rooms are mounted beside the built-in ones (traces, agents, Jaeger's API, metrics).
 	Rooms []Room
 	// Alerts tells the domain registry each domain's alert strategy and what fires there.
 	Alerts agents.AlertState
@@ -83,7 +88,11 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.Register(undecodable); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	rooms := append([]Room{&traces.Room{Store: cfg.Traces}, s.agents, &jaeger.Room{Store: cfg.Traces, Logger: cfg.Logger}}, cfg.Rooms...)
+	rooms := []Room{&traces.Room{Store: cfg.Traces}, s.agents, &jaeger.Room{Store: cfg.Traces, Logger: cfg.Logger}}
+	if cfg.Metrics != nil {
+		rooms = append(rooms, &metrics.Room{Store: cfg.Metrics}, &prom.Room{Store: cfg.Metrics, Logger: cfg.Logger})
+	}
+	rooms = append(rooms, cfg.Rooms...)
 	for _, r := range rooms {
 		r.Register(rt)
 	}

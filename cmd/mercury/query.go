@@ -30,8 +30,13 @@ func queryFlags(fs *flag.FlagSet) func(context.Context) error {
 			return err
 		}
 		defer stores.Close()
+		ms, err := storage.OpenMetrics(ctx, storage.Config{DataDir: sf.data, HBaseURL: sf.hbase})
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
 		tel := daemon.NewTelemetry(slog.Default())
-		q, err := query.New(query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, AdminToken: *token,
+		q, err := query.New(query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, Metrics: ms, AdminToken: *token,
 			AgentConfigPath: filepath.Join(sf.data, "agent-config.json")})
 		if err != nil {
 			return err
