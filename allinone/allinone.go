@@ -31,8 +31,8 @@ import (
 	"github.com/mercury-apm/mercury/query"
 	"github.com/mercury-apm/mercury/query/alerts"
 	"github.com/mercury-apm/mercury/storage"
+	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/metricstore"
-	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
 
 // Config places the pipeline. Zero values take the defaults.
@@ -89,7 +89,7 @@ type Pipeline struct {
 	broker     *broker.Broker
 	stores     *storage.Stores
 	metrics    metricstore.Store
-	alerts     *pebblestore.AlertStore
+	alerts     alertstore.Store
 	listener   *daemon.Listener
 	url        string
 	otlpHTTP   *daemon.Listener
@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if p.metrics, err = storage.OpenMetrics(ctx, storage.Config{DataDir: cfg.DataDir}); err != nil {
 		return nil, err
 	}
-	if p.alerts, err = pebblestore.OpenAlerts(filepath.Join(cfg.DataDir, "alerts")); err != nil {
+	if p.alerts, err = storage.OpenAlerts(ctx, storage.Config{DataDir: cfg.DataDir}); err != nil {
 		return nil, err
 	}
 	col, err := collector.New(collector.Config{Telemetry: cfg.Telemetry, Bus: bc, Store: p.stores.Traces, MaxAge: cfg.Retention})

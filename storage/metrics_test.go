@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/storage"
+	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
@@ -39,5 +41,39 @@ func TestOpenMetrics(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "metrics")); err != nil {
 		t.Fatalf("the embedded metric store is not under the data directory: %v", err)
+	}
+}
+
+// TestOpenAlerts: the embedded alert store under the data directory has one user, and the
+// second is told what to do; HBase serves any number.
+func TestOpenAlerts(t *testing.T) {
+	fake := hbasefake.New()
+	defer fake.Close()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := storage.OpenAlerts(ctx, storage.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := storage.OpenAlerts(ctx, storage.Config{DataDir: dir}); err == nil || !strings.Contains(err.Error(), "--hbase") {
+		t.Fatalf("second embedded open: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "alerts")); err != nil {
+		t.Fatalf("the embedded alert store is not under the data directory: %v", err)
+	}
+	var shared [2]alertstore.Store
+	for i := range shared {
+		if shared[i], err = storage.OpenAlerts(ctx, storage.Config{HBaseURL: fake.URL}); err != nil {
+			t.Fatal(err)
+		}
+		defer shared[i].Close()
+	}
+	a := alertstore.Alert{ID: "a", Key: "k", State: alertstore.StateFiring, Summary: "seen by both"}
+	if _, err := shared[0].CreateAlert(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := shared[1].GetAlert(ctx, "a"); err != nil || got.Summary != a.Summary {
+		t.Fatalf("the other client: %+v %v", got, err)
 	}
 }

@@ -5,20 +5,21 @@ import (
 	"flag"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mercury-apm/mercury/alerter"
 	"github.com/mercury-apm/mercury/alerter/notify"
+	"github.com/mercury-apm/mercury/alerter/rules"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
-	"github.com/mercury-apm/mercury/storage/pebblestore"
+	"github.com/mercury-apm/mercury/storage"
 )
 
 func alerterFlags(fs *flag.FlagSet) func(context.Context) error {
 	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
-	data := fs.String("data", "data", "data directory: the embedded alert store is DIR/alerts")
+	data := fs.String("data", "data", "data directory: the embedded alert store is DIR/alerts (used when --hbase is not set)")
+	hbase := fs.String("hbase", "", "HBase REST gateway URL for the alert store (shared with `mercury query --hbase`) and the metric history of baseline rules")
 	httpAddr := fs.String("http", "127.0.0.1:9469", "address for /metrics, /healthz and /readyz")
 	window := fs.Duration("window", 10*time.Second, "convergence window of events no rule gives one")
 	depth := fs.Int("stack-depth", 5, "top stack frames in an event's default signature")
@@ -54,14 +55,26 @@ func alerterFlags(fs *flag.FlagSet) func(context.Context) error {
 		if *defaults != "" {
 			dflt = list(*defaults)
 		}
-		store, err := pebblestore.OpenAlerts(filepath.Join(*data, "alerts"))
+		sc := storage.Config{DataDir: *data, HBaseURL: *hbase}
+		store, err := storage.OpenAlerts(ctx, sc)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
+		// Baselines read the metric store phase 2 writes; an embedded one belongs to phase 2's
+		// process, so without HBase the alerter keeps the points it consumed in memory.
+		var history rules.History
+		if *hbase != "" {
+			metrics, err := storage.OpenMetrics(ctx, sc)
+			if err != nil {
+				return err
+			}
+			defer metrics.Close()
+			history = rules.StoreHistory{Store: metrics}
+		}
 		tel := daemon.NewTelemetry(slog.Default())
 		a, err := alerter.New(alerter.Config{Telemetry: tel, Bus: bc, Store: store, Window: *window, StackDepth: *depth,
-			Receivers: receivers, DefaultReceivers: dflt, LinkBase: *link})
+			Receivers: receivers, DefaultReceivers: dflt, LinkBase: *link, History: history, Quantiles: rules.SketchQuantiles})
 		if err != nil {
 			return err
 		}

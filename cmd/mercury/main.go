@@ -25,7 +25,7 @@ var commands = map[string]command{
 	"broker":    {daemonCommand("broker", brokerFlags), "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
 	"ship":      {daemonCommand("ship", shipFlags), "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
 	"collector": {daemonCommand("collector", collectorFlags), "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
-	"alerter":   {daemonCommand("alerter", alerterFlags), "alerter [--webhook URL --alertmanager URL] events and metric rules → alerts, notifications"},
+	"alerter":   {daemonCommand("alerter", alerterFlags), "alerter [--hbase URL] [--webhook URL --alertmanager URL] events and metric rules → alerts, notifications"},
 	"query":     {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
 	"otlp":      {daemonCommand("otlp", otlpFlags), "otlp [--http ADDR] [--grpc ADDR]           OTLP/HTTP and OTLP/gRPC trace ingest → mercury.spans"},
 	"gateway":   {daemonCommand("gateway", gatewayFlags), "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},

@@ -11,6 +11,7 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query"
+	"github.com/mercury-apm/mercury/query/alerts"
 	"github.com/mercury-apm/mercury/storage"
 )
 
@@ -36,8 +37,23 @@ func queryFlags(fs *flag.FlagSet) func(context.Context) error {
 		}
 		defer ms.Close()
 		tel := daemon.NewTelemetry(slog.Default())
-		q, err := query.New(query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, Metrics: ms, AdminToken: *token,
-			AgentConfigPath: filepath.Join(sf.data, "agent-config.json")})
+		qc := query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, Metrics: ms, AdminToken: *token,
+			AgentConfigPath: filepath.Join(sf.data, "agent-config.json")}
+		if sf.hbase != "" {
+			// The alert board: the alerter writes the store in HBase (`mercury alerter --hbase`).
+			// An embedded one belongs to the alerter's process and cannot be shared.
+			alertStore, err := storage.OpenAlerts(ctx, storage.Config{HBaseURL: sf.hbase})
+			if err != nil {
+				return err
+			}
+			defer alertStore.Close()
+			board, err := alerts.New(alerts.Config{Store: alertStore})
+			if err != nil {
+				return err
+			}
+			qc.Rooms, qc.Alerts = append(qc.Rooms, board), board
+		}
+		q, err := query.New(qc)
 		if err != nil {
 			return err
 		}

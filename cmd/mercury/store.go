@@ -20,7 +20,7 @@ func registerStoreFlags(fs *flag.FlagSet, defaultData string) *storeFlags {
 	fs.StringVar(&f.es, "es", "", "Elasticsearch URL for the trace index, e.g. http://127.0.0.1:9200")
 	fs.StringVar(&f.esUser, "es-user", "", "Elasticsearch user")
 	fs.StringVar(&f.esPasswordEnv, "es-password-env", "MERCURY_ES_PASSWORD", "environment variable holding the Elasticsearch password (kept off the command line)")
-	fs.StringVar(&f.hbase, "hbase", "", "HBase REST gateway URL for the trace rows (with --es), e.g. http://127.0.0.1:8080")
+	fs.StringVar(&f.hbase, "hbase", "", "HBase REST gateway URL for the trace rows (with --es) and, on query, the alert board the alerter keeps there, e.g. http://127.0.0.1:8080")
 	return f
 }
 

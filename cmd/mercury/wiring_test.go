@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/schemas"
+	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/esstore/esfake"
 	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
 )
@@ -91,10 +93,12 @@ func eventually(t *testing.T, what string, within time.Duration, cond func() (bo
 	t.Fatalf("%s: not by the deadline (last: %s)", what, last)
 }
 
-// TestDistributedWiring: `mercury collector` and `mercury query` as separate processes on
-// the embedded broker, with the index in Elasticsearch and the rows in HBase (both the
-// in-test servers): a trace produced to mercury.spans is found by business key through the
-// query process, and /readyz turns 503 while HBase refuses writes, then recovers.
+// TestDistributedWiring: `mercury collector`, `mercury alerter` and `mercury query` as
+// separate processes on the embedded broker, with the index in Elasticsearch and the rows
+// and the alert store in HBase (both the in-test servers): a trace produced to mercury.spans
+// is found by business key through the query process, an exception produced to
+// mercury.events is on the query process's alert board, and /readyz turns 503 while HBase
+// refuses writes, then recovers.
 func TestDistributedWiring(t *testing.T) {
 	es, hb := esfake.New(), hbasefake.New()
 	defer es.Close()
@@ -104,11 +108,12 @@ func TestDistributedWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	colAddr, qAddr := freeAddr(t), freeAddr(t)
+	colAddr, qAddr, alAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	stores := []string{"--brokers", b.Addr(), "--es", es.URL, "--hbase", hb.URL}
 	daemonProcess(t, append([]string{"collector", "--http", colAddr, "--batch-wait", "20ms"}, stores...)...)
 	daemonProcess(t, append([]string{"query", "--http", qAddr, "--data", t.TempDir()}, stores...)...)
-	for _, addr := range []string{colAddr, qAddr} {
+	daemonProcess(t, "alerter", "--http", alAddr, "--brokers", b.Addr(), "--hbase", hb.URL, "--data", t.TempDir())
+	for _, addr := range []string{colAddr, qAddr, alAddr} {
 		eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
 			code, body := get(t, "http://"+addr+"/readyz", nil)
 			return code == 200, body
@@ -151,6 +156,27 @@ func TestDistributedWiring(t *testing.T) {
 	if code, body := get(t, "http://"+qAddr+"/api/v1/traces/"+schemas.TraceID{0x42, 1}.String(), &tr); code != 200 || tr.SpanCount != 3 {
 		t.Fatalf("trace by id: %d %s", code, body)
 	}
+
+	// An exception event: the alerter fires an alert into HBase, the query process shows it.
+	ev := schemas.Event{TimeUnixNano: time.Now().UnixNano(), Domain: "shop", Service: "payment", Host: "pay-1",
+		Type: schemas.EventException, Name: "CardDeclined", Message: "charge order 4242 failed",
+		Stack: "github.com/shop/pay.(*Service).Charge\n\t/src/pay/service.go:42\n", Operation: "POST /pay",
+		TraceID: schemas.TraceID{0x42, 1}}
+	v, err := schemas.Marshal(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteMessages(context.Background(), kafka.Message{Topic: bus.TopicEvents, Key: []byte(ev.Service), Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the alert on the query process's board", 30*time.Second, func() (bool, string) {
+		var board struct {
+			Alerts []alertstore.Alert `json:"alerts"`
+		}
+		code, body := get(t, "http://"+qAddr+"/api/v1/alerts?service=payment", &board)
+		return code == 200 && len(board.Alerts) == 1 && board.Alerts[0].Kind == alertstore.KindEvent &&
+			board.Alerts[0].State == alertstore.StateFiring && slices.Contains(board.Alerts[0].TraceIDs, ev.TraceID.String()), body
+	})
 
 	// HBase refuses row writes for a while: the collector stops being ready, keeps the
 	// batch, and writes it once HBase is back.

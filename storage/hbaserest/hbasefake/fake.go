@@ -1,8 +1,11 @@
 // Package hbasefake is an in-test HBase REST gateway on 127.0.0.1 reproducing the documented
 // responses the store relies on: JSON CellSets with base64 keys and values, 404 for missing
-// rows, tables and namespaces, multiget (404 when no row exists), table schema GET/PUT, and
-// scanners (PUT → 201 + Location, GET → 200 cells / 204 exhausted, DELETE). Fail injects
-// error statuses for the retry tests.
+// rows, tables and namespaces, multiget (404 when no row exists), table schema GET/PUT,
+// scanners (PUT → 201 + Location, GET → 200 cells / 204 exhausted, DELETE), and the atomic
+// check-and-put / check-and-delete of one row (PUT /{table}/{row}?check=put|delete: the last
+// cell is the check, 200 applied, 304 the check failed, 400 a malformed request; an empty
+// check value matches a missing or empty cell, as HBase's checkAndMutate does). Fail injects
+// error statuses for the retry tests; FailAfter applies a request and then loses its reply.
 package hbasefake
 
 import (
@@ -50,6 +53,7 @@ type fault struct {
 	method, op string
 	status     int
 	times      int
+	after      bool // apply the request, then answer status (a reply lost on the way)
 }
 
 // New starts a fake gateway; Close stops it.
@@ -60,12 +64,22 @@ func New() *Server {
 	return s
 }
 
-// Fail makes the next times requests with method and operation op ("put", "get",
-// "multiget", "schema", "scanner", "namespace"; "" for any) fail with status.
+// Fail makes the next times requests with method and operation op ("put", "check" (a
+// check-and-put or check-and-delete), "get", "multiget", "schema", "scanner", "namespace";
+// "" for any) fail with status.
 func (s *Server) Fail(method, op string, status, times int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &fault{method: method, op: op, status: status, times: times})
+}
+
+// FailAfter makes the next times requests with method and op take effect and then answer
+// status instead of their reply: what a client sees when the connection breaks after the
+// server applied the write.
+func (s *Server) FailAfter(method, op string, status, times int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &fault{method: method, op: op, status: status, times: times, after: true})
 }
 
 // Heal drops the faults not used up yet: the server answers normally again.
@@ -105,6 +119,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		op = "namespace"
 	case len(seg) >= 2 && (seg[1] == "schema" || seg[1] == "multiget" || seg[1] == "scanner"):
 		op = seg[1]
+	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && r.URL.Query().Has("check"):
+		op = "check"
 	case r.Method == http.MethodPut || r.Method == http.MethodPost:
 		op = "put"
 	}
@@ -114,6 +130,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	for _, f := range s.faults {
 		if f.times > 0 && (f.method == "" || f.method == r.Method) && (f.op == "" || f.op == op) {
 			f.times--
+			if f.after {
+				defer http.Error(w, http.StatusText(f.status), f.status)
+				w = discard{}
+				break
+			}
 			http.Error(w, http.StatusText(f.status), f.status)
 			return
 		}
@@ -129,6 +150,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.schema(w, r, seg[0])
 	case "multiget":
 		s.multiget(w, r, seg[0])
+	case "check":
+		if len(seg) != 2 {
+			http.Error(w, "Bad request", http.StatusBadRequest)
+			return
+		}
+		s.check(w, r, seg[0], seg[1])
 	case "scanner":
 		s.scanner(w, r, seg)
 	default:
@@ -215,23 +242,12 @@ func (s *Server) row(w http.ResponseWriter, r *http.Request, name, key string) {
 		}
 		// Validate everything first: the real gateway applies a CellSet as one batch.
 		for _, row := range cs.Row {
-			for _, c := range row.Cell {
-				fam, _, _ := strings.Cut(string(c.Column), ":")
-				if !slices.ContainsFunc(t.schema.ColumnSchema, func(cs hbaserest.ColumnSchema) bool { return cs.Name == fam }) {
-					http.Error(w, "Not found: column family "+fam, http.StatusNotFound)
-					return
-				}
+			if !t.families(w, row.Cell) {
+				return
 			}
 		}
 		for _, row := range cs.Row {
-			cols := t.rows[string(row.Key)]
-			if cols == nil {
-				cols = map[string][]byte{}
-				t.rows[string(row.Key)] = cols
-			}
-			for _, c := range row.Cell {
-				cols[string(c.Column)] = c.Value
-			}
+			t.put(string(row.Key), row.Cell)
 		}
 		w.WriteHeader(http.StatusOK)
 	case http.MethodDelete:
@@ -240,6 +256,110 @@ func (s *Server) row(w http.ResponseWriter, r *http.Request, name, key string) {
 	default:
 		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// families answers 404 unless every cell names a family of the table.
+func (t *table) families(w http.ResponseWriter, cells []hbaserest.Cell) bool {
+	for _, c := range cells {
+		fam, _, _ := strings.Cut(string(c.Column), ":")
+		if !slices.ContainsFunc(t.schema.ColumnSchema, func(cs hbaserest.ColumnSchema) bool { return cs.Name == fam }) {
+			http.Error(w, "Not found: column family "+fam, http.StatusNotFound)
+			return false
+		}
+	}
+	return true
+}
+
+func (t *table) put(key string, cells []hbaserest.Cell) {
+	cols := t.rows[key]
+	if cols == nil {
+		cols = map[string][]byte{}
+		t.rows[key] = cols
+	}
+	for _, c := range cells {
+		cols[string(c.Column)] = c.Value
+	}
+}
+
+// check is the gateway's RowResource.checkAndPut / checkAndDelete: one row, the last cell
+// names the column to check and the value it must hold. An empty value matches a missing or
+// empty cell (checkAndMutate's rule for a null comparand), which is how a client creates a
+// row only if it does not exist.
+func (s *Server) check(w http.ResponseWriter, r *http.Request, name, urlKey string) {
+	t := s.tables[name]
+	if t == nil {
+		http.Error(w, "Not found", http.StatusNotFound)
+		return
+	}
+	mode := strings.ToLower(r.URL.Query().Get("check"))
+	if mode != "put" && mode != "delete" {
+		http.Error(w, "Invalid check value '"+r.URL.Query().Get("check")+"'", http.StatusBadRequest)
+		return
+	}
+	var cs hbaserest.CellSet
+	if err := json.NewDecoder(r.Body).Decode(&cs); err != nil {
+		http.Error(w, "Bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(cs.Row) != 1 {
+		http.Error(w, "Bad request: Number of rows specified is not 1.", http.StatusBadRequest)
+		return
+	}
+	key, cells := string(cs.Row[0].Key), cs.Row[0].Cell
+	if key == "" {
+		key = urlKey
+	}
+	if len(cells) == 0 || (mode == "put" && len(cells) == 1) {
+		http.Error(w, "Bad request: Either row key is null or no data found for columns specified.", http.StatusBadRequest)
+		return
+	}
+	chk, rest := cells[len(cells)-1], cells[:len(cells)-1]
+	if fam, qual, ok := strings.Cut(string(chk.Column), ":"); !ok || fam == "" || (mode == "put" && qual == "") {
+		http.Error(w, "Bad request: Column incorrectly specified.", http.StatusBadRequest)
+		return
+	}
+	for _, c := range rest {
+		if mode == "put" && !strings.Contains(string(c.Column), ":") {
+			http.Error(w, "Bad request", http.StatusBadRequest)
+			return
+		}
+	}
+	if mode == "put" && !slices.ContainsFunc(rest, func(c hbaserest.Cell) bool { return string(c.Column) == string(chk.Column) }) {
+		http.Error(w, "Bad request: The column to put and check do not match.", http.StatusBadRequest)
+		return
+	}
+	if !t.families(w, cells) {
+		return
+	}
+	cur, exists := t.rows[key][string(chk.Column)]
+	if len(chk.Value) == 0 && len(cur) != 0 || len(chk.Value) != 0 && (!exists || string(cur) != string(chk.Value)) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if mode == "put" {
+		t.put(key, rest)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if len(rest) == 0 { // a lone check cell deletes itself
+		rest = cells
+	}
+	cols := t.rows[key]
+	for _, c := range rest {
+		if fam, _, ok := strings.Cut(string(c.Column), ":"); !ok {
+			for col := range cols {
+				if strings.HasPrefix(col, fam+":") {
+					delete(cols, col)
+				}
+			}
+		} else {
+			delete(cols, string(c.Column))
+		}
+	}
+	if len(cols) == 0 {
+		delete(t.rows, key)
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 func (s *Server) multiget(w http.ResponseWriter, r *http.Request, name string) {
@@ -339,6 +459,13 @@ func (s *Server) scanner(w http.ResponseWriter, r *http.Request, seg []string) {
 		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
 	}
 }
+
+// discard swallows a reply that FailAfter replaces.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
