@@ -399,8 +399,8 @@ func (s *AlertStore) CreateAlert(ctx context.Context, a alertstore.Alert) (bool,
 		return false, s.claimKey(ctx, &cur)
 	}
 	body, err := json.Marshal(&a)
-	if err != nil {
-		return false, retry.Permanent(err)
+	if err != nil { // a value JSON cannot hold (NaN): writing it again will not help
+		return false, fmt.Errorf("%w: %w", alertstore.ErrInvalid, err)
 	}
 	rev := nextRevision(nil)
 	if err := s.put(ctx, s.alerts, hints(nil, &a, rev)); err != nil {
@@ -516,7 +516,7 @@ func (s *AlertStore) update(ctx context.Context, id string, fn func(*alertstore.
 		}
 		body, err := json.Marshal(&a)
 		if err != nil {
-			return old, retry.Permanent(err)
+			return old, fmt.Errorf("%w: %w", alertstore.ErrInvalid, err)
 		}
 		rev := nextRevision(cells[colRevision])
 		if err := s.put(ctx, s.alerts, hints(&old, &a, rev)); err != nil {
