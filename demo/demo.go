@@ -30,6 +30,9 @@ import (
 	"github.com/mercury-apm/mercury/internal/daemon"
 )
 
+// idEpoch is where the demo's order ids count from.
+var idEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Services names the demo services; each has a spool directory of that name.
 var Services = []string{"api", "order", "payment"}
 
@@ -77,7 +80,9 @@ func New(ctx context.Context, cfg Config) (*Demo, error) {
 	d := &Demo{cfg: cfg}
 	// Ids grow with the wall clock (10 a second, faster than the default traffic), so a
 	// restart does not reuse the order ids of an earlier run and a search finds one trace.
-	d.next.Store(time.Now().UnixMilli() / 100)
+	// They count from 2026 so they stay 9 digits: 11 digits starting with 1 look like a
+	// phone number, which the agent's masking hides in exception messages.
+	d.next.Store(time.Since(idEpoch).Milliseconds() / 100)
 	ag := map[string]*agent.Agent{}
 	for _, svc := range Services {
 		a, err := agent.New(agent.Config{Service: svc, Domain: "shop", SpoolDir: filepath.Join(cfg.SpoolRoot, svc),
