@@ -17,11 +17,6 @@ import (
 	"github.com/mercury-apm/mercury/storage"
 )
 
-// Registered here rather than in main's table so the subcommand lives in one file.
-func init() {
-	commands["aggregator"] = command{daemonCommand("aggregator", aggregatorFlags), "aggregator --phase 1|2 [--hbase URL]       spans → 20 s partials → 1 min points (metric store)"}
-}
-
 func aggregatorFlags(fs *flag.FlagSet) func(context.Context) error {
 	bf := bus.RegisterFlags(fs, "127.0.0.1:9092")
 	data := fs.String("data", "data", "phase 2: data directory of the embedded metric store (used when --hbase is not set)")

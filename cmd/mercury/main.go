@@ -21,20 +21,21 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"up":        {daemonCommand("up", upFlags), "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
-	"broker":    {daemonCommand("broker", brokerFlags), "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
-	"ship":      {daemonCommand("ship", shipFlags), "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
-	"collector": {daemonCommand("collector", collectorFlags), "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
-	"alerter":   {daemonCommand("alerter", alerterFlags), "alerter [--hbase URL] [--webhook URL --alertmanager URL] events and metric rules → alerts, notifications"},
-	"query":     {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
-	"otlp":      {daemonCommand("otlp", otlpFlags), "otlp [--http ADDR] [--grpc ADDR]           OTLP/HTTP and OTLP/gRPC trace ingest → mercury.spans"},
-	"gateway":   {daemonCommand("gateway", gatewayFlags), "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
-	"search":    {runSearch, "search key=value ... [--service S]         find traces by business key"},
-	"trace":     {runTrace, "trace TRACE_ID                             print a trace's call tree"},
-	"dlq":       {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
-	"spool":     {runSpool, "spool cat DIR                              print spool records as JSON lines"},
-	"config":    {runConfig, "config check FILE | config defaults        check a configuration file; print every key with its default"},
-	"version":   {runVersion, "version                                    print the version"},
+	"up":         {daemonCommand("up", upFlags), "up [--demo] [--data DIR]                   the whole pipeline in one process on embedded defaults"},
+	"broker":     {daemonCommand("broker", brokerFlags), "broker [--data DIR] [--addr HOST:PORT]     embedded single-machine Kafka-protocol broker"},
+	"ship":       {daemonCommand("ship", shipFlags), "ship --spool DIR --brokers HOST:PORT       ship the agent's spool to Kafka"},
+	"collector":  {daemonCommand("collector", collectorFlags), "collector [--es URL --hbase URL]           mercury.spans → trace stores"},
+	"aggregator": {daemonCommand("aggregator", aggregatorFlags), "aggregator --phase 1|2 [--hbase URL]       spans → 20 s partials → 1 min points (metric store)"},
+	"alerter":    {daemonCommand("alerter", alerterFlags), "alerter [--hbase URL] [--webhook URL --alertmanager URL] events and metric rules → alerts, notifications"},
+	"query":      {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
+	"otlp":       {daemonCommand("otlp", otlpFlags), "otlp [--http ADDR] [--grpc ADDR]           OTLP/HTTP and OTLP/gRPC trace ingest → mercury.spans"},
+	"gateway":    {daemonCommand("gateway", gatewayFlags), "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
+	"search":     {runSearch, "search key=value ... [--service S]         find traces by business key"},
+	"trace":      {runTrace, "trace TRACE_ID                             print a trace's call tree"},
+	"dlq":        {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
+	"spool":      {runSpool, "spool cat DIR                              print spool records as JSON lines"},
+	"config":     {runConfig, "config check FILE | config defaults        check a configuration file; print every key with its default"},
+	"version":    {runVersion, "version                                    print the version"},
 }
 
 func main() {
