@@ -121,7 +121,7 @@ func (d *Days) openDay(day int64) (*pebble.DB, error) {
 		// stalling on compactions on a small machine.
 		L0CompactionThreshold: 4,
 		L0StopWritesThreshold: 24,
-		Logger:                quietLogger{},
+		Logger:                QuietLogger{},
 	}
 	o.Levels = make([]pebble.LevelOptions, 7)
 	for i := range o.Levels {
@@ -138,12 +138,13 @@ func (d *Days) openDay(day int64) (*pebble.DB, error) {
 	return db, nil
 }
 
-// quietLogger drops Pebble's informational lines; fatal errors still panic as Pebble expects.
-type quietLogger struct{}
+// QuietLogger drops Pebble's informational lines, for every Pebble database of the project;
+// fatal errors still panic as Pebble expects.
+type QuietLogger struct{}
 
-func (quietLogger) Infof(string, ...interface{})              {}
-func (quietLogger) Errorf(string, ...interface{})             {}
-func (quietLogger) Fatalf(format string, args ...interface{}) { panic(fmt.Sprintf(format, args...)) }
+func (QuietLogger) Infof(string, ...interface{})              {}
+func (QuietLogger) Errorf(string, ...interface{})             {}
+func (QuietLogger) Fatalf(format string, args ...interface{}) { panic(fmt.Sprintf(format, args...)) }
 
 // Close closes every day database.
 func (d *Days) Close() error {

@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble"
 
 	"github.com/mercury-apm/mercury/storage/alertstore"
+	"github.com/mercury-apm/mercury/storage/pebbledb"
 )
 
 // AlertStore is the embedded alert store: one Pebble database in its own directory (alerts
@@ -42,19 +43,12 @@ var _ alertstore.Store = (*AlertStore)(nil)
 
 // OpenAlerts opens (creating) the alert store in dir.
 func OpenAlerts(dir string) (*AlertStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: alertLog{}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbledb.QuietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open alerts %s: %w", dir, err)
 	}
 	return &AlertStore{db: db}, nil
 }
-
-// alertLog keeps Pebble's informational lines out of the daemon's log.
-type alertLog struct{}
-
-func (alertLog) Infof(string, ...interface{})              {}
-func (alertLog) Errorf(string, ...interface{})             {}
-func (alertLog) Fatalf(format string, args ...interface{}) { panic(fmt.Sprintf(format, args...)) }
 
 // Close closes the database.
 func (s *AlertStore) Close() error {
