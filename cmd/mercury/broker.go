@@ -17,6 +17,7 @@ func brokerFlags(fs *flag.FlagSet) func(context.Context) error {
 	addr := fs.String("addr", "127.0.0.1:9092", "listen address (also the address advertised to clients)")
 	spans := fs.Int("spans-partitions", bus.DefaultPartitions(bus.TopicSpans), "partitions of "+bus.TopicSpans+" when first created")
 	syncWrites := fs.Bool("sync", false, "fsync every produced batch (survives power loss; slower)")
+	httpAddr := fs.String("http", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz")
 	return func(ctx context.Context) error {
 		tel := daemon.NewTelemetry(slog.Default())
 		b, err := broker.New(ctx, broker.Config{
@@ -26,7 +27,12 @@ func brokerFlags(fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
+		ln, err := daemon.Listen(*httpAddr)
+		if err != nil {
+			b.Close()
+			return err
+		}
 		tel.Logger.Info("broker: listening", "addr", b.Addr(), "data", *data, "topics", bus.Topics)
-		return daemon.Run(ctx, daemon.Options{Name: "broker", Telemetry: tel, Components: []daemon.Component{b}})
+		return daemon.Run(ctx, daemon.Options{Name: "broker", Telemetry: tel, Listener: ln, Components: []daemon.Component{b}})
 	}
 }
