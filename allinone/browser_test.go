@@ -154,7 +154,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	// 3. The order service's qps chart has minute points with requests in them.
-	b.step("service", 75*time.Second, func(ctx context.Context) error {
+	b.step("service", 60*time.Second, func(ctx context.Context) error {
 		return b.reloadUntil(ctx, b.base+"/?page=service&service=order", `(() => {
 			const c = document.querySelector("#chart-qps[data-points]");
 			return c && +c.dataset.points > 0 && +c.dataset.nonzero > 0;
@@ -171,7 +171,7 @@ func TestBrowser(t *testing.T) {
 
 	// 5. The payment failures' alert is acknowledged from the board with the admin token.
 	var acked string
-	b.step("alerts", 40*time.Second, func(ctx context.Context) error {
+	b.step("alerts", 30*time.Second, func(ctx context.Context) error {
 		if err := b.reloadUntil(ctx, b.base+"/?page=alerts&service=payment", `!!document.querySelector("[data-ack]")`); err != nil {
 			return err
 		}
@@ -186,7 +186,7 @@ func TestBrowser(t *testing.T) {
 		if err := b.giveToken(ctx, token); err != nil {
 			return err
 		}
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#msg .ok`))); err != nil {
+		if err := outcome(ctx, "#msg .ok"); err != nil {
 			return err
 		}
 		var alerts struct {
@@ -224,7 +224,7 @@ func TestBrowser(t *testing.T) {
 		if err := b.giveToken(ctx, token); err != nil {
 			return err
 		}
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID(`saved`))); err != nil {
+		if err := outcome(ctx, "#saved"); err != nil {
 			return err
 		}
 		var cfg struct {
@@ -307,6 +307,23 @@ func (b *browser) giveToken(ctx context.Context, token string) error {
 		chromedp.Click(chromedp.CSS(`#token-dialog button[value=ok]`)),
 		chromedp.WaitNotVisible(chromedp.CSS(`#token-dialog`)),
 	)
+}
+
+// outcome waits for the page to show that an admin write succeeded (done), or the error
+// the server gave.
+func outcome(ctx context.Context, done string) error {
+	got, err := chromedp.Run(ctx, chromedp.Poll[string](`(() => {
+		const e = document.querySelector("#msg .err");
+		if (e) return "error: " + e.textContent;
+		return document.querySelector(`+strconv.Quote(done)+`) ? "ok" : "";
+	})()`, chromedp.WithPollingInterval(20*time.Millisecond)))
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w", done, err)
+	}
+	if got != "ok" {
+		return fmt.Errorf("the page says %s", got)
+	}
+	return nil
 }
 
 func findChromium() string {
