@@ -64,6 +64,8 @@ function draw(box, c, series) {
   const xs = series[0].points.map((p) => new Date(p.t).getTime() / 1000);
   const ys = series.map((s) => s.points.map((p) => p.v));
   box.dataset.points = ys.flat().filter((v) => v != null).length;
+  // qps is 0, not null, in a minute without spans: nonzero tells a chart with traffic apart.
+  box.dataset.nonzero = ys.flat().filter((v) => v != null && v !== 0).length;
   const plot = new uPlot({
     width: Math.max(box.clientWidth - 16, 300),
     height: 200,
