@@ -1,7 +1,8 @@
 // Package deploy_test checks the deployment files (docker-compose.yml, deploy/k8s, the mounted
 // configuration) against the real mercury binary: every container's subcommand and flags,
 // merged with the configuration file it reads, must pass `mercury config check`, and its
-// health checks must probe the address the daemon listens on. A renamed flag or section
+// health checks must probe the address the daemon listens on, and the aggregator instances
+// of a phase must own disjoint partition sets covering its topic. A renamed flag or section
 // fails here instead of in a crash-looping container.
 package deploy_test
 
@@ -21,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/gateway"
 )
 
@@ -90,26 +92,19 @@ func settings(argv []string) (string, map[string]string, error) {
 
 // checkContainer runs `mercury config check` on the container's configuration file with its
 // command line laid over its section, as the daemon merges them at start (flags win), and
-// checks that its health checks reach the address the daemon serves them on.
-func checkContainer(t *testing.T, c container) {
+// checks that its health checks reach the address the daemon serves them on. It returns the
+// subcommand and its settings (file and flags merged) when they pass.
+func checkContainer(t *testing.T, c container) (string, map[string]any, bool) {
 	t.Helper()
 	cmd, flags, err := settings(c.argv)
 	if err != nil {
 		t.Errorf("%s: %v", c.where, err)
-		return
+		return "", nil, false
 	}
-	b, err := os.ReadFile(c.mercuryConfig())
+	file, err := readSettings(c.mercuryConfig())
 	if err != nil {
 		t.Errorf("%s: %v", c.where, err)
-		return
-	}
-	var file map[string]map[string]any
-	if err := yaml.Unmarshal(b, &file); err != nil {
-		t.Errorf("%s: %s: %v", c.where, c.mercuryConfig(), err)
-		return
-	}
-	if file == nil {
-		file = map[string]map[string]any{}
+		return "", nil, false
 	}
 	if file[cmd] == nil {
 		file[cmd] = map[string]any{}
@@ -128,19 +123,132 @@ func checkContainer(t *testing.T, c container) {
 	if out, err := exec.Command(mercuryBin, "config", "check", path).CombinedOutput(); err != nil {
 		t.Errorf("%s: `mercury %s` with %s does not pass `mercury config check`: %v\n%s",
 			c.where, strings.Join(c.argv, " "), c.mercuryConfig(), err, out)
-		return
+		return "", nil, false
 	}
 
 	serves, err := healthPort(cmd, file[cmd], c.mounts)
 	if err != nil {
 		t.Errorf("%s: %v", c.where, err)
-		return
+		return "", nil, false
 	}
 	for _, p := range c.healthy {
 		if serves == "" {
 			t.Errorf("%s: a health check probes port %s but `mercury %s` has no http address", c.where, p, cmd)
 		} else if p != serves {
 			t.Errorf("%s: a health check probes port %s but `mercury %s` serves /healthz on port %s", c.where, p, cmd, serves)
+		}
+	}
+	return cmd, file[cmd], true
+}
+
+// readSettings reads a Mercury configuration file as section → key → value.
+func readSettings(path string) (map[string]map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	file := map[string]map[string]any{}
+	if err := yaml.Unmarshal(b, &file); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return file, nil
+}
+
+// value is a setting as its flag takes it: a list joined with commas, like the daemon does.
+func value(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, item := range list {
+			parts[i] = fmt.Sprint(item)
+		}
+		return strings.Join(parts, ",")
+	}
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+// owners collects which aggregator instances own which input partitions, per phase.
+type owners struct {
+	config string                      // the settings file whose topics section sizes the topics
+	phases map[string]map[int][]string // phase → partition → instances
+	all    map[string][]string         // phase → instances that own every partition (no --partitions)
+}
+
+func newOwners(config string) *owners {
+	return &owners{config: config, phases: map[string]map[int][]string{}, all: map[string][]string{}}
+}
+
+// add records an aggregator instance from its merged settings.
+func (o *owners) add(t *testing.T, where string, section map[string]any) {
+	t.Helper()
+	phase := value(section["phase"])
+	if o.phases[phase] == nil {
+		o.phases[phase] = map[int][]string{}
+	}
+	parts := value(section["partitions"])
+	if strings.TrimSpace(parts) == "" {
+		o.all[phase] = append(o.all[phase], where)
+		return
+	}
+	for _, f := range strings.Split(parts, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p < 0 {
+			t.Errorf("%s: --partitions: %q is not a partition number", where, f)
+			continue
+		}
+		o.phases[phase][p] = append(o.phases[phase][p], where)
+	}
+}
+
+// check: the instances of each phase own disjoint partition sets that cover its input topic
+// (two owners of a partition would count its spans twice, none would leave them uncounted).
+func (o *owners) check(t *testing.T) {
+	t.Helper()
+	file, err := readSettings(o.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]string{}
+	for _, kv := range strings.Split(value(file["topics"]["partitions"]), ",") {
+		if topic, n, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+			counts[topic] = n
+		}
+	}
+	inputs := map[string]string{"1": bus.TopicSpans, "2": bus.TopicMetrics20s}
+	for phase, owned := range o.phases {
+		topic, ok := inputs[phase]
+		if !ok {
+			t.Errorf("aggregator phase %q: want 1 or 2", phase)
+			continue
+		}
+		n := bus.DefaultPartitions(topic)
+		if s, ok := counts[topic]; ok {
+			if n, err = strconv.Atoi(s); err != nil {
+				t.Errorf("%s: topics.partitions: %s=%q", o.config, topic, s)
+				continue
+			}
+		}
+		if all := o.all[phase]; len(all) > 0 {
+			if len(all) > 1 || len(owned) > 0 {
+				t.Errorf("aggregator phase %s: %s owns every partition of %s, but other instances run too", phase, all[0], topic)
+			}
+			continue
+		}
+		for p := range n {
+			switch who := owned[p]; len(who) {
+			case 0:
+				t.Errorf("aggregator phase %s: partition %d of %s (%d partitions) has no owner", phase, p, topic, n)
+			case 1:
+			default:
+				t.Errorf("aggregator phase %s: partition %d of %s is owned by %s", phase, p, topic, strings.Join(who, " and "))
+			}
+		}
+		for p, who := range owned {
+			if p >= n {
+				t.Errorf("aggregator phase %s: %s owns partition %d, but %s has %d", phase, who[0], p, topic, n)
+			}
 		}
 	}
 }
@@ -208,6 +316,7 @@ func TestComposeServices(t *testing.T) {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	n := 0
+	own := newOwners("mercury.yaml")
 	for name, s := range compose.Services {
 		if !isMercuryImage(s.Image) {
 			continue
@@ -228,11 +337,14 @@ func TestComposeServices(t *testing.T) {
 			}
 			c.healthy = []string{p}
 		}
-		checkContainer(t, c)
+		if cmd, section, ok := checkContainer(t, c); ok && cmd == "aggregator" {
+			own.add(t, c.where, section)
+		}
 	}
 	if n == 0 {
 		t.Fatal("docker-compose.yml runs no service on the mercury image")
 	}
+	own.check(t)
 }
 
 // urlPort is the port of a health check's URL (its last argument).
@@ -252,6 +364,7 @@ type k8sObject struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
 	Spec struct {
+		Replicas    *int         `yaml:"replicas"`
 		Template    *podTemplate `yaml:"template"`
 		JobTemplate *struct {
 			Spec struct {
@@ -339,6 +452,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatalf("no manifests in deploy/k8s (%v)", err)
 	}
 	generated := configMaps(t)
+	own := newOwners("mercury.yaml")
 	containers := 0
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -364,16 +478,22 @@ func TestKubernetesManifests(t *testing.T) {
 			if tmpl == nil {
 				continue
 			}
-			containers += checkPod(t, fmt.Sprintf("%s %s/%s", f, o.Kind, o.Metadata.Name), tmpl, generated)
+			replicas := 1
+			if o.Spec.Replicas != nil {
+				replicas = *o.Spec.Replicas
+			}
+			containers += checkPod(t, fmt.Sprintf("%s %s/%s", f, o.Kind, o.Metadata.Name), tmpl, replicas, generated, own)
 		}
 	}
 	if containers == 0 {
 		t.Fatal("deploy/k8s runs no container on the mercury image")
 	}
+	own.check(t)
 }
 
-// checkPod checks a pod template's Mercury containers and returns how many there were.
-func checkPod(t *testing.T, where string, tmpl *podTemplate, generated map[string][]string) int {
+// checkPod checks a pod template's Mercury containers, records its aggregators (once per
+// replica: each replica is an owner) and returns how many containers there were.
+func checkPod(t *testing.T, where string, tmpl *podTemplate, replicas int, generated map[string][]string, own *owners) int {
 	t.Helper()
 	volumeFiles := map[string][]string{} // volume → the repository files it holds
 	for _, v := range tmpl.Spec.Volumes {
@@ -429,7 +549,11 @@ func checkPod(t *testing.T, where string, tmpl *podTemplate, generated map[strin
 		if _, ok := c.mounts[configInImage]; !ok {
 			t.Errorf("%s: nothing mounted at %s: the pod would run on the image's copy, not the ConfigMap", cw, configInImage)
 		}
-		checkContainer(t, c)
+		if cmd, section, ok := checkContainer(t, c); ok && cmd == "aggregator" {
+			for r := range replicas {
+				own.add(t, fmt.Sprintf("%s (replica %d)", cw, r+1), section)
+			}
+		}
 	}
 	return n
 }
