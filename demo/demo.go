@@ -48,7 +48,10 @@ type Config struct {
 	// the suite labels the shippers it runs itself).
 	Registry prometheus.Registerer
 	FailRate float64 // share of payments that fail (default 0.05)
-	Logger   *slog.Logger
+	// APIAddr is where the api service listens (default 127.0.0.1:0, a free loopback port);
+	// a container sets a reachable one for a gateway in front of it.
+	APIAddr string
+	Logger  *slog.Logger
 }
 
 // Demo is the running services.
@@ -106,19 +109,19 @@ func New(ctx context.Context, cfg Config) (*Demo, error) {
 		d.Close(ctx)
 		return nil, fmt.Errorf("demo: schema: %w", err)
 	}
-	paymentURL, err := d.listen("payment", ag["payment"], d.paymentMux(), nil)
+	paymentURL, err := d.listen("payment", "", ag["payment"], d.paymentMux(), nil)
 	if err != nil {
 		d.Close(ctx)
 		return nil, err
 	}
 	orderClient := &http.Client{Transport: agenthttp.Transport(ag["order"], nil, agenthttp.WithPeerName("payment")), Timeout: 5 * time.Second}
-	orderURL, err := d.listen("order", ag["order"], d.orderMux(orderClient, paymentURL), nil)
+	orderURL, err := d.listen("order", "", ag["order"], d.orderMux(orderClient, paymentURL), nil)
 	if err != nil {
 		d.Close(ctx)
 		return nil, err
 	}
 	apiClient := &http.Client{Transport: agenthttp.Transport(ag["api"], nil, agenthttp.WithPeerName("order")), Timeout: 5 * time.Second}
-	d.apiURL, err = d.listen("api", ag["api"], d.apiMux(apiClient, orderURL),
+	d.apiURL, err = d.listen("api", cfg.APIAddr, ag["api"], d.apiMux(apiClient, orderURL),
 		[]agenthttp.Option{agenthttp.WithBusinessKeys(map[string]string{"user_id": "header:X-User-Id"})})
 	if err != nil {
 		d.Close(ctx)
@@ -208,8 +211,12 @@ func (d *Demo) traffic(ctx context.Context) {
 	}
 }
 
-func (d *Demo) listen(name string, a *agent.Agent, mux *http.ServeMux, opts []agenthttp.Option) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// listen serves a service on addr (empty: a free loopback port) and returns its base URL.
+func (d *Demo) listen(name, addr string, a *agent.Agent, mux *http.ServeMux, opts []agenthttp.Option) (string, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("demo %s: %w", name, err)
 	}

@@ -30,6 +30,8 @@ var commands = map[string]command{
 	"query":      {daemonCommand("query", queryFlags), "query [--http ADDR]                        trace search API, agents, agent config, web UI"},
 	"otlp":       {daemonCommand("otlp", otlpFlags), "otlp [--http ADDR] [--grpc ADDR]           OTLP/HTTP and OTLP/gRPC trace ingest → mercury.spans"},
 	"gateway":    {daemonCommand("gateway", gatewayFlags), "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
+	"demo":       {daemonCommand("demo", demoFlags), "demo [--spool DIR] [--api ADDR]            the demo services and traffic, spools for `mercury ship`"},
+	"topics":     {daemonCommand("topics", topicsFlags), "topics [--partitions TOPIC=N,...]          create Mercury's topics on the cluster (existing ones kept)"},
 	"search":     {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":      {runTrace, "trace TRACE_ID                             print a trace's call tree"},
 	"dlq":        {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},
