@@ -1,25 +1,19 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/mercury-apm/mercury/internal/promtest"
 )
 
 // A real Prometheus (Debian package prometheus) scrapes every daemon of a distributed
 // Mercury, each its own `mercury` process, and finds each one up with its own metrics.
 func TestRealPrometheusScrapesEveryDaemon(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus binary not found (Debian package prometheus); skipping the scrape test")
-	}
 	kafka := freeAddr(t)
 	brokers := []string{"--brokers", kafka}
 	gwConf := filepath.Join(t.TempDir(), "gateway.yaml")
@@ -44,58 +38,39 @@ func TestRealPrometheusScrapesEveryDaemon(t *testing.T) {
 		{job: "gateway", metric: "mercury_gateway_", addr: gwAdmin,
 			args: []string{"gateway", "--config", gwConf, "--spool", t.TempDir()}},
 	}
-	var scrape strings.Builder
-	scrape.WriteString("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n")
+	targets := map[string]string{}
 	for i := range daemons {
 		d := &daemons[i]
 		if d.addr == "" {
 			d.addr = freeAddr(t)
 			d.args = append(d.args, "--http", d.addr)
 		}
+		targets[d.job] = d.addr
+	}
+	prom := promtest.Start(t, targets) // first: it skips the test without Prometheus
+	for _, d := range daemons {
 		daemonProcess(t, d.args...)
-		fmt.Fprintf(&scrape, "  - job_name: %s\n    static_configs:\n      - targets: [%q]\n", d.job, d.addr)
 	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(scrape.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	promAddr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+promAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	query := func(q string) (int, string) {
-		var r struct {
-			Data struct {
-				Result []struct {
-					Value [2]any `json:"value"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+	// value is q's first result, or why there is none.
+	value := func(q string) string {
+		r, err := prom.Query(q)
 		if err != nil {
-			return 0, err.Error()
+			return err.Error()
 		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			return 0, err.Error()
+		if len(r) == 0 {
+			return "no result"
 		}
-		if len(r.Data.Result) == 0 {
-			return 0, "no result"
-		}
-		v, _ := r.Data.Result[0].Value[1].(string)
-		return len(r.Data.Result), v
+		v, _ := r[0].Value[1].(string)
+		return v
 	}
 	for _, d := range daemons {
 		eventually(t, "Prometheus scraping "+d.job, 60*time.Second, func() (bool, string) {
-			n, up := query(fmt.Sprintf(`up{job=%q}`, d.job))
-			if n != 1 || up != "1" {
+			if up := value(fmt.Sprintf(`up{job=%q}`, d.job)); up != "1" {
 				return false, "up=" + up
 			}
-			_, v := query(fmt.Sprintf(`count({__name__=~%q, job=%q})`, d.metric+".+", d.job))
-			return v != "" && v != "0" && v != "no result", d.metric + "*: " + v
+			v := value(fmt.Sprintf(`count({__name__=~%q, job=%q})`, d.metric+".+", d.job))
+			_, err := strconv.Atoi(v)
+			return err == nil && v != "0", d.metric + "*: " + v
 		})
 	}
 }
