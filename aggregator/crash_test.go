@@ -184,8 +184,8 @@ func TestCrashAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	want.check(t, store)
-	t.Logf("%d spans, %d points; %d kills, %d at a flush step (%d reached it), %d phase-1 replays", n, len(want.points), kills, hooked, selfKilled, replays.Load())
+	check(t, want, store)
+	t.Logf("%d spans, %d points; %d kills, %d at a flush step (%d reached it), %d phase-1 replays", n, want.Points(), kills, hooked, selfKilled, replays.Load())
 	if replays.Load() == 0 {
 		t.Error("no kill interrupted a phase-1 flush: the test did not exercise the replay")
 	}

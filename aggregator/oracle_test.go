@@ -1,13 +1,11 @@
 package aggregator_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +14,12 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/mercury-apm/mercury/aggregator"
+	"github.com/mercury-apm/mercury/aggregator/oracle"
 	"github.com/mercury-apm/mercury/aggregator/phase1"
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/internal/metric"
-	"github.com/mercury-apm/mercury/internal/sketch"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
@@ -90,127 +88,24 @@ func generate(n int, seed uint64) *dataset {
 	return d
 }
 
-// oracle is the batch recomputation: per partition in offset order, the watermark decides
-// lateness; every accepted span is added to its series' minute (and its edge's).
-type oracle struct {
-	points  map[metricstore.Key]*metric.Stats
-	labels  map[string]metric.Labels
-	values  map[metricstore.Key][]weighted // raw durations, for exact quantiles
-	tooLate int
-}
-
-type weighted struct{ d, w int64 }
-
-func compute(d *dataset) *oracle {
-	o := &oracle{points: map[metricstore.Key]*metric.Stats{}, labels: map[string]metric.Labels{}, values: map[metricstore.Key][]weighted{}}
-	wm := map[int]int64{}
+// compute is the batch recomputation of the dataset, in each partition's offset order.
+func compute(d *dataset) *oracle.Oracle {
+	o := oracle.New(lateness)
 	for i := range d.spans {
-		s, p := &d.spans[i], d.part[i]
-		wm[p] = max(wm[p], s.StartUnixNano)
-		if wm[p]-s.StartUnixNano > int64(lateness) {
-			o.tooLate++
-			continue
-		}
-		minute := time.Unix(0, s.StartUnixNano).Truncate(time.Minute).Unix()
-		add := func(l metric.Labels) {
-			k := metricstore.Key{SeriesID: l.ID(), Minute: minute}
-			st := o.points[k]
-			if st == nil {
-				st = new(metric.Stats)
-				o.points[k] = st
-				o.labels[k.SeriesID] = l
-			}
-			w := metric.Weight(s.SampleRate)
-			st.Add(s.DurationNano, w, s.Status == schemas.StatusError)
-			o.values[k] = append(o.values[k], weighted{s.DurationNano, w})
-		}
-		add(metric.SeriesOf(s))
-		if e, ok := metric.EdgeOf(s); ok {
-			add(e)
-		}
+		o.Add(d.part[i], &d.spans[i])
 	}
 	return o
 }
 
-// exactQuantile is the nearest-rank quantile of raw values, sketch.Rank's definition.
-func exactQuantile(vs []weighted, q float64) float64 {
-	vs = slices.Clone(vs)
-	slices.SortFunc(vs, func(a, b weighted) int { return int(a.d - b.d) })
-	var total int64
-	for _, v := range vs {
-		total += v.w
-	}
-	rank, cum := sketch.Rank(q, total), int64(0)
-	for _, v := range vs {
-		if cum += v.w; cum >= rank {
-			return float64(v.d)
-		}
-	}
-	return math.NaN()
-}
-
-// check compares the store with the oracle: every point bit-identical, no point the oracle
-// lacks, quantiles within the sketch's bound of the exact ones.
-func (o *oracle) check(t *testing.T, store metricstore.Store) {
+// check compares the store with the oracle over the traffic's hours.
+func check(t *testing.T, o *oracle.Oracle, store metricstore.Store) {
 	t.Helper()
-	ctx := context.Background()
-	keys := make([]metricstore.Key, 0, len(o.points))
-	for k := range o.points {
-		keys = append(keys, k)
-	}
-	got, err := store.Get(ctx, keys)
+	diffs, err := o.Diff(context.Background(), store, base.Add(-2*time.Hour), base.Add(2*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := 0
-	for _, k := range keys {
-		want := o.points[k]
-		g, ok := got[k]
-		switch {
-		case !ok:
-			t.Errorf("point %s (%+v) minute %d missing", k.SeriesID, o.labels[k.SeriesID], k.Minute)
-		case !bytes.Equal(g.Stats.AppendBinary(nil), want.AppendBinary(nil)):
-			t.Errorf("point %s minute %d: count %d errors %d sum %v min %d max %d, want %d %d %v %d %d", k.SeriesID, k.Minute,
-				g.Stats.Count, g.Stats.Errors, g.Stats.Sum, g.Stats.Min, g.Stats.Max, want.Count, want.Errors, want.Sum, want.Min, want.Max)
-		default:
-			for _, q := range []float64{0.5, 0.9, 0.99} {
-				exact := exactQuantile(o.values[k], q)
-				if est := g.Stats.Quantile(q); math.Abs(est-exact) > exact*sketch.RelativeError*(1+1e-9) {
-					t.Errorf("point %s minute %d: p%v %v, exact %v", k.SeriesID, k.Minute, q*100, est, exact)
-				}
-			}
-			continue
-		}
-		if bad++; bad > 10 {
-			t.Fatal("too many differences")
-		}
-	}
-	// Nothing beyond the oracle: every stored series and minute is one the oracle has.
-	series, err := store.Series(ctx, metricstore.Filter{}, base.Add(-2*time.Hour), base.Add(2*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	edges, err := store.Series(ctx, metricstore.Filter{Edges: true}, base.Add(-2*time.Hour), base.Add(2*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyed, _ := store.Series(ctx, metricstore.Filter{Dyed: true}, base.Add(-2*time.Hour), base.Add(2*time.Hour))
-	dyedEdges, _ := store.Series(ctx, metricstore.Filter{Dyed: true, Edges: true}, base.Add(-2*time.Hour), base.Add(2*time.Hour))
-	stored := 0
-	for _, s := range slices.Concat(series, edges, dyed, dyedEdges) {
-		err := store.Range(ctx, s.ID, base.Add(-2*time.Hour), base.Add(2*time.Hour), func(p *metricstore.Point) error {
-			stored++
-			if _, ok := o.points[metricstore.Key{SeriesID: p.SeriesID, Minute: p.Minute}]; !ok {
-				t.Errorf("stored point %s minute %d is not in the oracle", p.SeriesID, p.Minute)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if stored != len(o.points) {
-		t.Errorf("%d points stored, oracle has %d", stored, len(o.points))
+	for _, d := range diffs {
+		t.Error(d)
 	}
 }
 
@@ -403,7 +298,7 @@ func TestOracle(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	want.check(t, store)
+	check(t, want, store)
 	if got := counter(t, tel.Registry, "mercury_aggregator_phase2_late_upserts_total"); got == 0 {
 		t.Error("no minute was upserted a second time: the late spans did not exercise revisions")
 	}
@@ -416,13 +311,13 @@ func TestOracle(t *testing.T) {
 	if n := endOf(t, cfg, bus.TopicDLQ); n != 1 {
 		t.Errorf("%d records in %s, want the bad partial", n, bus.TopicDLQ)
 	}
-	if got := counter(t, tel.Registry, "mercury_aggregator_phase1_too_late_spans_total"); int(got) != want.tooLate || want.tooLate == 0 {
-		t.Errorf("too-late counter %v, oracle %d", got, want.tooLate)
+	if got := counter(t, tel.Registry, "mercury_aggregator_phase1_too_late_spans_total"); int(got) != want.TooLate || want.TooLate == 0 {
+		t.Errorf("too-late counter %v, oracle %d", got, want.TooLate)
 	}
 	if got := counter(t, tel.Registry, "mercury_aggregator_phase1_spans_total"); int(got) != n {
 		t.Errorf("%v spans read, want %d", got, n)
 	}
-	t.Logf("%d spans, %d points, %d too late, %v partials, %v duplicates", n, len(want.points), want.tooLate,
+	t.Logf("%d spans, %d points, %d too late, %v partials, %v duplicates", n, want.Points(), want.TooLate,
 		counter(t, tel.Registry, "mercury_aggregator_phase1_partials_total"), counter(t, tel.Registry, "mercury_aggregator_phase2_duplicate_partials_total"))
 }
 
