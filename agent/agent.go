@@ -64,7 +64,9 @@ type Config struct {
 
 	Logger Logger
 
-	spoolOpenFile func(path string) (spool.File, error) // tests: stalled and failing disks
+	// SpoolOpenFile creates the spool's segment files (default spool.CreateSegmentFile). Fault
+	// drills wrap it to stall or fail the disk under a running agent.
+	SpoolOpenFile func(path string) (spool.File, error)
 }
 
 func (c *Config) defaults() {
@@ -170,7 +172,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := spool.Open(spool.Config{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, OpenFile: cfg.spoolOpenFile})
+	sp, err := spool.Open(spool.Config{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, OpenFile: cfg.SpoolOpenFile})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

@@ -179,11 +179,11 @@ func (f stallingFile) Write(p []byte) (int, error) {
 func TestStalledDiskNeverBlocksTheCaller(t *testing.T) {
 	release, started := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	a, err := agent.NewWithFS(agent.Config{SpoolDir: t.TempDir(), QueueSize: 100, HeartbeatInterval: time.Hour},
-		func(path string) (spool.File, error) {
+	a, err := agent.New(agent.Config{SpoolDir: t.TempDir(), QueueSize: 100, HeartbeatInterval: time.Hour,
+		SpoolOpenFile: func(path string) (spool.File, error) {
 			f, err := spool.CreateSegmentFile(path)
 			return stallingFile{f, release, &once, started}, err
-		})
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,11 +213,11 @@ func (failingFile) Write([]byte) (int, error) { return 0, errors.New("no space l
 
 func TestFullDiskDropsAndCounts(t *testing.T) {
 	var logged atomic.Int32
-	a, err := agent.NewWithFS(agent.Config{SpoolDir: t.TempDir(), Logger: logFunc(func(string, ...any) { logged.Add(1) })},
-		func(path string) (spool.File, error) {
+	a, err := agent.New(agent.Config{SpoolDir: t.TempDir(), Logger: logFunc(func(string, ...any) { logged.Add(1) }),
+		SpoolOpenFile: func(path string) (spool.File, error) {
 			f, err := spool.CreateSegmentFile(path)
 			return failingFile{f}, err
-		})
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
