@@ -303,6 +303,7 @@ func (a *Aggregator) graceCtx(ctx context.Context) (context.Context, context.Can
 // fetcher reads one partition with a deadline, keeping one context per deadline: a
 // context and timer per record would cost more than the record's own processing.
 type fetcher struct {
+	a      *Aggregator
 	r      *kafka.Reader
 	ctx    context.Context // the caller's
 	dl     time.Time
@@ -310,7 +311,8 @@ type fetcher struct {
 	cancel context.CancelFunc
 }
 
-// next waits for the next record until ctx ends or deadline passes (ok false, err nil).
+// next waits for the next record until ctx ends (err) or deadline passes or a fetch fails
+// (ok false, err nil).
 func (f *fetcher) next(deadline time.Time) (kafka.Message, bool, error) {
 	if f.fctx == nil || !deadline.Equal(f.dl) || f.fctx.Err() != nil {
 		f.close()
@@ -324,7 +326,12 @@ func (f *fetcher) next(deadline time.Time) (kafka.Message, bool, error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		return m, false, nil
 	case err != nil:
-		return m, false, fmt.Errorf("aggregator: fetch: %w", err)
+		// The reader reports a failed fetch (a broker down, a leader moving) and retries it
+		// itself after its backoff: the phase waits, it does not stop.
+		f.a.setErr(fmt.Errorf("aggregator: fetch: %w", err))
+		f.a.m.retries.Inc()
+		f.a.cfg.Logger.Warn("aggregator: fetch failed, the reader retries", "phase", f.a.cfg.Phase, "err", err)
+		return m, false, nil
 	}
 	return m, true, nil
 }

@@ -29,7 +29,7 @@ func (a *Aggregator) runPhase1(ctx context.Context, offs *offsets, w *kafka.Writ
 	defer a.m.open.DeleteLabelValues(label)
 	defer a.m.series.DeleteLabelValues(label)
 	var span schemas.Span
-	f := &fetcher{r: r, ctx: ctx}
+	f := &fetcher{a: a, r: r, ctx: ctx}
 	defer f.close()
 	// The input is read in windows of Idle: a window in which nothing arrived means the
 	// partition is caught up, and what is held is emitted without waiting out the interval.

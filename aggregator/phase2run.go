@@ -70,7 +70,7 @@ func (a *Aggregator) runPhase2(ctx context.Context, offs *offsets, w *kafka.Writ
 	lag := a.m.lag.WithLabelValues(p.label)
 	lastFlush, batchStart := time.Now(), time.Time{}
 	winStart, got := lastFlush, false // as in phase 1: a quiet window flushes what is held
-	f := &fetcher{r: r, ctx: ctx}
+	f := &fetcher{a: a, r: r, ctx: ctx}
 	defer f.close()
 	for {
 		deadline := minTime(lastFlush.Add(a.cfg.FlushInterval), winStart.Add(a.cfg.Idle))

@@ -21,7 +21,13 @@ import (
 // embedded store can be opened by one process only. Close it when done.
 func OpenMetrics(ctx context.Context, cfg Config) (metricstore.Store, error) {
 	if cfg.HBaseURL != "" {
-		return hbasestore.NewMetrics(ctx, hbasestore.MetricsConfig{URL: cfg.HBaseURL})
+		return dial(ctx, "HBase", func() (metricstore.Store, error) {
+			s, err := hbasestore.NewMetrics(ctx, hbasestore.MetricsConfig{URL: cfg.HBaseURL})
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return s, nil
+		})
 	}
 	db, err := pebblestore.Open(cfg.embedded("metrics"), pebblestore.Options{})
 	if err != nil {
@@ -37,11 +43,13 @@ func OpenMetrics(ctx context.Context, cfg Config) (metricstore.Store, error) {
 // gives it to its query API too). Close it when done.
 func OpenAlerts(ctx context.Context, cfg Config) (alertstore.Store, error) {
 	if cfg.HBaseURL != "" {
-		s, err := hbasestore.NewAlerts(ctx, hbasestore.AlertsConfig{URL: cfg.HBaseURL})
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
+		return dial(ctx, "HBase", func() (alertstore.Store, error) {
+			s, err := hbasestore.NewAlerts(ctx, hbasestore.AlertsConfig{URL: cfg.HBaseURL})
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		})
 	}
 	s, err := pebblestore.OpenAlerts(cfg.embedded("alerts"))
 	if err != nil {

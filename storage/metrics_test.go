@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/storage"
 	"github.com/mercury-apm/mercury/storage/alertstore"
+	"github.com/mercury-apm/mercury/storage/esstore/esfake"
 	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 )
@@ -75,5 +77,46 @@ func TestOpenAlerts(t *testing.T) {
 	}
 	if got, err := shared[1].GetAlert(ctx, "a"); err != nil || got.Summary != a.Summary {
 		t.Fatalf("the other client: %+v %v", got, err)
+	}
+}
+
+// TestOpenWaitsForTheStore: a daemon started while HBase or Elasticsearch refuses comes up
+// once they answer again (far more refusals than the client's own retries absorb); one that
+// cannot ever work (a 403) fails at once, and a wait ends with its context.
+func TestOpenWaitsForTheStore(t *testing.T) {
+	hb, es := hbasefake.New(), esfake.New()
+	defer hb.Close()
+	defer es.Close()
+	ctx := context.Background()
+	hb.Fail("", "", http.StatusServiceUnavailable, 6)
+	ms, err := storage.OpenMetrics(ctx, storage.Config{HBaseURL: hb.URL})
+	if err != nil {
+		t.Fatalf("metric store after an outage: %v", err)
+	}
+	ms.Close()
+	hb.Fail("", "", http.StatusServiceUnavailable, 6)
+	as, err := storage.OpenAlerts(ctx, storage.Config{HBaseURL: hb.URL})
+	if err != nil {
+		t.Fatalf("alert store after an outage: %v", err)
+	}
+	as.Close()
+	hb.Fail("", "", http.StatusServiceUnavailable, 6)
+	es.FailRequests(25, http.StatusTooManyRequests)
+	s, err := storage.Open(ctx, storage.Config{ESURL: es.URL, HBaseURL: hb.URL})
+	if err != nil {
+		t.Fatalf("trace stores after an outage: %v", err)
+	}
+	s.Close()
+
+	hb.Fail("", "", http.StatusForbidden, 1)
+	if _, err := storage.OpenMetrics(ctx, storage.Config{HBaseURL: hb.URL}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("a 403 must fail at once: %v", err)
+	}
+	hb.Heal()
+	hb.Fail("", "", http.StatusServiceUnavailable, 1_000_000)
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := storage.OpenAlerts(short, storage.Config{HBaseURL: hb.URL}); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a wait cut short must return the store's error: %v", err)
 	}
 }

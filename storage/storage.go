@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mercury-apm/mercury/internal/retry"
 	"github.com/mercury-apm/mercury/storage/esstore"
 	"github.com/mercury-apm/mercury/storage/hbasestore"
 	"github.com/mercury-apm/mercury/storage/pebbledb"
@@ -69,7 +70,9 @@ func Open(ctx context.Context, cfg Config) (_ *Stores, err error) {
 		s.Traces, s.retention = tracestore.New(db, db), db
 		return s, nil
 	}
-	es, err := esstore.New(ctx, esstore.Config{Addresses: []string{cfg.ESURL}, Username: cfg.ESUser, Password: cfg.ESPassword, OmitSpans: cfg.HBaseURL != ""})
+	es, err := dial(ctx, "Elasticsearch", func() (*esstore.Store, error) {
+		return esstore.New(ctx, esstore.Config{Addresses: []string{cfg.ESURL}, Username: cfg.ESUser, Password: cfg.ESPassword, OmitSpans: cfg.HBaseURL != ""})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -79,12 +82,32 @@ func Open(ctx context.Context, cfg Config) (_ *Stores, err error) {
 		s.Traces = tracestore.New(es, es)
 		return s, nil
 	}
-	hb, err := hbasestore.New(ctx, hbasestore.Config{URL: cfg.HBaseURL, TTL: cfg.Retention})
+	hb, err := dial(ctx, "HBase", func() (*hbasestore.Store, error) {
+		return hbasestore.New(ctx, hbasestore.Config{URL: cfg.HBaseURL, TTL: cfg.Retention})
+	})
 	if err != nil {
 		return nil, err
 	}
 	s.Traces = tracestore.New(es, hb)
 	return s, nil
+}
+
+// dial opens a remote store, waiting out a server that is down or overloaded: a daemon
+// (re)started during a store outage comes up when the store does, instead of exiting into a
+// crash loop. A permanent error (a bad URL, refused credentials) returns at once, and so
+// does the last error when ctx ends.
+func dial[S any](ctx context.Context, what string, open func() (S, error)) (S, error) {
+	b := retry.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		s, err := open()
+		if err == nil || !retry.IsRetryable(err) {
+			return s, err
+		}
+		slog.Warn("storage: "+what+" unavailable, retrying", "err", err)
+		if b.Wait(ctx) != nil {
+			return s, err
+		}
+	}
 }
 
 // RunRetention drops data older than the retention now and then hourly until ctx ends: the

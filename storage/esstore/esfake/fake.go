@@ -95,6 +95,13 @@ func (s *Server) Indices() []string {
 	return slices.Sorted(maps.Keys(s.indices))
 }
 
+// DocIDs returns the ids of an index's documents (nil for no such index).
+func (s *Server) DocIDs(index string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Keys(s.indices[index]))
+}
+
 // Template returns a stored index template.
 func (s *Server) Template(name string) json.RawMessage {
 	s.mu.Lock()
