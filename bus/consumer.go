@@ -227,7 +227,7 @@ func (c *Consumer) generation(ctx, gctx, work context.Context, gen *kafka.Genera
 		case <-fetchCtx.Done():
 			return nil
 		case bt := <-batches:
-			if err := c.handle(work, gen, bt, h); err != nil {
+			if err := c.handle(work, gctx, gen, bt, h); err != nil {
 				return err
 			}
 		}
@@ -290,8 +290,9 @@ func (c *Consumer) fetch(ctx context.Context, a Assignment, out chan<- Batch) {
 	}
 }
 
-// handle runs h on bt until it succeeds or fails permanently, then commits the batch.
-func (c *Consumer) handle(ctx context.Context, gen *kafka.Generation, bt Batch, h Handler) error {
+// handle runs h on bt until it succeeds or fails permanently, then commits the batch while
+// the generation (gctx) lasts.
+func (c *Consumer) handle(ctx, gctx context.Context, gen *kafka.Generation, bt Batch, h Handler) error {
 	b := c.cfg.Backoff
 	for {
 		err := h(ctx, bt)
@@ -315,6 +316,14 @@ func (c *Consumer) handle(ctx context.Context, gen *kafka.Generation, bt Batch, 
 	}
 	b.Reset()
 	for {
+		// A generation that ended (its coordinator connection broke with the broker, a
+		// rebalance) takes its connection with it: every commit through it would fail. The
+		// next generation's owner redoes the batch from the last commit, and every Mercury
+		// handler's writes are idempotent.
+		if gctx.Err() != nil {
+			c.log.Info("bus: generation ended before the commit; the batch is redone", "topic", bt.Topic, "partition", bt.Partition)
+			return nil
+		}
 		err := gen.CommitOffsets(map[string]map[int]int64{bt.Topic: {bt.Partition: bt.Last + 1}})
 		if err == nil {
 			c.setErr(nil)

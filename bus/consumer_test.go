@@ -276,3 +276,72 @@ func TestConsumerRebalance(t *testing.T) {
 		t.Fatalf("handled %d of %d", len(seen), len(values))
 	}
 }
+
+// TestConsumerSurvivesBrokerRestart: the broker dies under a consuming group and comes back
+// on its data directory; the consumer rejoins and commits again (its old generation's
+// connection died with the broker, and commits through it would fail forever).
+func TestConsumerSurvivesBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	b, err := broker.New(context.Background(), broker.Config{DataDir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addr()
+	cfg := bus.Config{Brokers: []string{addr}}
+	produce(t, cfg, bus.TopicSpans, 6, "a", "b", "c", "d", "e", "f")
+	c, err := bus.NewConsumer(cfg, bus.ConsumerConfig{Topic: bus.TopicSpans, Group: "restart", Logger: quiet,
+		Backoff: retry.Backoff{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(ctx, func(_ context.Context, bt bus.Batch) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range bt.Messages {
+				seen[string(m.Value)] = true
+			}
+			return nil
+		})
+	}()
+	allCommitted := func(cfg bus.Config, want int64) func() bool {
+		return func() bool {
+			var n int64
+			for _, off := range committed(t, cfg, "restart", bus.TopicSpans, 6) {
+				n += max(off, 0)
+			}
+			return n == want
+		}
+	}
+	waitFor(t, 30*time.Second, "first records committed", allCommitted(cfg, 6))
+	b.Close()
+	b, err = broker.New(context.Background(), broker.Config{DataDir: dir, Addr: addr, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	produce(t, cfg, bus.TopicSpans, 6, "g", "h", "i", "j", "k", "l")
+	waitFor(t, 60*time.Second, "records after the restart committed", allCommitted(cfg, 12))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 12 {
+		t.Fatalf("handled %d distinct records, want 12", len(seen))
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,147 @@
+package reliability
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemon is one `mercury` subcommand run as its own process, restarted with the same
+// arguments (and so the same data directory and ports) after a kill.
+type daemon struct {
+	name    string
+	args    []string
+	health  string // its /healthz URL
+	logPath string
+
+	mu     sync.Mutex // one fault at a time per daemon
+	cmd    *exec.Cmd
+	exited chan error
+	kills  int
+}
+
+func newDaemon(dir, name, health string, args ...string) *daemon {
+	return &daemon{name: name, args: args, health: health, logPath: filepath.Join(dir, name+".log")}
+}
+
+// start runs the process and waits until its /healthz answers 200.
+func (d *daemon) start() error {
+	log, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "=== start %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(d.args, " "))
+	d.cmd = exec.Command(mercuryBin, d.args...)
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	err = d.cmd.Start()
+	log.Close() // the child has its own descriptor
+	if err != nil {
+		return err
+	}
+	d.exited = make(chan error, 1)
+	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(d.cmd, d.exited)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case err := <-d.exited:
+			return fmt.Errorf("%s exited on start: %v\n%s", d.name, err, d.logTail())
+		default:
+		}
+		if resp, err := http.Get(d.health); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not healthy within a minute\n%s", d.name, d.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports an error when the process ended without being told to.
+func (d *daemon) alive() error {
+	select {
+	case err := <-d.exited:
+		return fmt.Errorf("%s died on its own: %v\n%s", d.name, err, d.logTail())
+	default:
+		return nil
+	}
+}
+
+// crash SIGKILLs the process (no shutdown code runs, whatever it held in memory is gone),
+// keeps it down for down, and starts it again.
+func (d *daemon) crash(down time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.alive(); err != nil {
+		return err
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+	d.kills++
+	time.Sleep(down)
+	return d.start()
+}
+
+// stop SIGTERMs the process, which must end cleanly (status 0) within 30 s.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.alive(); err != nil {
+		t.Error(err)
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Errorf("%s: %v after SIGTERM\n%s", d.name, err, d.logTail())
+		}
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		t.Errorf("%s did not stop within 30 s of SIGTERM\n%s", d.name, d.logTail())
+	}
+}
+
+// abandon SIGKILLs the process if it still runs: a failed drill leaves nothing behind.
+func (d *daemon) abandon() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil || d.alive() != nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+}
+
+// logTail is the end of the process's log, for failure messages.
+func (d *daemon) logTail() string {
+	b, _ := os.ReadFile(d.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// freeAddr is a loopback address nothing listens on (yet).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

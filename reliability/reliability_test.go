@@ -1,0 +1,315 @@
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mercury-apm/mercury/aggregator"
+	"github.com/mercury-apm/mercury/alerter"
+	"github.com/mercury-apm/mercury/alerter/notify"
+	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/storage/alertstore"
+	"github.com/mercury-apm/mercury/storage/esstore/esfake"
+	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
+	"github.com/mercury-apm/mercury/storage/hbasestore"
+)
+
+// mercuryBin is the binary under test, built once by TestMain.
+var mercuryBin string
+
+func TestMain(m *testing.M) {
+	if os.Getenv("MERCURY_RELIABILITY") == "" {
+		os.Exit(m.Run()) // the drill skips itself
+	}
+	mercuryBin = os.Getenv("MERCURY_BIN")
+	if mercuryBin == "" {
+		dir, err := os.MkdirTemp("", "mercury-drill")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		mercuryBin = filepath.Join(dir, "mercury")
+		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", mercuryBin, "github.com/mercury-apm/mercury/cmd/mercury")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building mercury:", err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// envInt reads a positive integer setting of the drill.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// TestReliability is the fault drill; `make reliability` runs it. Settings (environment):
+// MERCURY_RELIABILITY_SPANS (default 1,000,000), MERCURY_RELIABILITY_SEED (default: the
+// time), MERCURY_RELIABILITY_REPORT (write the report there), MERCURY_BIN (test that binary
+// instead of building one).
+func TestReliability(t *testing.T) {
+	if mercuryBin == "" {
+		t.Skip("the fault drill runs with MERCURY_RELIABILITY=1 (make reliability)")
+	}
+	spans := envInt(t, "MERCURY_RELIABILITY_SPANS", 1_000_000)
+	seed := envInt(t, "MERCURY_RELIABILITY_SEED", int(time.Now().UnixNano()%1e9))
+	rng := rand.New(rand.NewPCG(uint64(seed), 14))
+	rep := &report{seed: seed, spans: spans, started: time.Now()}
+	dir, err := os.MkdirTemp("", "mercury-drill-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon logs and data are kept in %s", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	})
+
+	// The stores we cannot run here are their fakes, behind endpoints that can refuse.
+	es, hb := esfake.New(), hbasefake.New()
+	defer es.Close()
+	defer hb.Close()
+	esDown := &outage{refuse: func() { es.FailRequests(1, http.StatusTooManyRequests) }}
+	hbDown := &outage{refuse: func() { hb.Fail("", "", http.StatusServiceUnavailable, 1) }}
+	esURL, hbURL := esDown.serve(es.Config.Handler), hbDown.serve(hb.Config.Handler)
+	defer esURL.Close()
+	defer hbURL.Close()
+	hook := &webhook{firing: map[string]int{}}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+
+	brokerAddr := freeAddr(t)
+	cfg := bus.Config{Brokers: []string{brokerAddr}}
+	httpAddr := func() (string, string) { a := freeAddr(t); return a, "http://" + a + "/healthz" }
+	ba, bh := httpAddr()
+	broker := newDaemon(dir, "broker", bh, "broker", "--addr", brokerAddr, "--data", filepath.Join(dir, "broker"), "--http", ba)
+	ca, ch := httpAddr()
+	coll := newDaemon(dir, "collector", ch, "collector", "--brokers", brokerAddr, "--es", esURL.URL, "--hbase", hbURL.URL, "--http", ca)
+	p1a, p1h := httpAddr()
+	phase1 := newDaemon(dir, "phase1", p1h, "aggregator", "--phase", "1", "--brokers", brokerAddr, "--http", p1a)
+	p2a, p2h := httpAddr()
+	phase2 := newDaemon(dir, "phase2", p2h, "aggregator", "--phase", "2", "--brokers", brokerAddr, "--hbase", hbURL.URL, "--http", p2a)
+	aa, ah := httpAddr()
+	alert := newDaemon(dir, "alerter", ah, "alerter", "--brokers", brokerAddr, "--hbase", hbURL.URL, "--webhook", hookSrv.URL, "--http", aa)
+
+	// Traffic: three services, each with exception bursts at random times.
+	perService := spans / len(serviceNames)
+	duration := time.Duration(float64(perService) / spanRate * float64(time.Second))
+	var svcs []*service
+	var shippers []*daemon
+	for _, name := range serviceNames {
+		var bursts []time.Duration
+		for range 4 {
+			bursts = append(bursts, time.Duration(rng.Int64N(int64(duration*9/10))))
+		}
+		slices.Sort(bursts)
+		s, err := newService(dir, name, bursts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcs = append(svcs, s)
+		sa, sh := httpAddr()
+		shippers = append(shippers, newDaemon(dir, "ship-"+name, sh, "ship", "--spool", s.spool, "--brokers", brokerAddr, "--http", sa))
+	}
+	putRules(t, hbURL.URL)
+	daemons := append([]*daemon{broker, coll, phase1, phase2, alert}, shippers...)
+	t.Cleanup(func() {
+		for _, d := range daemons {
+			d.abandon()
+		}
+	})
+	for _, d := range daemons {
+		if err := d.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep.faults = plan(rng, duration, 8, len(svcs))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range svcs {
+		rate := spanRate
+		if s.name == "payment" {
+			rate *= 2 // it samples half its traces
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx, rand.New(rand.NewPCG(uint64(seed), uint64(i))), perService, rate, start)
+		}()
+	}
+	// The faults, each at its time; a killed daemon stays down for the fault's length (a
+	// fault finding its daemon still down from the last one waits for it).
+	errs := make(chan error, len(rep.faults))
+	for _, f := range rep.faults {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Until(start.Add(f.at)))
+			until := time.Now().Add(f.length).UnixNano()
+			switch f.kind {
+			case stallDisk:
+				svcs[f.target].disk.stalledUntil.Store(until)
+			case fillDisk:
+				svcs[f.target].disk.fullUntil.Store(until)
+			case esRefuses:
+				esDown.until.Store(until)
+			case hbaseRefuses:
+				hbDown.until.Store(until)
+			default:
+				d := map[string]*daemon{killShipper: shippers[f.target], killCollector: coll, killPhase1: phase1,
+					killPhase2: phase2, killAlerter: alert, killBroker: broker}[f.kind]
+				errs <- d.crash(f.length)
+			}
+		}()
+	}
+	wg.Wait()
+	rep.traffic = time.Since(start)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range svcs {
+		if err := s.agent.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Drain: every shipper caught up with its spool, every consumer group with its topic.
+	deadline := time.Now().Add(5 * time.Minute)
+	for _, d := range shippers {
+		waitUntil(t, deadline, d.name+" drained", func() (bool, string) {
+			lag, err := shipLag(d)
+			return err == nil && lag == 0, fmt.Sprint(lag, err)
+		})
+	}
+	groups := [][2]string{{collector.Group, bus.TopicSpans}, {aggregator.GroupPhase1, bus.TopicSpans},
+		{aggregator.GroupPhase2, bus.TopicMetrics20s}, {"alerter", bus.TopicEvents}}
+	waitUntil(t, deadline, "consumers caught up", func() (bool, string) {
+		for _, g := range groups {
+			lag, err := alerter.ConsumerLag(ctx, cfg, g[0], g[1])
+			if err != nil || lag > 0 {
+				return false, fmt.Sprintf("%s on %s: lag %d %v", g[0], g[1], lag, err)
+			}
+		}
+		return true, ""
+	})
+	rep.drained = time.Since(start) - rep.traffic
+	for _, d := range daemons[1:] {
+		d.stop(t)
+	}
+	for _, d := range daemons {
+		rep.kills += d.kills
+	}
+
+	check(t, ctx, rep, cfg, svcs, es, hb.URL, hook)
+	broker.stop(t)
+	rep.write(t)
+}
+
+// drillRule fires on checkout's POST /order as soon as its first minute has a call, and
+// holds while traffic flows: exactly one alert per series, whatever restarts under it.
+const drillRule = "drill-traffic"
+
+func putRules(t *testing.T, hbURL string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := hbasestore.NewAlerts(ctx, hbasestore.AlertsConfig{URL: hbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	one := 1.0
+	if _, err := s.PutRule(ctx, alertstore.Rule{Name: drillRule, Kind: alertstore.RuleMetric,
+		Conditions: []alertstore.Condition{{Metric: "count", Op: ">=", Warning: &one}}}, 0, "drill"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutStrategy(ctx, alertstore.Strategy{Name: "drill", Rules: []string{drillRule},
+		Selectors: []alertstore.Selector{{Service: "checkout", Operation: "POST /order"}},
+		Receivers: map[string][]string{alertstore.LevelWarning: {"webhook"}}}, 0, "drill"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spanRate is each service's pace in spans per second.
+const spanRate = 6000.0
+
+func waitUntil(t *testing.T, deadline time.Time, what string, cond func() (bool, string)) {
+	t.Helper()
+	last := ""
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, last = cond(); ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not by the deadline (last: %s)", what, last)
+}
+
+// shipLag is the records a shipper has not had acknowledged yet.
+func shipLag(d *daemon) (int64, error) {
+	resp, err := http.Get(d.health[:len(d.health)-len("/healthz")] + "/api/v1/ship/stats")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Stats map[string]int64 `json:"stats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, err
+	}
+	return body.Stats["shipper_lag_records"], nil
+}
+
+// webhook is the alerter's notification receiver: it counts firing notices per alert.
+type webhook struct {
+	mu     sync.Mutex
+	firing map[string]int
+}
+
+func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var b notify.WebhookBody
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if b.Event == notify.Fired {
+		h.firing[b.Alert.ID]++
+	}
+}
