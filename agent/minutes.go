@@ -1,25 +1,20 @@
 package agent
 
-import "strconv"
+import (
+	"strconv"
 
-// Per-minute span counts in heartbeats, for `mercury audit`: a heartbeat's Stats carry, for
-// every minute in which spans written since the previous heartbeat started,
-//
-//	"spans_written_minute:<unix seconds of the minute's start>" = spans
-//
-// a delta, so the sum over an agent's heartbeats is what it wrote for that minute. A span
-// counts once its spool block is on disk: the counts of the block being built are held back
-// and dropped if its write fails, like the cumulative spans_written. A heartbeat that fails
-// to reach the disk keeps its deltas for the next one.
-const (
-	MinuteStatPrefix = "spans_written_minute:"
-	// MinuteStatOverflow counts spans of minutes beyond MaxReportedMinutes waiting for one
-	// heartbeat (a host clock jumping around): the audit cannot place them in a minute.
-	MinuteStatOverflow = "spans_written_minute_overflow"
-	// MaxReportedMinutes bounds the distinct minutes a heartbeat carries, and the memory they
-	// take while heartbeats cannot be written.
-	MaxReportedMinutes = 1440
+	"github.com/mercury-apm/mercury/schemas"
 )
+
+// Per-minute span counts in heartbeats (schemas.StatMinutePrefix), for `mercury audit`: a
+// span counts once its spool block is on disk; the counts of the block being built are held
+// back and dropped if its write fails, like the cumulative spans_written. A heartbeat that
+// fails to reach the disk keeps its deltas for the next one.
+
+// MaxReportedMinutes bounds the distinct minutes a heartbeat carries, and the memory they take
+// while heartbeats cannot be written; spans of further minutes count in
+// schemas.StatMinuteOverflow.
+const MaxReportedMinutes = 1440
 
 // minuteTally counts spans by start minute. Spans mostly arrive in start order, so the
 // current run is a compare and an increment; only a change of minute touches the map.
@@ -85,10 +80,10 @@ func (d *minuteDeltas) confirm(t *minuteTally) {
 // put adds the deltas to a heartbeat's stats.
 func (d *minuteDeltas) put(stats map[string]int64) {
 	for m, n := range d.byMinute {
-		stats[MinuteStatPrefix+strconv.FormatInt(m*60, 10)] = n
+		stats[schemas.StatMinutePrefix+strconv.FormatInt(m*60, 10)] = n
 	}
 	if d.overflow > 0 {
-		stats[MinuteStatOverflow] = d.overflow
+		stats[schemas.StatMinuteOverflow] = d.overflow
 	}
 }
 

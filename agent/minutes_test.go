@@ -21,7 +21,7 @@ func minuteSums(t *testing.T, beats []schemas.Heartbeat) map[int64]int64 {
 	out := map[int64]int64{}
 	for _, hb := range beats {
 		for k, n := range hb.Stats {
-			m, ok := strings.CutPrefix(k, agent.MinuteStatPrefix)
+			m, ok := strings.CutPrefix(k, schemas.StatMinutePrefix)
 			if !ok {
 				continue
 			}
@@ -31,7 +31,7 @@ func minuteSums(t *testing.T, beats []schemas.Heartbeat) map[int64]int64 {
 			}
 			out[sec] += n
 		}
-		if n := hb.Stats[agent.MinuteStatOverflow]; n != 0 {
+		if n := hb.Stats[schemas.StatMinuteOverflow]; n != 0 {
 			t.Fatalf("overflow %d", n)
 		}
 	}
