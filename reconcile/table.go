@@ -15,7 +15,7 @@ import (
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "audit %s to %s (UTC minutes; aggregated and weighted in spans, 1/sample rate)\n",
 		r.From.Format(time.RFC3339), r.To.Format(time.RFC3339))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "service\tminute\treported\tshipped\tstored\tweighted\taggregated\t")
 	for _, row := range r.Rows {
 		reported := "-"
