@@ -105,6 +105,9 @@ type Report struct {
 	// dead-letters such spans): not counted anywhere.
 	UndecodableSpans      int64 `json:"undecodable_spans,omitempty"`
 	UndecodableHeartbeats int64 `json:"undecodable_heartbeats,omitempty"`
+	// Warnings say where a count may be short for a reason the audit cannot see past (a
+	// topic's retention removed records of the window).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrInvalidRange is returned for a range the audit refuses.
@@ -165,8 +168,8 @@ func Run(ctx context.Context, cfg Config, from, to time.Time) (*Report, error) {
 	within := func(unixNano int64) bool { return unixNano >= lo && unixNano < hi }
 	readFrom, readTo := from.Add(-cfg.Skew), to.Add(cfg.Lateness)
 
-	reporting, badBeats, err := countHeartbeats(ctx, cfg.Bus, readFrom, readTo, from.Unix(), to.Unix(), row)
-	rep.UndecodableHeartbeats = badBeats
+	reporting, badBeats, warnings, err := countHeartbeats(ctx, cfg.Bus, readFrom, readTo, from.Unix(), to.Unix(), row)
+	rep.UndecodableHeartbeats, rep.Warnings = badBeats, warnings
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +179,7 @@ func Run(ctx context.Context, cfg Config, from, to time.Time) (*Report, error) {
 	}
 	seen := map[spanKey]struct{}{}
 	var sp schemas.Span
-	err = readTopic(ctx, cfg.Bus, bus.TopicSpans, readFrom, readTo, func(value []byte) {
+	warnings, err = readTopic(ctx, cfg.Bus, bus.TopicSpans, readFrom, readTo, func(value []byte) {
 		if err := schemas.Unmarshal(value, &sp); err != nil {
 			rep.UndecodableSpans++
 			return
@@ -194,6 +197,7 @@ func Run(ctx context.Context, cfg Config, from, to time.Time) (*Report, error) {
 		seen[k] = struct{}{}
 		c.shipped++
 	})
+	rep.Warnings = append(rep.Warnings, warnings...)
 	if err != nil {
 		return nil, err
 	}

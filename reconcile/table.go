@@ -31,6 +31,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.UndecodableSpans > 0 || r.UndecodableHeartbeats > 0 {
 		fmt.Fprintf(w, "undecodable records: %d spans, %d heartbeats (not counted)\n", r.UndecodableSpans, r.UndecodableHeartbeats)
 	}
+	for _, warning := range r.Warnings {
+		fmt.Fprintln(w, "warning:", warning)
+	}
 	if r.Missing == 0 {
 		_, err := fmt.Fprintf(w, "nothing missing: %d service-minutes\n", len(r.Rows))
 		return err

@@ -17,61 +17,78 @@ import (
 
 // readTopic calls fn with the value of every record of topic whose Kafka timestamp is in
 // [from, to), partition by partition: from the first offset at or after from to the first at
-// or after to (or the end of the partition as it is now).
-func readTopic(ctx context.Context, bc bus.Config, topic string, from, to time.Time, fn func(value []byte)) error {
+// or after to (or the end of the partition as it is now). It warns about partitions whose
+// retention removed records that may have been shipped after from.
+func readTopic(ctx context.Context, bc bus.Config, topic string, from, to time.Time, fn func(value []byte)) (warnings []string, err error) {
 	cl, err := bc.Client()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return fmt.Errorf("reconcile: %s: metadata: %w", topic, err)
+		return nil, fmt.Errorf("reconcile: %s: metadata: %w", topic, err)
 	}
 	var parts []int
 	for _, t := range md.Topics {
 		if t.Error != nil {
-			return fmt.Errorf("reconcile: %s: %w", topic, t.Error)
+			return nil, fmt.Errorf("reconcile: %s: %w", topic, t.Error)
 		}
 		for _, p := range t.Partitions {
 			parts = append(parts, p.ID)
 		}
 	}
-	ends, err := listOffsets(ctx, cl, topic, parts, func(p int) kafka.OffsetRequest { return kafka.LastOffsetOf(p) })
+	bounds, err := listOffsets(ctx, cl, topic, parts, func(p int) []kafka.OffsetRequest {
+		return []kafka.OffsetRequest{kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p)}
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Asked apart from the end offsets: kafka-go files a time lookup that found nothing
+	// Asked apart from the bounds: kafka-go files a time lookup that found nothing
 	// (timestamp -1) under the last offset.
-	starts, err := listOffsets(ctx, cl, topic, parts, func(p int) kafka.OffsetRequest { return kafka.TimeOffsetOf(p, from) })
+	starts, err := listOffsets(ctx, cl, topic, parts, func(p int) []kafka.OffsetRequest { return []kafka.OffsetRequest{kafka.TimeOffsetOf(p, from)} })
 	if err != nil {
-		return err
+		return nil, err
 	}
-	stops, err := listOffsets(ctx, cl, topic, parts, func(p int) kafka.OffsetRequest { return kafka.TimeOffsetOf(p, to) })
+	stops, err := listOffsets(ctx, cl, topic, parts, func(p int) []kafka.OffsetRequest { return []kafka.OffsetRequest{kafka.TimeOffsetOf(p, to)} })
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range parts {
-		end := ends[p].LastOffset
-		start, ok := timeOffset(ends[p], starts[p])
+		b := bounds[p]
+		start, at, ok := timeOffset(b, starts[p])
 		if !ok {
 			continue // nothing shipped since from
 		}
-		stop, ok := timeOffset(ends[p], stops[p])
+		if w := trimmed(topic, p, b.FirstOffset, start, at, from); w != "" {
+			warnings = append(warnings, w)
+		}
+		stop, _, ok := timeOffset(b, stops[p])
 		if !ok {
-			stop = end
+			stop = b.LastOffset
 		}
 		if err := readPartition(ctx, cl, topic, p, start, stop, fn); err != nil {
-			return err
+			return warnings, err
 		}
 	}
-	return nil
+	return warnings, nil
 }
 
-func listOffsets(ctx context.Context, cl *kafka.Client, topic string, parts []int, req func(int) kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
-	reqs := make([]kafka.OffsetRequest, len(parts))
-	for i, p := range parts {
-		reqs[i] = req(p)
+// trimmed warns when the read of a partition starts at its first offset, records before it
+// are gone (retention), and the first one left was shipped after the window opened: the
+// removed ones may have been shipped in the window.
+func trimmed(topic string, partition int, first, start int64, startTime, from time.Time) string {
+	if start != first || first == 0 || !startTime.After(from) {
+		return ""
+	}
+	return fmt.Sprintf("%s partition %d: retention removed its records before %s, after the audit's window opens (%s): records shipped in between are not counted",
+		topic, partition, startTime.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
+}
+
+func listOffsets(ctx context.Context, cl *kafka.Client, topic string, parts []int, req func(int) []kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
+	var reqs []kafka.OffsetRequest
+	for _, p := range parts {
+		reqs = append(reqs, req(p)...)
 	}
 	res, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
 	if err != nil {
@@ -87,15 +104,15 @@ func listOffsets(ctx context.Context, cl *kafka.Client, topic string, parts []in
 	return out, nil
 }
 
-// timeOffset is the offset a time lookup found, capped at the end; false when no record is
-// that recent.
-func timeOffset(end, found kafka.PartitionOffsets) (int64, bool) {
-	for off := range found.Offsets {
+// timeOffset is the offset a time lookup found, capped at the end, and the timestamp of its
+// record; false when no record is that recent.
+func timeOffset(bounds, found kafka.PartitionOffsets) (int64, time.Time, bool) {
+	for off, at := range found.Offsets {
 		if off >= 0 {
-			return min(off, end.LastOffset), true
+			return min(off, bounds.LastOffset), at, true
 		}
 	}
-	return 0, false
+	return 0, time.Time{}, false
 }
 
 // readPartition reads offsets [start, stop) of one partition.
@@ -147,7 +164,7 @@ func readPartition(ctx context.Context, cl *kafka.Client, topic string, partitio
 // of minutes in [fromSec, toSec). A heartbeat shipped twice counts once. It returns the
 // services whose heartbeats carry per-minute counts at all, and how many records did not
 // decode.
-func countHeartbeats(ctx context.Context, bc bus.Config, from, to time.Time, fromSec, toSec int64, row func(string, int64) *counts) (map[string]bool, int64, error) {
+func countHeartbeats(ctx context.Context, bc bus.Config, from, to time.Time, fromSec, toSec int64, row func(string, int64) *counts) (map[string]bool, int64, []string, error) {
 	type beatKey struct {
 		host, service     string
 		pid               int32
@@ -156,7 +173,7 @@ func countHeartbeats(ctx context.Context, bc bus.Config, from, to time.Time, fro
 	seen := map[beatKey]bool{}
 	reporting := map[string]bool{}
 	var undecodable int64
-	err := readTopic(ctx, bc, bus.TopicHeartbeats, from, to, func(value []byte) {
+	warnings, err := readTopic(ctx, bc, bus.TopicHeartbeats, from, to, func(value []byte) {
 		var hb schemas.Heartbeat
 		if err := schemas.Unmarshal(value, &hb); err != nil {
 			undecodable++
@@ -184,5 +201,5 @@ func countHeartbeats(ctx context.Context, bc bus.Config, from, to time.Time, fro
 			row(hb.Service, sec).reported += n
 		}
 	})
-	return reporting, undecodable, err
+	return reporting, undecodable, warnings, err
 }
