@@ -19,6 +19,10 @@ type writer struct {
 	taken   uint64       // spans taken off the queue so far
 	waiting []flushRequest
 	lastErr time.Time
+	// Per-minute span counts for heartbeats (minutes.go): those of the pending spool block,
+	// confirmed when the block is on disk, dropped when its write fails.
+	pendingMinutes minuteTally
+	minutes        minuteDeltas
 }
 
 func (a *Agent) writeLoop() {
@@ -28,7 +32,7 @@ func (a *Agent) writeLoop() {
 	defer flush.Stop()
 	beat := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer beat.Stop()
-	a.heartbeat()
+	w.heartbeat()
 	for {
 		select {
 		case <-a.spans.wake:
@@ -43,7 +47,7 @@ func (a *Agent) writeLoop() {
 			w.drain()
 			w.flush()
 		case <-beat.C:
-			a.heartbeat()
+			w.heartbeat()
 		case <-a.stop:
 			w.drain()
 			for {
@@ -52,7 +56,7 @@ func (a *Agent) writeLoop() {
 					w.writeEvent(&ev)
 				default:
 					w.flush()
-					a.heartbeat()
+					w.heartbeat()
 					return
 				}
 			}
@@ -98,8 +102,9 @@ func (w *writer) writeSpans(b []byte, n int) {
 		s.Domain, s.Service, s.Host, s.AgentVersion = a.cfg.Domain, a.cfg.Service, a.cfg.Host, Version
 		a.mask.span(s)
 		committed++
+		w.pendingMinutes.add(s.StartUnixNano)
 		lost, err := w.spans.Commit(schemas.AppendSpan(w.spans.Pending(), s))
-		w.report(&a.written, lost, err)
+		w.spansOut(lost, err)
 	}
 	s.Reset() // nothing may keep pointing into the batch once the queue refills it
 }
@@ -118,10 +123,21 @@ func (w *writer) writeEvent(ev *schemas.Event) {
 }
 
 func (w *writer) flush() {
-	lost, err := w.spans.Flush()
-	w.report(&w.a.written, lost, err)
-	lost, err = w.events.Flush()
+	w.spansOut(w.spans.Flush())
+	lost, err := w.events.Flush()
 	w.report(&w.a.eventsOut, lost, err)
+}
+
+// spansOut accounts for a Commit or Flush of the spans stream: a block lost takes its spans
+// off the counts, a block written confirms its per-minute counts.
+func (w *writer) spansOut(lost int, err error) {
+	w.report(&w.a.written, lost, err)
+	switch {
+	case lost > 0:
+		w.pendingMinutes.drop()
+	case w.spans.Records() == 0:
+		w.minutes.confirm(&w.pendingMinutes)
+	}
 }
 
 // report counts records a failed block write lost; they were counted as written when
@@ -137,7 +153,10 @@ func (w *writer) report(written *atomic.Int64, lost int, err error) {
 	}
 }
 
-func (a *Agent) heartbeat() {
+// heartbeat writes the agent's stats, with the per-minute counts confirmed since the last
+// heartbeat that reached the disk.
+func (w *writer) heartbeat() {
+	a := w.a
 	st := a.Stats()
 	hb := schemas.Heartbeat{
 		TimeUnixNano: time.Now().UnixNano(), Domain: a.cfg.Domain, Service: a.cfg.Service, Host: a.cfg.Host,
@@ -148,6 +167,7 @@ func (a *Agent) heartbeat() {
 			"spool_bytes": st.SpoolBytes, "spool_segments": st.SpoolSegments, "spool_deleted_segments": st.SpoolDeleted,
 		},
 	}
+	w.minutes.put(hb.Stats)
 	for reason, n := range st.Dropped {
 		hb.Stats["dropped_"+reason] = n
 	}
@@ -158,14 +178,15 @@ func (a *Agent) heartbeat() {
 			}
 		}
 	}
-	w := a.spool.Writer(spool.StreamHeartbeats)
-	body, err := schemas.AppendBinary(w.Pending(), &hb)
+	hw := a.spool.Writer(spool.StreamHeartbeats)
+	body, err := schemas.AppendBinary(hw.Pending(), &hb)
 	if err != nil {
 		return
 	}
-	if _, err := w.Commit(body); err == nil {
-		if _, err := w.Flush(); err == nil {
+	if lost, err := hw.Commit(body); err == nil && lost == 0 {
+		if lost, err := hw.Flush(); err == nil && lost == 0 {
 			a.beats.Add(1)
+			w.minutes.reset()
 		}
 	}
 }

@@ -16,11 +16,13 @@ import (
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/query/agents"
 	"github.com/mercury-apm/mercury/query/api"
+	"github.com/mercury-apm/mercury/query/audit"
 	"github.com/mercury-apm/mercury/query/jaeger"
 	"github.com/mercury-apm/mercury/query/metrics"
 	"github.com/mercury-apm/mercury/query/prom"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/query/ui"
+	"github.com/mercury-apm/mercury/reconcile"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 	"github.com/mercury-apm/mercury/storage/tracestore"
 )
@@ -88,7 +90,8 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.Register(undecodable); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	rooms := []Room{&traces.Room{Store: cfg.Traces}, s.agents, &jaeger.Room{Store: cfg.Traces, Logger: cfg.Logger}}
+	rooms := []Room{&traces.Room{Store: cfg.Traces}, s.agents, &jaeger.Room{Store: cfg.Traces, Logger: cfg.Logger},
+		&audit.Room{Config: reconcile.Config{Bus: cfg.Bus, Traces: cfg.Traces.Index, Metrics: cfg.Metrics}}}
 	if cfg.Metrics != nil {
 		rooms = append(rooms, &metrics.Room{Store: cfg.Metrics}, &prom.Room{Store: cfg.Metrics, Logger: cfg.Logger})
 	}

@@ -187,6 +187,16 @@ const (
 	EventUpstreamHealth = "upstream_health"
 )
 
+// Per-minute span counts in Heartbeat.Stats (written by the agent, read by `mercury audit`):
+// StatMinutePrefix + the Unix seconds of a minute's start is a delta, the spans that started
+// in that minute and reached the spool since the agent's previous heartbeat, so summing an
+// agent's heartbeats gives its total for the minute. StatMinuteOverflow counts spans the
+// agent could not place in a minute (too many distinct minutes waiting for one heartbeat).
+const (
+	StatMinutePrefix   = "spans_written_minute:"
+	StatMinuteOverflow = "spans_written_minute_overflow"
+)
+
 // Heartbeat is mercury.v1.Heartbeat.
 type Heartbeat struct {
 	TimeUnixNano    int64            `avro:"time_unix_nano"`

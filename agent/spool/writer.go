@@ -223,6 +223,10 @@ func (w *Writer) Schema() *schemas.Schema { return w.schema }
 // Commit. This spares a copy per record on the agent's hot path.
 func (w *Writer) Pending() []byte { return w.pending }
 
+// Records is the number of records in the pending block: 0 right after a Commit means the
+// block was written (or lost, as Commit reported).
+func (w *Writer) Records() int { return w.count }
+
 // Commit accepts the pending buffer with one more record appended. When the block is full it is
 // written; the returned count is the records lost if that write failed.
 func (w *Writer) Commit(pending []byte) (lost int, err error) {

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"gateway":    {daemonCommand("gateway", gatewayFlags), "gateway --config FILE [--spool DIR]        resilience gateway, traced by its own agent"},
 	"demo":       {daemonCommand("demo", demoFlags), "demo [--spool DIR] [--api ADDR]            the demo services and traffic, spools for `mercury ship`"},
 	"topics":     {daemonCommand("topics", topicsFlags), "topics [--partitions TOPIC=N,...]          create Mercury's topics on the cluster (existing ones kept)"},
+	"audit":      {runAudit, "audit --from T [--to T] [--json]           per service and minute: spans reported, shipped, stored, aggregated"},
 	"search":     {runSearch, "search key=value ... [--service S]         find traces by business key"},
 	"trace":      {runTrace, "trace TRACE_ID                             print a trace's call tree"},
 	"dlq":        {runDLQ, "dlq replay [--dry-run] [--follow]           produce dead letters back to their topics"},

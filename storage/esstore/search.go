@@ -297,3 +297,71 @@ func (s *Store) DropBefore(ctx context.Context, cutoff time.Time) error {
 	}
 	return nil
 }
+
+// countPage is the composite aggregation's page of CountSpans: well under the default
+// search.max_buckets (65,536).
+const countPage = 10000
+
+// CountBody builds the request body of CountSpans: no hits, a composite aggregation over
+// (service, minute of start) among the spans starting in [from, to), one page after after
+// (nil: the first). The minute comes from the millisecond date field start, so bucket
+// edges are exact (a histogram over the nanosecond long would round through a double).
+func CountBody(from, to time.Time, after M) M {
+	comp := M{
+		"size": countPage,
+		"sources": []M{
+			{"service": M{"terms": M{"field": "service"}}},
+			{"minute": M{"date_histogram": M{"field": "start", "fixed_interval": "1m"}}},
+		},
+	}
+	if after != nil {
+		comp["after"] = after
+	}
+	return M{
+		"size":             0,
+		"track_total_hits": false,
+		"query":            M{"bool": M{"filter": []M{{"range": M{"start_unix_nano": M{"gte": from.UnixNano(), "lt": to.UnixNano()}}}}}},
+		"aggs":             M{"counts": M{"composite": comp}},
+	}
+}
+
+// CountSpans pages through the composite aggregation of production and shadow indices.
+func (s *Store) CountSpans(ctx context.Context, from, to time.Time) ([]tracestore.SpanCount, error) {
+	if err := tracestore.CheckCountRange(from, to); err != nil {
+		return nil, err
+	}
+	indices := patterns(&tracestore.Query{Start: from, End: to.Add(-time.Nanosecond), Dyed: tracestore.DyedInclude})
+	var out []tracestore.SpanCount
+	var after M
+	for {
+		var reply struct {
+			Aggregations struct {
+				Counts struct {
+					AfterKey M `json:"after_key"`
+					Buckets  []struct {
+						Key struct {
+							Service string      `json:"service"`
+							Minute  json.Number `json:"minute"`
+						} `json:"key"`
+						DocCount int64 `json:"doc_count"`
+					} `json:"buckets"`
+				} `json:"counts"`
+			} `json:"aggregations"`
+		}
+		if err := s.search(ctx, "count spans", indices, CountBody(from, to, after), &reply); err != nil {
+			return nil, err
+		}
+		c := reply.Aggregations.Counts
+		for _, b := range c.Buckets {
+			ms, err := b.Key.Minute.Int64()
+			if err != nil {
+				return nil, retry.Permanent(fmt.Errorf("esstore: count bucket minute %q: %w", b.Key.Minute, err))
+			}
+			out = append(out, tracestore.SpanCount{Service: b.Key.Service, Minute: ms / 1000, Spans: b.DocCount})
+		}
+		if len(c.Buckets) == 0 || c.AfterKey == nil {
+			return out, nil
+		}
+		after = c.AfterKey
+	}
+}

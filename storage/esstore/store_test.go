@@ -246,3 +246,70 @@ func TestErrorClassification(t *testing.T) {
 		}
 	})
 }
+
+// More (service, minute) buckets than one composite page: CountSpans follows after_key to
+// the end, and counts every bucket once.
+func TestCountSpansPages(t *testing.T) {
+	ctx := context.Background()
+	srv := fake(t)
+	s := open(t, esstore.Config{Addresses: []string{srv.URL}})
+	base := storetest.Midnight.Add(-24 * time.Hour)
+	const n = 10001 // one page holds 10,000 buckets
+	spans := make([]schemas.Span, n)
+	for i := range spans {
+		spans[i] = schemas.Span{TraceID: schemas.TraceID{byte(i >> 8), byte(i), 0xcc}, SpanID: schemas.SpanID{1}, Domain: "shop",
+			Service: []string{"a", "b"}[i%2], StartUnixNano: base.Add(time.Duration(i/2) * time.Minute).UnixNano(), SampleRate: 1}
+	}
+	if err := s.WriteSpans(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	before := srv.Calls("POST _search")
+	got, err := s.CountSpans(ctx, base, base.Add(time.Duration(n)*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := srv.Calls("POST _search") - before; calls < 2 {
+		t.Fatalf("%d searches: the buckets fit in one page, the test checks nothing", calls)
+	}
+	if len(got) != n {
+		t.Fatalf("%d buckets, want %d", len(got), n)
+	}
+	for i, c := range got {
+		svc, minute := "a", base.Unix()+int64(i)*60
+		if i > n/2 {
+			svc, minute = "b", base.Unix()+int64(i-n/2-1)*60
+		}
+		if c.Service != svc || c.Minute != minute || c.Spans != 1 {
+			t.Fatalf("bucket %d: %+v, want %s at %d", i, c, svc, minute)
+		}
+	}
+}
+
+// The fake refuses composite aggregations the real server refuses, with a 400.
+func TestFakeCompositeErrors(t *testing.T) {
+	srv := fake(t)
+	for name, comp := range map[string]string{
+		"no sources":           `{"sources":[]}`,
+		"unknown source type":  `{"sources":[{"s":{"histogramx":{"field":"start"}}}]}`,
+		"no interval":          `{"sources":[{"m":{"date_histogram":{"field":"start"}}}]}`,
+		"bad interval":         `{"sources":[{"m":{"date_histogram":{"field":"start","fixed_interval":"1month"}}}]}`,
+		"no field":             `{"sources":[{"s":{"terms":{}}}]}`,
+		"after of other shape": `{"sources":[{"s":{"terms":{"field":"service"}}}],"after":{"s":"a","m":1}}`,
+		"zero size":            `{"size":0,"sources":[{"s":{"terms":{"field":"service"}}}]}`,
+		"unknown option":       `{"sources":[{"s":{"terms":{"field":"service"}}}],"bogus":1}`,
+	} {
+		body := `{"size":0,"aggs":{"c":{"composite":` + comp + `}}}`
+		resp, err := http.Post(srv.URL+"/_search", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Error struct{ Type string } `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || e.Error.Type != "parsing_exception" {
+			t.Errorf("%s: HTTP %d %q, want 400 parsing_exception", name, resp.StatusCode, e.Error.Type)
+		}
+	}
+}

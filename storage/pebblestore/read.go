@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -298,6 +299,86 @@ func distinctNames(db *pebble.DB, prefix []byte, set map[string]struct{}) error 
 		}
 		set[unescape(key[len(prefix):end])] = struct{}{}
 		ok = it.SeekGE(prefixEnd(key[:end+1]))
+	}
+	return it.Close()
+}
+
+// CountSpans walks i/svc/ of every day overlapping [from, to), both keyspaces: one entry per
+// span, its start in the key, so no span is read. Per service it seeks to from and stops at
+// to, then skips to the next service.
+func (s *Store) CountSpans(ctx context.Context, from, to time.Time) ([]tracestore.SpanCount, error) {
+	if err := tracestore.CheckCountRange(from, to); err != nil {
+		return nil, err
+	}
+	lo, hi := from.UnixNano(), to.UnixNano()
+	firstDay, lastDay := tracestore.DayOf(lo).Unix(), tracestore.DayOf(hi-1).Unix()
+	counts := map[string]map[int64]int64{}
+	err := closed(s.days.Read(func(v pebbledb.View) error {
+		for _, d := range v.Newest() {
+			if d < firstDay || d > lastDay {
+				continue
+			}
+			for _, ks := range []string{"", shadowPfx} {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if err := countDay(v.DB(d), ks, lo, hi, counts); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: count spans: %w", err)
+	}
+	var out []tracestore.SpanCount
+	for _, svc := range slices.Sorted(maps.Keys(counts)) {
+		for _, m := range slices.Sorted(maps.Keys(counts[svc])) {
+			out = append(out, tracestore.SpanCount{Service: svc, Minute: m, Spans: counts[svc][m]})
+		}
+	}
+	return out, nil
+}
+
+func countDay(db *pebble.DB, ks string, lo, hi int64, counts map[string]map[int64]int64) error {
+	pfx := svcPrefix(nil, ks, idxSvc, "")
+	pfx = pfx[:len(pfx)-1] // ks + "i/svc/"
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: pfx, UpperBound: prefixEnd(pfx)})
+	if err != nil {
+		return err
+	}
+	var seek []byte
+	for ok := it.First(); ok; {
+		k := it.Key()
+		if len(k) < len(pfx)+1+tailLen {
+			ok = it.Next() // not an entry of this layout
+			continue
+		}
+		// The escaped service holds no '/', so it ends right before the fixed-size tail.
+		svcPfx := slices.Clone(k[:len(k)-tailLen])
+		service := unescape(svcPfx[len(pfx) : len(svcPfx)-1])
+		byMinute := counts[service]
+		if byMinute == nil {
+			byMinute = map[int64]int64{}
+			counts[service] = byMinute
+		}
+		seek = appendTS(append(seek[:0], svcPfx...), lo)
+		for ok = it.SeekGE(seek); ok; ok = it.Next() {
+			k = it.Key()
+			if len(k) != len(svcPfx)+tailLen || !bytes.HasPrefix(k, svcPfx) {
+				break
+			}
+			t, _ := parseTail(k)
+			if t.ts >= hi {
+				break
+			}
+			byMinute[tracestore.MinuteOf(t.ts)]++
+		}
+		if len(byMinute) == 0 {
+			delete(counts, service)
+		}
+		ok = it.SeekGE(prefixEnd(svcPfx))
 	}
 	return it.Close()
 }

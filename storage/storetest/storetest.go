@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -137,6 +138,7 @@ func RunIndex(t *testing.T, newIndex IndexFactory) {
 		}
 	})
 	t.Run("Names", func(t *testing.T) { runNames(t, newIndex(t)) })
+	t.Run("CountSpans", func(t *testing.T) { runCount(t, newIndex(t)) })
 	t.Run("Empty", func(t *testing.T) {
 		idx := newIndex(t)
 		if err := idx.IndexSpans(ctxFor(t), nil); err != nil {
@@ -430,5 +432,78 @@ func RunRetention(t *testing.T, st *tracestore.Store, r tracestore.Retention) {
 	}
 	if _, err := st.Rows.GetTrace(ctx, f.T1); !errors.Is(err, tracestore.ErrNotFound) {
 		t.Fatalf("GetTrace(dropped) = %v, want ErrNotFound", err)
+	}
+}
+
+// runCount checks CountSpans against counting the spans: production and dyed, each span
+// once however often indexed, bucketed by start minute, cut exactly at from and to, across
+// midnight. Only the run's tagged services are compared (a shared server has others).
+func runCount(t *testing.T, idx tracestore.Index) {
+	ctx := ctxFor(t)
+	f := NewFixture()
+	spans := slices.Clone(f.Spans)
+	var trace tracestore.TraceID
+	trace[0] = 0xc0
+	copy(trace[1:], f.Tag)
+	// Spans every 47 s for an hour around midnight: many minutes, some with two spans.
+	for i := 0; i < 77; i++ {
+		svc := []string{f.Gateway, f.Order, "odd/svc=\x00" + f.Tag}[i%3]
+		at := Midnight.Add(-30*time.Minute + time.Duration(i)*47*time.Second)
+		spans = append(spans, schemas.Span{TraceID: trace, SpanID: schemas.SpanID{byte(i), 0xc0}, Service: svc, Operation: "op",
+			StartUnixNano: at.UnixNano(), SampleRate: 1, Dyed: i%5 == 0})
+	}
+	for _, batch := range [][]schemas.Span{spans, spans[:10]} {
+		if err := idx.IndexSpans(ctx, batch); err != nil {
+			t.Fatalf("IndexSpans: %v", err)
+		}
+	}
+	oracle := func(from, to time.Time) []tracestore.SpanCount {
+		byKey := map[tracestore.SpanCount]int64{}
+		for _, s := range spans {
+			if s.StartUnixNano >= from.UnixNano() && s.StartUnixNano < to.UnixNano() {
+				byKey[tracestore.SpanCount{Service: s.Service, Minute: tracestore.MinuteOf(s.StartUnixNano)}]++
+			}
+		}
+		var out []tracestore.SpanCount
+		for k, n := range byKey {
+			k.Spans = n
+			out = append(out, k)
+		}
+		slices.SortFunc(out, func(a, b tracestore.SpanCount) int {
+			return cmp.Or(strings.Compare(a.Service, b.Service), cmp.Compare(a.Minute, b.Minute))
+		})
+		return out
+	}
+	for name, r := range map[string][2]time.Time{
+		"around midnight":  {Midnight.Add(-time.Hour), Midnight.Add(time.Hour)},
+		"mid-minute edges": {Midnight.Add(-17*time.Minute - 13*time.Second), Midnight.Add(-4*time.Minute - 2*time.Second)},
+		"after midnight":   {Midnight, Midnight.Add(time.Hour)},
+		"one nanosecond":   {time.Unix(0, spans[20].StartUnixNano), time.Unix(0, spans[20].StartUnixNano+1)},
+		"nothing there":    {Midnight.Add(5 * time.Hour), Midnight.Add(6 * time.Hour)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := idx.CountSpans(ctx, r[0], r[1])
+			if err != nil {
+				t.Fatalf("CountSpans: %v", err)
+			}
+			if !slices.IsSortedFunc(got, func(a, b tracestore.SpanCount) int {
+				return cmp.Or(strings.Compare(a.Service, b.Service), cmp.Compare(a.Minute, b.Minute))
+			}) {
+				t.Errorf("not sorted by service, minute: %v", got)
+			}
+			ours := slices.DeleteFunc(got, func(c tracestore.SpanCount) bool { return !strings.HasSuffix(c.Service, f.Tag) })
+			want := oracle(r[0], r[1])
+			if name != "nothing there" && len(want) == 0 {
+				t.Fatal("oracle counted nothing: fixture broken")
+			}
+			if !slices.Equal(ours, want) {
+				t.Fatalf("got  %v\nwant %v", ours, want)
+			}
+		})
+	}
+	for _, r := range [][2]time.Time{{Midnight, Midnight}, {Midnight, Midnight.Add(-time.Minute)}} {
+		if _, err := idx.CountSpans(ctx, r[0], r[1]); !errors.Is(err, tracestore.ErrInvalidQuery) {
+			t.Errorf("CountSpans(%v, %v) = %v, want ErrInvalidQuery", r[0], r[1], err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package tracestore
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/mercury-apm/mercury/schemas"
@@ -29,6 +30,34 @@ type Index interface {
 	// Operations lists the operations of a service's production spans, sorted, at most
 	// MaxNames; an unknown service has none (no error).
 	Operations(ctx context.Context, service string) ([]string, error)
+	// CountSpans counts the indexed spans, production and dyed alike, that started in
+	// [from, to), by service and start minute, sorted by service then minute. A span indexed
+	// twice counts once. It answers `mercury audit`'s "how many reached the store".
+	CountSpans(ctx context.Context, from, to time.Time) ([]SpanCount, error)
+}
+
+// SpanCount is how many spans of a service started in one minute.
+type SpanCount struct {
+	Service string
+	Minute  int64 // Unix seconds of the minute's start
+	Spans   int64
+}
+
+// CheckCountRange is the argument check of CountSpans, wrapping ErrInvalidQuery.
+func CheckCountRange(from, to time.Time) error {
+	if !from.Before(to) {
+		return fmt.Errorf("%w: count range [%s, %s) is empty", ErrInvalidQuery, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// MinuteOf is the start of the minute (Unix seconds) a span start falls in.
+func MinuteOf(unixNano int64) int64 {
+	m := unixNano / 60e9
+	if unixNano < 0 && unixNano%60e9 != 0 {
+		m--
+	}
+	return m * 60
 }
 
 // MaxNames bounds the lists Services and Operations return: they feed pickers (Grafana's,

@@ -4,7 +4,7 @@
 // whole-request 429 (es_rejected_execution_exception), index_not_found_exception 404 for
 // missing concrete indices unless ignore_unavailable, _cat/indices, index deletion, and the
 // search DSL subset esstore generates (bool.filter of term/terms/range, sort, collapse,
-// search_after, _source includes, terms aggregations). Anything outside that subset is a 400
+// search_after, _source includes, terms and composite aggregations). Anything outside that subset is a 400
 // parsing_exception, so a client change that leaves the subset fails its tests.
 package esfake
 
@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -390,6 +391,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, parts []string) 
 	s.reply(w, 200, res)
 }
 
+// aggregation is one bucket aggregation of the subset: terms or composite.
+type aggregation interface {
+	run(srcs []map[string]any) map[string]any
+}
+
 // termsAgg is a terms aggregation on a keyword field: buckets of the distinct values among the
 // matching documents, by descending count (ties by key) unless ordered by _key, at most size.
 type termsAgg struct {
@@ -399,39 +405,248 @@ type termsAgg struct {
 	keyDesc bool
 }
 
-func parseAggs(v json.RawMessage) (map[string]termsAgg, error) {
+func parseAggs(v json.RawMessage) (map[string]aggregation, error) {
 	var raw map[string]map[string]json.RawMessage
 	if err := json.Unmarshal(v, &raw); err != nil {
 		return nil, fmt.Errorf("aggs: %w", err)
 	}
-	out := map[string]termsAgg{}
+	out := map[string]aggregation{}
 	for name, kinds := range raw {
 		for kind, body := range kinds {
-			if kind != "terms" {
+			switch kind {
+			case "terms":
+				a, err := parseTerms(body)
+				if err != nil {
+					return nil, err
+				}
+				out[name] = a
+			case "composite":
+				a, err := parseComposite(body)
+				if err != nil {
+					return nil, err
+				}
+				out[name] = a
+			default:
 				return nil, fmt.Errorf("esfake: unsupported aggregation [%s]", kind)
 			}
-			var t struct {
-				Field string            `json:"field"`
-				Size  *int              `json:"size"`
-				Order map[string]string `json:"order"`
-			}
-			if err := json.Unmarshal(body, &t); err != nil {
-				return nil, fmt.Errorf("terms: %w", err)
-			}
-			a := termsAgg{field: t.Field, size: 10}
-			if t.Size != nil {
-				a.size = *t.Size
-			}
-			for k, dir := range t.Order {
-				if k != "_key" && k != "_count" {
-					return nil, fmt.Errorf("esfake: terms order on %s", k)
-				}
-				a.byKey, a.keyDesc = k == "_key", dir == "desc"
-			}
-			out[name] = a
 		}
 	}
 	return out, nil
+}
+
+func parseTerms(body json.RawMessage) (termsAgg, error) {
+	var t struct {
+		Field string            `json:"field"`
+		Size  *int              `json:"size"`
+		Order map[string]string `json:"order"`
+	}
+	if err := json.Unmarshal(body, &t); err != nil {
+		return termsAgg{}, fmt.Errorf("terms: %w", err)
+	}
+	a := termsAgg{field: t.Field, size: 10}
+	if t.Size != nil {
+		a.size = *t.Size
+	}
+	for k, dir := range t.Order {
+		if k != "_key" && k != "_count" {
+			return termsAgg{}, fmt.Errorf("esfake: terms order on %s", k)
+		}
+		a.byKey, a.keyDesc = k == "_key", dir == "desc"
+	}
+	return a, nil
+}
+
+// compositeAgg is a composite aggregation (Elasticsearch reference, "Composite
+// aggregation"): buckets of every combination of its sources' values, in ascending order of
+// the sources, size per page (default 10), the page starting after the key "after" names;
+// after_key is the last bucket's key. Sources: terms on a keyword field, date_histogram
+// with a fixed_interval on a date field (keys in epoch milliseconds).
+type compositeAgg struct {
+	size    int
+	sources []compositeSource
+	after   map[string]any
+}
+
+type compositeSource struct {
+	name, field string
+	intervalMS  int64 // date_histogram; 0 for terms
+}
+
+var intervalUnits = map[string]int64{"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
+
+func parseComposite(body json.RawMessage) (compositeAgg, error) {
+	var c struct {
+		Size    *int                                    `json:"size"`
+		Sources []map[string]map[string]json.RawMessage `json:"sources"`
+		After   json.RawMessage                         `json:"after"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&c); err != nil {
+		return compositeAgg{}, fmt.Errorf("[composite] failed to parse: %w", err)
+	}
+	a := compositeAgg{size: 10}
+	if c.Size != nil {
+		if *c.Size <= 0 {
+			return compositeAgg{}, fmt.Errorf("[size] must be greater than 0. Found [%d] in [composite]", *c.Size)
+		}
+		a.size = *c.Size
+	}
+	if len(c.Sources) == 0 {
+		return compositeAgg{}, fmt.Errorf("Composite [sources] cannot be null or empty")
+	}
+	for _, src := range c.Sources {
+		if len(src) != 1 {
+			return compositeAgg{}, fmt.Errorf("[composite] each source must have exactly one name")
+		}
+		for name, kinds := range src {
+			if len(kinds) != 1 {
+				return compositeAgg{}, fmt.Errorf("[composite] source [%s] must have exactly one type", name)
+			}
+			for kind, opts := range kinds {
+				var o struct {
+					Field         string `json:"field"`
+					FixedInterval string `json:"fixed_interval"`
+				}
+				d := json.NewDecoder(bytes.NewReader(opts))
+				d.DisallowUnknownFields()
+				if err := d.Decode(&o); err != nil {
+					return compositeAgg{}, fmt.Errorf("[%s] failed to parse: %w", kind, err)
+				}
+				if o.Field == "" {
+					return compositeAgg{}, fmt.Errorf("[sources] must define [field] or [script] for [%s]", name)
+				}
+				s := compositeSource{name: name, field: o.Field}
+				switch kind {
+				case "terms":
+					if o.FixedInterval != "" {
+						return compositeAgg{}, fmt.Errorf("[terms] unknown field [fixed_interval]")
+					}
+				case "date_histogram":
+					ms, err := parseInterval(o.FixedInterval)
+					if err != nil {
+						return compositeAgg{}, err
+					}
+					s.intervalMS = ms
+				default:
+					return compositeAgg{}, fmt.Errorf("Unknown key for a START_OBJECT in [%s]: [%s].", name, kind)
+				}
+				a.sources = append(a.sources, s)
+			}
+		}
+	}
+	if len(c.After) > 0 {
+		d := json.NewDecoder(bytes.NewReader(c.After))
+		d.UseNumber()
+		if err := d.Decode(&a.after); err != nil {
+			return compositeAgg{}, fmt.Errorf("[after] failed to parse: %w", err)
+		}
+		if len(a.after) != len(a.sources) {
+			return compositeAgg{}, fmt.Errorf("[after] has %d value(s) but [sources] has %d", len(a.after), len(a.sources))
+		}
+		for _, s := range a.sources {
+			if _, ok := a.after[s.name]; !ok {
+				return compositeAgg{}, fmt.Errorf("[after] has no value for source [%s]", s.name)
+			}
+		}
+	}
+	return a, nil
+}
+
+// parseInterval reads a fixed_interval: an integer and a unit (ms, s, m, h, d).
+func parseInterval(v string) (int64, error) {
+	if v == "" {
+		return 0, fmt.Errorf("Required one of fields [fixed_interval, calendar_interval], but none were specified.")
+	}
+	i := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	unit, ok := intervalUnits[v[max(i, 0):]]
+	n, err := strconv.ParseInt(v[:max(i, 0)], 10, 64)
+	if i <= 0 || !ok || err != nil || n <= 0 {
+		return 0, fmt.Errorf("failed to parse setting [date_histogram.fixedInterval] with value [%s] as a time value: unit is missing or unrecognized", v)
+	}
+	return n * unit, nil
+}
+
+// value is a document's value for the source, or false when it has none (the document is
+// then in no bucket: missing_bucket is off by default).
+func (s compositeSource) value(src map[string]any) (any, bool) {
+	v := lookup(src, s.field)
+	if s.intervalMS == 0 {
+		str, ok := v.(string)
+		return str, ok
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return nil, false
+	}
+	ms, err := n.Int64()
+	if err != nil {
+		return nil, false
+	}
+	k := ms / s.intervalMS
+	if ms < 0 && ms%s.intervalMS != 0 {
+		k--
+	}
+	return json.Number(strconv.FormatInt(k*s.intervalMS, 10)), true
+}
+
+func (a compositeAgg) compareKeys(x, y map[string]any) int {
+	for _, s := range a.sources {
+		if c := compareValues(x[s.name], y[s.name]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func (a compositeAgg) run(srcs []map[string]any) map[string]any {
+	type bucket struct {
+		key   map[string]any
+		count int
+	}
+	byKey := map[string]*bucket{}
+	for _, src := range srcs {
+		key := map[string]any{}
+		id := ""
+		complete := true
+		for _, s := range a.sources {
+			v, ok := s.value(src)
+			if !ok {
+				complete = false
+				break
+			}
+			key[s.name] = v
+			id += fmt.Sprintf("%T:%v\x00", v, v)
+		}
+		if !complete {
+			continue
+		}
+		if b := byKey[id]; b != nil {
+			b.count++
+		} else {
+			byKey[id] = &bucket{key: key, count: 1}
+		}
+	}
+	all := slices.Collect(maps.Values(byKey))
+	slices.SortFunc(all, func(x, y *bucket) int { return a.compareKeys(x.key, y.key) })
+	buckets := []any{}
+	var last map[string]any
+	for _, b := range all {
+		if a.after != nil && a.compareKeys(b.key, a.after) <= 0 {
+			continue
+		}
+		if len(buckets) == a.size {
+			break
+		}
+		buckets = append(buckets, map[string]any{"key": b.key, "doc_count": b.count})
+		last = b.key
+	}
+	out := map[string]any{"buckets": buckets}
+	if last != nil {
+		out["after_key"] = last
+	}
+	return out
 }
 
 func (a termsAgg) run(srcs []map[string]any) map[string]any {
@@ -471,7 +686,7 @@ type searchReq struct {
 	collapse    string
 	source      []string
 	searchAfter []any
-	aggs        map[string]termsAgg
+	aggs        map[string]aggregation
 }
 
 func parseSearch(body json.RawMessage) (*searchReq, error) {
