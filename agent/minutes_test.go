@@ -69,13 +69,14 @@ func failing(t *testing.T, cfg agent.Config, stream string) (*agent.Agent, *atom
 	var fail atomic.Bool
 	var failed atomic.Int64
 	cfg.SpoolDir = t.TempDir()
-	a, err := agent.NewWithFS(cfg, func(path string) (spool.File, error) {
+	cfg.SpoolOpenFile = func(path string) (spool.File, error) {
 		f, err := spool.CreateSegmentFile(path)
 		if err != nil || !strings.Contains(path, "/"+stream+"/") {
 			return f, err
 		}
 		return switchableFile{f, &fail, &failed}, nil
-	})
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
