@@ -22,10 +22,12 @@ type daemon struct {
 	health  string // its /healthz URL
 	logPath string
 
-	mu     sync.Mutex // one fault at a time per daemon
-	cmd    *exec.Cmd
-	exited chan error
-	kills  int
+	mu      sync.Mutex // one fault at a time per daemon
+	cmd     *exec.Cmd
+	running bool          // started and not yet ended by the drill
+	exited  chan struct{} // closed when the process ended, with its status in err
+	err     error
+	kills   int
 }
 
 func newDaemon(dir, name, health string, args ...string) *daemon {
@@ -46,18 +48,20 @@ func (d *daemon) start() error {
 	if err != nil {
 		return err
 	}
-	d.exited = make(chan error, 1)
-	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(d.cmd, d.exited)
+	exited := make(chan struct{})
+	d.exited = exited
+	go func(c *exec.Cmd) { d.err = c.Wait(); close(exited) }(d.cmd)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
-		case err := <-d.exited:
-			return fmt.Errorf("%s exited on start: %v\n%s", d.name, err, d.logTail())
+		case <-d.exited:
+			return fmt.Errorf("%s exited on start: %v\n%s", d.name, d.err, d.logTail())
 		default:
 		}
 		if resp, err := http.Get(d.health); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				d.running = true
 				return nil
 			}
 		}
@@ -71,8 +75,8 @@ func (d *daemon) start() error {
 // alive reports an error when the process ended without being told to.
 func (d *daemon) alive() error {
 	select {
-	case err := <-d.exited:
-		return fmt.Errorf("%s died on its own: %v\n%s", d.name, err, d.logTail())
+	case <-d.exited:
+		return fmt.Errorf("%s died on its own: %v\n%s", d.name, d.err, d.logTail())
 	default:
 		return nil
 	}
@@ -88,6 +92,7 @@ func (d *daemon) crash(down time.Duration) error {
 	}
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.exited
+	d.running = false
 	d.kills++
 	time.Sleep(down)
 	return d.start()
@@ -99,31 +104,34 @@ func (d *daemon) stop(t *testing.T) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.alive(); err != nil {
+		d.running = false
 		t.Error(err)
 		return
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-d.exited:
-		if err != nil {
-			t.Errorf("%s: %v after SIGTERM\n%s", d.name, err, d.logTail())
+	case <-d.exited:
+		if d.err != nil {
+			t.Errorf("%s: %v after SIGTERM\n%s", d.name, d.err, d.logTail())
 		}
 	case <-time.After(30 * time.Second):
 		d.cmd.Process.Kill()
 		<-d.exited
 		t.Errorf("%s did not stop within 30 s of SIGTERM\n%s", d.name, d.logTail())
 	}
+	d.running = false
 }
 
 // abandon SIGKILLs the process if it still runs: a failed drill leaves nothing behind.
 func (d *daemon) abandon() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cmd == nil || d.alive() != nil {
+	if !d.running {
 		return
 	}
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.exited
+	d.running = false
 }
 
 // logTail is the end of the process's log, for failure messages.

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/mercury-apm/mercury/alerter/notify"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/reconcile"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/esstore/esfake"
 	"github.com/mercury-apm/mercury/storage/hbaserest/hbasefake"
@@ -235,6 +237,7 @@ func TestReliability(t *testing.T) {
 	}
 
 	check(t, ctx, rep, cfg, svcs, es, hb.URL, hook)
+	audit(t, rep, brokerAddr, es.URL, hb.URL)
 	broker.stop(t)
 	rep.write(t)
 }
@@ -261,6 +264,33 @@ func putRules(t *testing.T, hbURL string) {
 		Receivers: map[string][]string{alertstore.LevelWarning: {"webhook"}}}, 0, "drill"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// audit runs `mercury audit` over the drill: its per-minute stages must agree with what the
+// drill counted itself, and it must find nothing lost (the agents' drops happen before they
+// report what they wrote).
+func audit(t *testing.T, rep *report, brokers, esURL, hbURL string) {
+	t.Helper()
+	cmd := exec.Command(mercuryBin, "audit", "--from", rep.started.Add(-time.Minute).UTC().Format(time.RFC3339),
+		"--to", time.Now().Add(time.Minute).UTC().Format(time.RFC3339), "--brokers", brokers, "--es", esURL, "--hbase", hbURL, "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var r reconcile.Report
+	if jerr := json.Unmarshal(out, &r); jerr != nil {
+		t.Fatalf("mercury audit: %v %v\n%s%s", err, jerr, out, stderr.String())
+	}
+	var reported, shipped, dups, stored int64
+	for _, row := range r.Rows {
+		if row.Reported != nil {
+			reported += *row.Reported
+		}
+		shipped, dups, stored = shipped+row.Shipped, dups+row.Duplicates, stored+row.Stored
+	}
+	rep.verdict(t, err == nil && r.Missing == 0 && reported == shipped && shipped == int64(rep.distinct) &&
+		dups == int64(rep.records-rep.distinct) && stored == int64(rep.rows),
+		"mercury audit: exit %v, %d service-minutes lost spans; reported %d, shipped %d (+%d copies), stored %d over %d rows",
+		cmd.ProcessState.ExitCode(), r.Missing, reported, shipped, dups, stored, len(r.Rows))
 }
 
 // spanRate is each service's pace in spans per second.
