@@ -15,6 +15,7 @@ import (
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/retry"
+	"github.com/mercury-apm/mercury/internal/testproc"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -308,16 +309,16 @@ func TestConsumerSurvivesBrokerRestart(t *testing.T) {
 			return nil
 		})
 	}()
-	allCommitted := func(cfg bus.Config, want int64) func() bool {
-		return func() bool {
+	allCommitted := func(cfg bus.Config, want int64) func() (bool, string) {
+		return func() (bool, string) {
 			var n int64
 			for _, off := range committed(t, cfg, "restart", bus.TopicSpans, 6) {
 				n += max(off, 0)
 			}
-			return n == want
+			return n == want, fmt.Sprint(n, " committed")
 		}
 	}
-	waitFor(t, 30*time.Second, "first records committed", allCommitted(cfg, 6))
+	testproc.Eventually(t, "first records committed", 30*time.Second, allCommitted(cfg, 6))
 	b.Close()
 	b, err = broker.New(context.Background(), broker.Config{DataDir: dir, Addr: addr, Logger: quiet})
 	if err != nil {
@@ -325,23 +326,12 @@ func TestConsumerSurvivesBrokerRestart(t *testing.T) {
 	}
 	defer b.Close()
 	produce(t, cfg, bus.TopicSpans, 6, "g", "h", "i", "j", "k", "l")
-	waitFor(t, 60*time.Second, "records after the restart committed", allCommitted(cfg, 12))
+	testproc.Eventually(t, "records after the restart committed", 60*time.Second, allCommitted(cfg, 12))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) != 12 {
 		t.Fatalf("handled %d distinct records, want 12", len(seen))
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

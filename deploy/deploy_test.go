@@ -24,6 +24,7 @@ import (
 
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/gateway"
+	"github.com/mercury-apm/mercury/internal/testproc"
 )
 
 // configInImage is the Dockerfile's MERCURY_CONFIG, the file every daemon reads.
@@ -32,20 +33,14 @@ const configInImage = "/etc/mercury/mercury.yaml"
 var mercuryBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mercury-deploy-test")
+	bin, remove, err := testproc.BuildMercury()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	mercuryBin = filepath.Join(dir, "mercury")
-	build := exec.Command("go", "build", "-o", mercuryBin, "../cmd/mercury")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building mercury:", err)
-		os.Exit(1)
-	}
+	mercuryBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -141,15 +140,4 @@ func (d *daemon) logTail() string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-// freeAddr is a loopback address nothing listens on (yet).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/mercury-apm/mercury/alerter/notify"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/reconcile"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 	"github.com/mercury-apm/mercury/storage/esstore/esfake"
@@ -39,20 +39,14 @@ func TestMain(m *testing.M) {
 	}
 	mercuryBin = os.Getenv("MERCURY_BIN")
 	if mercuryBin == "" {
-		dir, err := os.MkdirTemp("", "mercury-drill")
+		bin, remove, err := testproc.BuildMercury()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		mercuryBin = filepath.Join(dir, "mercury")
-		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", mercuryBin, "github.com/mercury-apm/mercury/cmd/mercury")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building mercury:", err)
-			os.Exit(1)
-		}
+		mercuryBin = bin
 		code := m.Run()
-		os.RemoveAll(dir)
+		remove()
 		os.Exit(code)
 	}
 	os.Exit(m.Run())
@@ -108,9 +102,9 @@ func TestReliability(t *testing.T) {
 	hookSrv := httptest.NewServer(hook)
 	defer hookSrv.Close()
 
-	brokerAddr := freeAddr(t)
+	brokerAddr := testproc.FreeAddr(t)
 	cfg := bus.Config{Brokers: []string{brokerAddr}}
-	httpAddr := func() (string, string) { a := freeAddr(t); return a, "http://" + a + "/healthz" }
+	httpAddr := func() (string, string) { a := testproc.FreeAddr(t); return a, "http://" + a + "/healthz" }
 	ba, bh := httpAddr()
 	broker := newDaemon(dir, "broker", bh, "broker", "--addr", brokerAddr, "--data", filepath.Join(dir, "broker"), "--http", ba)
 	ca, ch := httpAddr()
@@ -210,16 +204,15 @@ func TestReliability(t *testing.T) {
 	}
 
 	// Drain: every shipper caught up with its spool, every consumer group with its topic.
-	deadline := time.Now().Add(5 * time.Minute)
 	for _, d := range shippers {
-		waitUntil(t, deadline, d.name+" drained", func() (bool, string) {
+		testproc.Eventually(t, d.name+" drained", 5*time.Minute, func() (bool, string) {
 			lag, err := shipLag(d)
 			return err == nil && lag == 0, fmt.Sprint(lag, err)
 		})
 	}
 	groups := [][2]string{{collector.Group, bus.TopicSpans}, {aggregator.GroupPhase1, bus.TopicSpans},
 		{aggregator.GroupPhase2, bus.TopicMetrics20s}, {"alerter", bus.TopicEvents}}
-	waitUntil(t, deadline, "consumers caught up", func() (bool, string) {
+	testproc.Eventually(t, "consumers caught up", 5*time.Minute, func() (bool, string) {
 		for _, g := range groups {
 			lag, err := alerter.ConsumerLag(ctx, cfg, g[0], g[1])
 			if err != nil || lag > 0 {
@@ -295,19 +288,6 @@ func audit(t *testing.T, rep *report, brokers, esURL, hbURL string) {
 
 // spanRate is each service's pace in spans per second.
 const spanRate = 6000.0
-
-func waitUntil(t *testing.T, deadline time.Time, what string, cond func() (bool, string)) {
-	t.Helper()
-	last := ""
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not by the deadline (last: %s)", what, last)
-}
 
 // shipLag is the records a shipper has not had acknowledged yet.
 func shipLag(d *daemon) (int64, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/mercury-apm/mercury/alerter/notify"
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
@@ -36,9 +37,9 @@ func TestAlerterWiring(t *testing.T) {
 		got <- body
 	}))
 	defer hook.Close()
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	daemonProcess(t, "alerter", "--brokers", b.Addr(), "--data", t.TempDir(), "--http", addr, "--webhook", hook.URL)
-	eventually(t, "alerter ready", 30*time.Second, func() (bool, string) {
+	testproc.Eventually(t, "alerter ready", 30*time.Second, func() (bool, string) {
 		code, body := get(t, "http://"+addr+"/readyz", nil)
 		return code == 200, body
 	})

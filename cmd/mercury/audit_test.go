@@ -21,6 +21,7 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/collector"
 	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/reconcile"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage"
@@ -136,7 +137,7 @@ func auditRun(t *testing.T, drop func(*schemas.Span) bool) (dir, brokerAddr stri
 		g.Go(fmt.Sprint("component ", i), c.Run)
 	}
 	cfg := reconcile.Config{Bus: bc, Traces: ds, Metrics: ms}
-	eventually(t, "every written span shipped, stored or dropped, and aggregated", time.Minute, func() (bool, string) {
+	testproc.Eventually(t, "every written span shipped, stored or dropped, and aggregated", time.Minute, func() (bool, string) {
 		rep, err := reconcile.Run(ctx, cfg, from, to)
 		if err != nil {
 			return false, err.Error()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
@@ -30,11 +31,11 @@ func TestDemoWithShipSidecar(t *testing.T) {
 	}
 	defer b.Close()
 	spool := t.TempDir()
-	demoAddr, apiAddr, shipAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	demoAddr, apiAddr, shipAddr := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t)
 	daemonProcess(t, "demo", "--spool", spool, "--api", apiAddr, "--http", demoAddr, "--every", "-1s")
 	daemonProcess(t, "ship", "--spool", filepath.Join(spool, "api"), "--brokers", b.Addr(), "--http", shipAddr, "--linger", "5ms")
 	for _, addr := range []string{demoAddr, shipAddr} {
-		eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
+		testproc.Eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
 			code, body := get(t, "http://"+addr+"/readyz", nil)
 			return code == 200, body
 		})

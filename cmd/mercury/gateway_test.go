@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mercury-apm/mercury/agent/spool"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/schemas"
 )
 
@@ -46,17 +46,6 @@ func TestGatewayConfigErrors(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestGatewayServesAndTraces runs the command in process: it proxies to an
 // upstream, and once its context ends it drains and the agent has flushed
 // the request's span to the spool.
@@ -65,7 +54,7 @@ func TestGatewayServesAndTraces(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") }))
 	defer up.Close()
 	dir := t.TempDir()
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(cfgPath, fmt.Appendf(nil, `listen: %q
 admin_listen: %q
@@ -135,7 +124,7 @@ func TestGatewayReloadsOnSIGHUP(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") }))
 	defer up.Close()
 	dir := t.TempDir()
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	writeConfig := func(prefixes ...string) {
 		var b strings.Builder

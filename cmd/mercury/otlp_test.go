@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/broker"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/query/jaeger"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/storage/esstore/esfake"
@@ -31,13 +32,13 @@ func TestOTLPWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	otlpAddr, colAddr, qAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	otlpAddr, colAddr, qAddr := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t)
 	stores := []string{"--brokers", b.Addr(), "--es", es.URL, "--hbase", hb.URL}
 	daemonProcess(t, "otlp", "--brokers", b.Addr(), "--http", otlpAddr, "--grpc", "off", "--business-keys", "app.order_id=order_id", "--domain-attribute", "team")
 	daemonProcess(t, append([]string{"collector", "--http", colAddr, "--batch-wait", "20ms"}, stores...)...)
 	daemonProcess(t, append([]string{"query", "--http", qAddr, "--data", t.TempDir()}, stores...)...)
 	for _, addr := range []string{otlpAddr, colAddr, qAddr} {
-		eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
+		testproc.Eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
 			code, body := get(t, "http://"+addr+"/readyz", nil)
 			return code == 200, body
 		})
@@ -56,7 +57,7 @@ func TestOTLPWiring(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("export: %s", resp.Status)
 	}
-	eventually(t, "the OTLP trace through the query process", 30*time.Second, func() (bool, string) {
+	testproc.Eventually(t, "the OTLP trace through the query process", 30*time.Second, func() (bool, string) {
 		var res traces.SearchResult
 		code, body := get(t, "http://"+qAddr+"/api/v1/traces?bk=order_id:otlp-77", &res)
 		return code == 200 && len(res.Traces) == 1 && res.Traces[0].RootService == "otel-cart", body

@@ -9,17 +9,18 @@ import (
 	"time"
 
 	"github.com/mercury-apm/mercury/internal/promtest"
+	"github.com/mercury-apm/mercury/internal/testproc"
 )
 
 // A real Prometheus (Debian package prometheus) scrapes every daemon of a distributed
 // Mercury, each its own `mercury` process, and finds each one up with its own metrics.
 func TestRealPrometheusScrapesEveryDaemon(t *testing.T) {
-	kafka := freeAddr(t)
+	kafka := testproc.FreeAddr(t)
 	brokers := []string{"--brokers", kafka}
 	gwConf := filepath.Join(t.TempDir(), "gateway.yaml")
-	gwAdmin := freeAddr(t)
+	gwAdmin := testproc.FreeAddr(t)
 	if err := os.WriteFile(gwConf, fmt.Appendf(nil, "listen: %q\nadmin_listen: %q\nstate_file: %q\nroutes:\n  - name: api\n    prefix: /\n    service: api\n    tier: 1\n    local:\n      instances: [\"http://127.0.0.1:1\"]\n",
-		freeAddr(t), gwAdmin, filepath.Join(t.TempDir(), "state.json")), 0o644); err != nil {
+		testproc.FreeAddr(t), gwAdmin, filepath.Join(t.TempDir(), "state.json")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// job → its metrics address, the command that serves it, and the prefix of its own metrics.
@@ -42,7 +43,7 @@ func TestRealPrometheusScrapesEveryDaemon(t *testing.T) {
 	for i := range daemons {
 		d := &daemons[i]
 		if d.addr == "" {
-			d.addr = freeAddr(t)
+			d.addr = testproc.FreeAddr(t)
 			d.args = append(d.args, "--http", d.addr)
 		}
 		targets[d.job] = d.addr
@@ -64,7 +65,7 @@ func TestRealPrometheusScrapesEveryDaemon(t *testing.T) {
 		return v
 	}
 	for _, d := range daemons {
-		eventually(t, "Prometheus scraping "+d.job, 60*time.Second, func() (bool, string) {
+		testproc.Eventually(t, "Prometheus scraping "+d.job, 60*time.Second, func() (bool, string) {
 			if up := value(fmt.Sprintf(`up{job=%q}`, d.job)); up != "1" {
 				return false, "up=" + up
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/query/traces"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
@@ -79,20 +80,6 @@ func get(t *testing.T, url string, out any) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func eventually(t *testing.T, what string, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := ""
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not by the deadline (last: %s)", what, last)
-}
-
 // TestDistributedWiring: `mercury collector`, `mercury alerter` and `mercury query` as
 // separate processes on the embedded broker, with the index in Elasticsearch and the rows
 // and the alert store in HBase (both the in-test servers): a trace produced to mercury.spans
@@ -108,13 +95,13 @@ func TestDistributedWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	colAddr, qAddr, alAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	colAddr, qAddr, alAddr := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t)
 	stores := []string{"--brokers", b.Addr(), "--es", es.URL, "--hbase", hb.URL}
 	daemonProcess(t, append([]string{"collector", "--http", colAddr, "--batch-wait", "20ms"}, stores...)...)
 	daemonProcess(t, append([]string{"query", "--http", qAddr, "--data", t.TempDir()}, stores...)...)
 	daemonProcess(t, "alerter", "--http", alAddr, "--brokers", b.Addr(), "--hbase", hb.URL, "--data", t.TempDir())
 	for _, addr := range []string{colAddr, qAddr, alAddr} {
-		eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
+		testproc.Eventually(t, addr+" ready", 30*time.Second, func() (bool, string) {
 			code, body := get(t, "http://"+addr+"/readyz", nil)
 			return code == 200, body
 		})
@@ -151,7 +138,7 @@ func TestDistributedWiring(t *testing.T) {
 		}
 	}
 	send("4242", schemas.TraceID{0x42, 1})
-	eventually(t, "trace 4242 through the query process", 30*time.Second, found("4242"))
+	testproc.Eventually(t, "trace 4242 through the query process", 30*time.Second, found("4242"))
 	var tr traces.Trace
 	if code, body := get(t, "http://"+qAddr+"/api/v1/traces/"+schemas.TraceID{0x42, 1}.String(), &tr); code != 200 || tr.SpanCount != 3 {
 		t.Fatalf("trace by id: %d %s", code, body)
@@ -169,7 +156,7 @@ func TestDistributedWiring(t *testing.T) {
 	if err := w.WriteMessages(context.Background(), kafka.Message{Topic: bus.TopicEvents, Key: []byte(ev.Service), Value: v}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the alert on the query process's board", 30*time.Second, func() (bool, string) {
+	testproc.Eventually(t, "the alert on the query process's board", 30*time.Second, func() (bool, string) {
 		var board struct {
 			Alerts []alertstore.Alert `json:"alerts"`
 		}
@@ -182,13 +169,13 @@ func TestDistributedWiring(t *testing.T) {
 	// batch, and writes it once HBase is back.
 	hb.Fail(http.MethodPut, "put", http.StatusServiceUnavailable, 1000)
 	send("4343", schemas.TraceID{0x43, 1})
-	eventually(t, "collector not ready while HBase fails", 30*time.Second, func() (bool, string) {
+	testproc.Eventually(t, "collector not ready while HBase fails", 30*time.Second, func() (bool, string) {
 		code, body := get(t, "http://"+colAddr+"/readyz", nil)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "store"), fmt.Sprint(code, " ", body)
 	})
 	hb.Heal()
-	eventually(t, "trace 4343 after HBase recovered", 60*time.Second, found("4343"))
-	eventually(t, "collector ready again", 30*time.Second, func() (bool, string) {
+	testproc.Eventually(t, "trace 4343 after HBase recovered", 60*time.Second, found("4343"))
+	testproc.Eventually(t, "collector ready again", 30*time.Second, func() (bool, string) {
 		code, body := get(t, "http://"+colAddr+"/readyz", nil)
 		return code == 200, body
 	})

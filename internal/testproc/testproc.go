@@ -1,0 +1,59 @@
+// Package testproc holds what tests running Mercury's daemons as processes share: building
+// the binary once, picking loopback ports, and waiting for a condition with a deadline
+// (never a fixed sleep).
+package testproc
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// BuildMercury builds cmd/mercury into a new temporary directory and returns the binary and
+// a function removing it. For TestMain: it reports the build's output on stderr.
+func BuildMercury() (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "mercury-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "mercury")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/mercury-apm/mercury/cmd/mercury")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("building mercury: %w", err)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// FreeAddr is a loopback address nothing listens on right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Eventually polls cond until it holds, failing the test with cond's last word when within
+// has passed.
+func Eventually(t testing.TB, what string, within time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, last = cond(); ok {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not by the deadline (last: %s)", what, last)
+}
