@@ -39,6 +39,8 @@ type Config struct {
 type Broker struct {
 	c    *kfake.Cluster
 	addr string
+	stop context.CancelFunc // the group janitor
+	done chan struct{}
 }
 
 // New starts the broker, creates the Mercury topics if they do not exist yet (a restart on
@@ -78,9 +80,13 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: start on %s: %w", addr, err)
 	}
-	b := &Broker{c: c, addr: c.ListenAddrs()[0]}
+	b := &Broker{c: c, addr: c.ListenAddrs()[0], done: make(chan struct{})}
+	j := newJanitor(c, b.addr, log)
+	jctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	go func() { defer close(b.done); j.run(jctx) }()
 	if err := bus.EnsureTopics(ctx, bus.Config{Brokers: []string{b.addr}, ClientID: "mercury-broker"}, cfg.Partitions); err != nil {
-		c.Close()
+		b.Close()
 		return nil, err
 	}
 	return b, nil
@@ -104,6 +110,8 @@ func (b *Broker) Addr() string { return b.addr }
 // Close stops the broker and, with a DataDir, persists its state. Connected clients see
 // their connections drop and reconnect when a broker starts again on the same address.
 func (b *Broker) Close() error {
+	b.stop()
+	<-b.done
 	b.c.Close()
 	return nil
 }
