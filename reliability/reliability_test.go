@@ -77,15 +77,24 @@ func TestReliability(t *testing.T) {
 	seed := envInt(t, "MERCURY_RELIABILITY_SEED", int(time.Now().UnixNano()%1e9))
 	rng := rand.New(rand.NewPCG(uint64(seed), 14))
 	rep := &report{seed: seed, spans: spans, started: time.Now()}
+	t.Logf("seed %d (MERCURY_RELIABILITY_SEED=%d repeats this run), %d spans", seed, seed, spans)
 	dir, err := os.MkdirTemp("", "mercury-drill-run")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon logs and data are kept in %s", dir)
-		} else {
+		if !t.Failed() {
 			os.RemoveAll(dir)
+			return
+		}
+		t.Logf("daemon logs and data are kept in %s", dir)
+		if art := os.Getenv("MERCURY_ARTIFACTS"); art != "" { // CI keeps the logs, not /tmp
+			logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+			for _, l := range logs {
+				if b, err := os.ReadFile(l); err == nil {
+					os.WriteFile(filepath.Join(art, "drill-"+filepath.Base(l)), b, 0o644)
+				}
+			}
 		}
 	})
 
