@@ -104,7 +104,9 @@ func plan(rng *rand.Rand, over time.Duration, extra, agents int) []fault {
 		f := fault{at: over/20 + time.Duration(rng.Int64N(int64(over*17/20))), kind: k, target: rng.IntN(agents)}
 		switch k {
 		case stallDisk, fillDisk:
-			f.length = time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
+			// Over before the traffic ends: an agent closing on a full disk cannot write its
+			// last heartbeat, and the audit check needs every heartbeat.
+			f.length = min(time.Second+time.Duration(rng.Int64N(int64(2*time.Second))), over*19/20-f.at)
 		case esRefuses, hbaseRefuses:
 			f.length = 2*time.Second + time.Duration(rng.Int64N(int64(4*time.Second)))
 		default:
