@@ -3,19 +3,15 @@ package reconcile_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/reconcile"
+	"github.com/mercury-apm/mercury/reconcile/reconciletest"
 	"github.com/mercury-apm/mercury/schemas"
-	"github.com/mercury-apm/mercury/storage"
-	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
 
 func TestAlign(t *testing.T) {
@@ -50,23 +46,8 @@ func TestAlign(t *testing.T) {
 func TestTopicWindowFollowsKafkaTimestamps(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := broker.New(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	dir := t.TempDir()
-	traces, err := pebblestore.Open(filepath.Join(dir, "traces"), pebblestore.Options{CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer traces.Close()
-	ms, err := storage.OpenMetrics(ctx, storage.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	bc := bus.Config{Brokers: []string{b.Addr()}}
+	env := reconciletest.Start(t, ctx)
+	bc, traces, ms := env.Bus, env.Traces, env.Metrics
 
 	m := time.Now().Truncate(time.Minute).Add(-3 * time.Hour)
 	var msgs []kafka.Message

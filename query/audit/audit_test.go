@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,15 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/metric"
 	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/reconcile"
+	"github.com/mercury-apm/mercury/reconcile/reconciletest"
 	"github.com/mercury-apm/mercury/schemas"
-	"github.com/mercury-apm/mercury/storage"
 	"github.com/mercury-apm/mercury/storage/metricstore"
-	"github.com/mercury-apm/mercury/storage/pebblestore"
 )
 
 func serve(t *testing.T, room *Room) *http.ServeMux {
@@ -93,23 +90,8 @@ type nopMetrics struct{ metricstore.Store }
 func TestAuditThroughTheAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := broker.New(ctx, broker.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	dir := t.TempDir()
-	traces, err := pebblestore.Open(filepath.Join(dir, "traces"), pebblestore.Options{CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer traces.Close()
-	ms, err := storage.OpenMetrics(ctx, storage.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	bc := bus.Config{Brokers: []string{b.Addr()}}
+	env := reconciletest.Start(t, ctx)
+	bc, traces, ms := env.Bus, env.Traces, env.Metrics
 
 	a := time.Now().Truncate(time.Minute).Add(-5 * time.Minute)
 	minutes := []time.Time{a, a.Add(time.Minute)}
