@@ -60,7 +60,9 @@ Try, in another terminal:
   curl '%s/api/v1/metrics?service=order&metric=p99'     (minute points, from the 2nd minute on)
   curl %s/api/v1/topology                            (api → order → payment, orders-db)
   curl '%s/api/v1/alerts?state=firing'               (payment failures alert at once)
-`, d.APIURL(), cfg.DemoEvery, next, next+2, p.QueryURL(), next+2, p.QueryURL(), p.QueryURL(), p.QueryURL())
+  curl "%s/api/v1/audit?from=$(( $(date +%%s) - 600 ))000&to=$(( $(date +%%s) - 60 ))000"
+                                                     (per minute: spans reported, shipped, stored, aggregated)
+`, d.APIURL(), cfg.DemoEvery, next, next+2, p.QueryURL(), next+2, p.QueryURL(), p.QueryURL(), p.QueryURL(), p.QueryURL())
 		}
 		fmt.Println("\nCtrl-C stops everything cleanly.")
 		return p.Run(ctx)
