@@ -2,6 +2,7 @@ package alerter
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,8 +67,13 @@ func TestSelfAlertsFromHeartbeats(t *testing.T) {
 		t.Fatalf("shipper lag: %+v", lag)
 	}
 	beat(20*time.Second, map[string]int64{"dropped_queue_full": 10, "shipper_lag_bytes": 0})
-	if d, _ := selfAlert(t, s, "self/agent_drops/payment/pay-1"); d.State != alertstore.StateResolved {
+	d, _ := selfAlert(t, s, "self/agent_drops/payment/pay-1")
+	if d.State != alertstore.StateResolved {
 		t.Fatalf("drops stopped but the alert is %s", d.State)
+	}
+	// Resolved, it still says what it fired about; what resolved it is in the history.
+	if d.Value != 7 || !strings.Contains(d.Summary, "dropped 7 record") || !strings.Contains(d.History[len(d.History)-1].Note, "dropped 0 record") {
+		t.Fatalf("resolved drops alert: value %v, summary %q, history %+v", d.Value, d.Summary, d.History)
 	}
 	if l, _ := selfAlert(t, s, "self/shipper_lag/payment/pay-1"); l.State != alertstore.StateResolved {
 		t.Fatalf("shipper caught up but the alert is %s", l.State)

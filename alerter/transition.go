@@ -80,7 +80,12 @@ func (a *Alerter) transition(ctx context.Context, st state) error {
 		default:
 			return errUnchanged // still firing at its level (an alarm easing to warning stays an alarm)
 		}
-		al.Value, al.Threshold, al.Summary, al.AsOf = st.value, st.threshold, st.summary, st.asOf
+		al.AsOf = st.asOf
+		if event != notify.Resolved {
+			// A resolved alert keeps what it fired with, as Alertmanager's do ("dropped 1002
+			// records", not "dropped 0"); what resolved it is in its history.
+			al.Value, al.Threshold, al.Summary = st.value, st.threshold, st.summary
+		}
 		return nil
 	})
 	if changed && err == nil {
