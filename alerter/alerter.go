@@ -104,8 +104,16 @@ func (a *Alerter) Run(ctx context.Context) error {
 	if err := a.reloadRules(ctx); err != nil {
 		return err
 	}
-	if err := bus.EnsureTopics(ctx, a.cfg.Bus, nil, bus.TopicEvents, bus.TopicMetrics1m, bus.TopicHeartbeats, bus.TopicAlerts, bus.TopicDLQ); err != nil {
-		return err
+	// The broker may be down while the alerter (re)starts: wait for it rather than exit.
+	for b := (retry.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}); ; {
+		err := bus.EnsureTopics(ctx, a.cfg.Bus, nil, bus.TopicEvents, bus.TopicMetrics1m, bus.TopicHeartbeats, bus.TopicAlerts, bus.TopicDLQ)
+		if err == nil {
+			break
+		}
+		a.cfg.Logger.Warn("alerter: creating its topics, retrying", "err", err)
+		if werr := b.Wait(ctx); werr != nil {
+			return fmt.Errorf("%w (last: %w)", werr, err)
+		}
 	}
 	g := daemon.NewGroup(ctx)
 	g.Go("alerter rules", a.refreshRules)

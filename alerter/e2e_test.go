@@ -16,6 +16,7 @@ import (
 	"github.com/mercury-apm/mercury/broker"
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/alertstore"
 )
@@ -414,5 +415,28 @@ func TestThousandExceptionsThroughTheBrokerOneNotification(t *testing.T) {
 	})
 	if n := len(hook.received()); n != 1 {
 		t.Fatalf("webhook got %d notifications, want 1", n)
+	}
+}
+
+// TestAlerterWaitsForTheBroker: started while the broker is down (both restarting after a
+// crash), the alerter waits for it instead of exiting, and is ready once the broker is up.
+func TestAlerterWaitsForTheBroker(t *testing.T) {
+	addr := testproc.FreeAddr(t)
+	_, url := newWebhook(t)
+	up := make(chan *broker.Broker, 1)
+	go func() {
+		time.Sleep(time.Second) // the alerter starts first and finds nobody there
+		b, err := broker.New(context.Background(), broker.Config{Addr: addr, Logger: quiet()})
+		if err != nil {
+			t.Error(err)
+		}
+		up <- b
+	}()
+	r := startAlerter(t, bus.Config{Brokers: []string{addr}}, openStore(t), url, nil)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-up; b != nil {
+		b.Close()
 	}
 }

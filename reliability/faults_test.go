@@ -88,6 +88,8 @@ func (f fault) String() string {
 	switch f.kind {
 	case killShipper, stallDisk, fillDisk:
 		what += fmt.Sprintf(" (%s)", serviceNames[f.target])
+	case killCollector:
+		what += fmt.Sprintf(" (%d of 2)", f.target%2+1)
 	}
 	return fmt.Sprintf("%6.1f s  %-40s for %v", f.at.Seconds(), what, f.length.Round(time.Millisecond))
 }

@@ -33,6 +33,9 @@ func newDaemon(dir, name, health string, args ...string) *daemon {
 	return &daemon{name: name, args: args, health: health, logPath: filepath.Join(dir, name+".log")}
 }
 
+// healthClient bounds each health probe: a port answering nothing must not hang the drill.
+var healthClient = &http.Client{Timeout: 2 * time.Second}
+
 // start runs the process and waits until its /healthz answers 200.
 func (d *daemon) start() error {
 	log, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -57,7 +60,7 @@ func (d *daemon) start() error {
 			return fmt.Errorf("%s exited on start: %v\n%s", d.name, d.err, d.logTail())
 		default:
 		}
-		if resp, err := http.Get(d.health); err == nil {
+		if resp, err := healthClient.Get(d.health); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				d.running = true

@@ -116,8 +116,12 @@ func TestReliability(t *testing.T) {
 	httpAddr := func() (string, string) { a := testproc.FreeAddr(t); return a, "http://" + a + "/healthz" }
 	ba, bh := httpAddr()
 	broker := newDaemon(dir, "broker", bh, "broker", "--addr", brokerAddr, "--data", filepath.Join(dir, "broker"), "--http", ba)
-	ca, ch := httpAddr()
-	coll := newDaemon(dir, "collector", ch, "collector", "--brokers", brokerAddr, "--es", esURL.URL, "--hbase", hbURL.URL, "--http", ca)
+	var colls []*daemon // two in one consumer group: kills rebalance the partitions between them
+	for i := range 2 {
+		ca, ch := httpAddr()
+		colls = append(colls, newDaemon(dir, fmt.Sprint("collector-", i+1), ch, "collector", "--brokers", brokerAddr,
+			"--es", esURL.URL, "--hbase", hbURL.URL, "--http", ca))
+	}
 	p1a, p1h := httpAddr()
 	phase1 := newDaemon(dir, "phase1", p1h, "aggregator", "--phase", "1", "--brokers", brokerAddr, "--http", p1a)
 	p2a, p2h := httpAddr()
@@ -145,7 +149,7 @@ func TestReliability(t *testing.T) {
 		shippers = append(shippers, newDaemon(dir, "ship-"+name, sh, "ship", "--spool", s.spool, "--brokers", brokerAddr, "--http", sa))
 	}
 	putRules(t, hbURL.URL)
-	daemons := append([]*daemon{broker, coll, phase1, phase2, alert}, shippers...)
+	daemons := slices.Concat([]*daemon{broker}, colls, []*daemon{phase1, phase2, alert}, shippers)
 	t.Cleanup(func() {
 		for _, d := range daemons {
 			d.abandon()
@@ -192,7 +196,7 @@ func TestReliability(t *testing.T) {
 			case hbaseRefuses:
 				hbDown.until.Store(until)
 			default:
-				d := map[string]*daemon{killShipper: shippers[f.target], killCollector: coll, killPhase1: phase1,
+				d := map[string]*daemon{killShipper: shippers[f.target], killCollector: colls[f.target%len(colls)], killPhase1: phase1,
 					killPhase2: phase2, killAlerter: alert, killBroker: broker}[f.kind]
 				errs <- d.crash(f.length)
 			}
@@ -300,7 +304,7 @@ const spanRate = 6000.0
 
 // shipLag is the records a shipper has not had acknowledged yet.
 func shipLag(d *daemon) (int64, error) {
-	resp, err := http.Get(d.health[:len(d.health)-len("/healthz")] + "/api/v1/ship/stats")
+	resp, err := healthClient.Get(d.health[:len(d.health)-len("/healthz")] + "/api/v1/ship/stats")
 	if err != nil {
 		return 0, err
 	}

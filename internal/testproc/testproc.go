@@ -5,6 +5,7 @@ package testproc
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -31,15 +32,42 @@ func BuildMercury() (bin string, remove func(), err error) {
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
-// FreeAddr is a loopback address nothing listens on right now.
+// FreeAddr is a loopback address nothing listens on right now, below the kernel's range of
+// ephemeral ports: a daemon restarted on it after a kill must not find it taken by some
+// outgoing connection in the meantime, which a port the kernel handed out (":0") can be.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	lo, hi := 20000, ephemeralStart()
+	for range 200 {
+		if hi <= lo {
+			break
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ephemeralStart is the first port the kernel hands out for outgoing connections (Linux;
+// elsewhere the common default).
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil {
+		return 32768
+	}
+	return first
 }
 
 // Eventually polls cond until it holds, failing the test with cond's last word when within
