@@ -50,42 +50,47 @@ func newJanitor(c *kfake.Cluster, addr string, log *slog.Logger) *janitor {
 	return j
 }
 
-// observe runs on kfake's request loop: it only records.
+// observe runs on kfake's request loop for every request: it only records, and locks only
+// for the group requests it looks at.
 func (j *janitor) observe(req kmsg.Request, now time.Time) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	touch := func(group, member string, limit time.Duration) {
-		if member == "" {
-			return // kfake expires members still without an id itself
-		}
-		k := groupMember{group, member}
-		if limit == 0 {
-			limit = defaultSilence
-			if s, ok := j.seen[k]; ok {
-				limit = s.limit
-			}
-		}
-		j.seen[k] = memberSeen{last: now, limit: limit}
-	}
 	switch r := req.(type) {
 	case *kmsg.JoinGroupRequest:
 		limit := time.Duration(r.SessionTimeoutMillis) * time.Millisecond
 		if r.Version >= 1 {
 			limit += time.Duration(r.RebalanceTimeoutMillis) * time.Millisecond
 		}
-		touch(r.Group, r.MemberID, limit)
+		j.touch(r.Group, r.MemberID, limit, now)
 	case *kmsg.SyncGroupRequest:
-		touch(r.Group, r.MemberID, 0)
+		j.touch(r.Group, r.MemberID, 0, now)
 	case *kmsg.HeartbeatRequest:
-		touch(r.Group, r.MemberID, 0)
+		j.touch(r.Group, r.MemberID, 0, now)
 	case *kmsg.OffsetCommitRequest:
-		touch(r.Group, r.MemberID, 0)
+		j.touch(r.Group, r.MemberID, 0, now)
 	case *kmsg.LeaveGroupRequest:
+		j.mu.Lock()
 		delete(j.seen, groupMember{r.Group, r.MemberID})
 		for _, m := range r.Members {
 			delete(j.seen, groupMember{r.Group, m.MemberID})
 		}
+		j.mu.Unlock()
 	}
+}
+
+// touch notes a request of member; limit 0 keeps the limit its JoinGroup set.
+func (j *janitor) touch(group, member string, limit time.Duration, now time.Time) {
+	if member == "" {
+		return // kfake expires members still without an id itself
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	k := groupMember{group, member}
+	if limit == 0 {
+		limit = defaultSilence
+		if s, ok := j.seen[k]; ok {
+			limit = s.limit
+		}
+	}
+	j.seen[k] = memberSeen{last: now, limit: limit}
 }
 
 // silent removes and returns the members silent past their limit.
