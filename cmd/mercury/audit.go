@@ -13,7 +13,6 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/query/api"
 	"github.com/mercury-apm/mercury/reconcile"
-	"github.com/mercury-apm/mercury/storage"
 )
 
 // runAudit: mercury audit --from T [--to T] reconciles the pipeline's stages per service and
@@ -53,16 +52,11 @@ func auditCommand(ctx context.Context, out io.Writer, args []string) error {
 	if cfg.Bus, err = bf.Config(); err != nil {
 		return err
 	}
-	stores, err := storage.Open(ctx, sf.config(0))
+	stores, ms, closeStores, err := sf.openForReading(ctx)
 	if err != nil {
 		return err
 	}
-	defer stores.Close()
-	ms, err := storage.OpenMetrics(ctx, storage.Config{DataDir: sf.data, HBaseURL: sf.hbase})
-	if err != nil {
-		return err
-	}
-	defer ms.Close()
+	defer closeStores()
 	cfg.Traces, cfg.Metrics = stores.Traces.Index, ms
 	rep, err := reconcile.Run(ctx, cfg, start, end)
 	if err != nil {

@@ -26,16 +26,11 @@ func queryFlags(fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		stores, err := storage.Open(ctx, sf.config(0))
+		stores, ms, closeStores, err := sf.openForReading(ctx)
 		if err != nil {
 			return err
 		}
-		defer stores.Close()
-		ms, err := storage.OpenMetrics(ctx, storage.Config{DataDir: sf.data, HBaseURL: sf.hbase})
-		if err != nil {
-			return err
-		}
-		defer ms.Close()
+		defer closeStores()
 		tel := daemon.NewTelemetry(slog.Default())
 		qc := query.Config{Telemetry: tel, Bus: bc, Traces: stores.Traces, Metrics: ms, AdminToken: *token,
 			AgentConfigPath: filepath.Join(sf.data, "agent-config.json")}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"time"
 
 	"github.com/mercury-apm/mercury/storage"
+	"github.com/mercury-apm/mercury/storage/metricstore"
 )
 
 // storeFlags choose the stores: embedded Pebble under --data, or Elasticsearch for the
@@ -22,6 +24,21 @@ func registerStoreFlags(fs *flag.FlagSet, defaultData string) *storeFlags {
 	fs.StringVar(&f.esPasswordEnv, "es-password-env", "MERCURY_ES_PASSWORD", "environment variable holding the Elasticsearch password (kept off the command line)")
 	fs.StringVar(&f.hbase, "hbase", "", "HBase REST gateway URL for the trace rows (with --es) and, on query, the alert board the alerter keeps there, e.g. http://127.0.0.1:8080")
 	return f
+}
+
+// openForReading opens what the read commands (query, audit) need: the trace stores and the
+// metric store, embedded under --data or in HBase. closeAll releases both.
+func (f *storeFlags) openForReading(ctx context.Context) (_ *storage.Stores, _ metricstore.Store, closeAll func(), err error) {
+	stores, err := storage.Open(ctx, f.config(0))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ms, err := storage.OpenMetrics(ctx, storage.Config{DataDir: f.data, HBaseURL: f.hbase})
+	if err != nil {
+		stores.Close()
+		return nil, nil, nil, err
+	}
+	return stores, ms, func() { ms.Close(); stores.Close() }, nil
 }
 
 // config is the storage configuration the flags describe.
