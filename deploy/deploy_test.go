@@ -32,17 +32,7 @@ const configInImage = "/etc/mercury/mercury.yaml"
 
 var mercuryBin string
 
-func TestMain(m *testing.M) {
-	bin, remove, err := testproc.BuildMercury()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	mercuryBin = bin
-	code := m.Run()
-	remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testproc.RunWithMercury(m, &mercuryBin)) }
 
 // container is one Mercury process of a deployment, whatever file it comes from.
 type container struct {

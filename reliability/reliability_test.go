@@ -37,19 +37,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MERCURY_RELIABILITY") == "" {
 		os.Exit(m.Run()) // the drill skips itself
 	}
-	mercuryBin = os.Getenv("MERCURY_BIN")
-	if mercuryBin == "" {
-		bin, remove, err := testproc.BuildMercury()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		mercuryBin = bin
-		code := m.Run()
-		remove()
-		os.Exit(code)
+	if mercuryBin = os.Getenv("MERCURY_BIN"); mercuryBin != "" {
+		os.Exit(m.Run())
 	}
-	os.Exit(m.Run())
+	os.Exit(testproc.RunWithMercury(m, &mercuryBin))
 }
 
 // envInt reads a positive integer setting of the drill.

@@ -15,21 +15,23 @@ import (
 	"time"
 )
 
-// BuildMercury builds cmd/mercury into a new temporary directory and returns the binary and
-// a function removing it. For TestMain: it reports the build's output on stderr.
-func BuildMercury() (bin string, remove func(), err error) {
+// RunWithMercury is a TestMain body: it builds cmd/mercury into a temporary directory, sets
+// *bin to it, runs the tests and removes the binary; it returns the exit code.
+func RunWithMercury(m *testing.M, bin *string) int {
 	dir, err := os.MkdirTemp("", "mercury-bin")
 	if err != nil {
-		return "", nil, err
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	bin = filepath.Join(dir, "mercury")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/mercury-apm/mercury/cmd/mercury")
+	defer os.RemoveAll(dir)
+	*bin = filepath.Join(dir, "mercury")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", *bin, "github.com/mercury-apm/mercury/cmd/mercury")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("building mercury: %w", err)
+		fmt.Fprintln(os.Stderr, "building mercury:", err)
+		return 1
 	}
-	return bin, func() { os.RemoveAll(dir) }, nil
+	return m.Run()
 }
 
 // FreeAddr is a loopback address nothing listens on right now, below the kernel's range of
