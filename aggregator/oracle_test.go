@@ -20,6 +20,7 @@ import (
 	"github.com/mercury-apm/mercury/bus"
 	"github.com/mercury-apm/mercury/internal/daemon"
 	"github.com/mercury-apm/mercury/internal/metric"
+	"github.com/mercury-apm/mercury/internal/testproc"
 	"github.com/mercury-apm/mercury/schemas"
 	"github.com/mercury-apm/mercury/storage/metricstore"
 	"github.com/mercury-apm/mercury/storage/pebblestore"
@@ -324,3 +325,48 @@ func TestOracle(t *testing.T) {
 func phase1FoldConfig() phase1.Config { return phase1.Config{Lateness: lateness} }
 
 func metricSeriesID(s *schemas.Span) string { return metric.SeriesOf(s).ID() }
+
+// TestPhaseOutlivesTheBroker: the broker dies under a running phase 1 and comes back on its
+// data directory; the phase waits (its fetches fail and are retried, counted) instead of
+// stopping, and reads on once the broker is back.
+func TestPhaseOutlivesTheBroker(t *testing.T) {
+	d := generate(2000, 4)
+	dir := t.TempDir()
+	b, err := broker.New(context.Background(), broker.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addr()
+	cfg := bus.Config{Brokers: []string{addr}}
+	produce(t, cfg, d.msgs[:1000])
+	tel := daemon.Telemetry{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}
+	a, err := aggregator.New(phaseConfig(1, cfg, nil, tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	caught := func() (bool, string) { return caughtUp(t, cfg, aggregator.GroupPhase1, bus.TopicSpans), "" }
+	testproc.Eventually(t, "phase 1 caught up", time.Minute, caught)
+
+	b.Close()
+	testproc.Eventually(t, "a failed fetch retried", time.Minute, func() (bool, string) {
+		select {
+		case err := <-done:
+			t.Fatalf("phase 1 stopped when the broker died: %v", err)
+		default:
+		}
+		return counter(t, tel.Registry, "mercury_aggregator_phase1_retries_total") > 0, ""
+	})
+	if b, err = broker.New(context.Background(), broker.Config{DataDir: dir, Addr: addr, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	produce(t, cfg, d.msgs[1000:])
+	testproc.Eventually(t, "phase 1 caught up after the restart", time.Minute, caught)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
