@@ -18,7 +18,7 @@ import (
 type daemon struct {
 	name    string
 	args    []string
-	health  string // its /healthz URL
+	url     string // of its --http listener: /healthz and the daemon's own endpoints
 	logPath string
 
 	mu      sync.Mutex // one fault at a time per daemon
@@ -29,8 +29,10 @@ type daemon struct {
 	kills   int
 }
 
-func newDaemon(dir, name, health string, args ...string) *daemon {
-	return &daemon{name: name, args: args, health: health, logPath: filepath.Join(dir, name+".log")}
+// newDaemon prepares `mercury args... --http httpAddr`, logging to dir/name.log.
+func newDaemon(dir, name, httpAddr string, args ...string) *daemon {
+	return &daemon{name: name, args: append(args, "--http", httpAddr), url: "http://" + httpAddr,
+		logPath: filepath.Join(dir, name+".log")}
 }
 
 // healthClient bounds each health probe: a port answering nothing must not hang the drill.
@@ -60,7 +62,7 @@ func (d *daemon) start() error {
 			return fmt.Errorf("%s exited on start: %v\n%s", d.name, d.err, d.logTail())
 		default:
 		}
-		if resp, err := healthClient.Get(d.health); err == nil {
+		if resp, err := healthClient.Get(d.url + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				d.running = true

@@ -104,21 +104,15 @@ func TestReliability(t *testing.T) {
 
 	brokerAddr := testproc.FreeAddr(t)
 	cfg := bus.Config{Brokers: []string{brokerAddr}}
-	httpAddr := func() (string, string) { a := testproc.FreeAddr(t); return a, "http://" + a + "/healthz" }
-	ba, bh := httpAddr()
-	broker := newDaemon(dir, "broker", bh, "broker", "--addr", brokerAddr, "--data", filepath.Join(dir, "broker"), "--http", ba)
+	broker := newDaemon(dir, "broker", testproc.FreeAddr(t), "broker", "--addr", brokerAddr, "--data", filepath.Join(dir, "broker"))
 	var colls []*daemon // two in one consumer group: kills rebalance the partitions between them
 	for i := range 2 {
-		ca, ch := httpAddr()
-		colls = append(colls, newDaemon(dir, fmt.Sprint("collector-", i+1), ch, "collector", "--brokers", brokerAddr,
-			"--es", esURL.URL, "--hbase", hbURL.URL, "--http", ca))
+		colls = append(colls, newDaemon(dir, fmt.Sprint("collector-", i+1), testproc.FreeAddr(t), "collector", "--brokers", brokerAddr,
+			"--es", esURL.URL, "--hbase", hbURL.URL))
 	}
-	p1a, p1h := httpAddr()
-	phase1 := newDaemon(dir, "phase1", p1h, "aggregator", "--phase", "1", "--brokers", brokerAddr, "--http", p1a)
-	p2a, p2h := httpAddr()
-	phase2 := newDaemon(dir, "phase2", p2h, "aggregator", "--phase", "2", "--brokers", brokerAddr, "--hbase", hbURL.URL, "--http", p2a)
-	aa, ah := httpAddr()
-	alert := newDaemon(dir, "alerter", ah, "alerter", "--brokers", brokerAddr, "--hbase", hbURL.URL, "--webhook", hookSrv.URL, "--http", aa)
+	phase1 := newDaemon(dir, "phase1", testproc.FreeAddr(t), "aggregator", "--phase", "1", "--brokers", brokerAddr)
+	phase2 := newDaemon(dir, "phase2", testproc.FreeAddr(t), "aggregator", "--phase", "2", "--brokers", brokerAddr, "--hbase", hbURL.URL)
+	alert := newDaemon(dir, "alerter", testproc.FreeAddr(t), "alerter", "--brokers", brokerAddr, "--hbase", hbURL.URL, "--webhook", hookSrv.URL)
 
 	// Traffic: three services, each with exception bursts at random times.
 	perService := spans / len(serviceNames)
@@ -136,8 +130,7 @@ func TestReliability(t *testing.T) {
 			t.Fatal(err)
 		}
 		svcs = append(svcs, s)
-		sa, sh := httpAddr()
-		shippers = append(shippers, newDaemon(dir, "ship-"+name, sh, "ship", "--spool", s.spool, "--brokers", brokerAddr, "--http", sa))
+		shippers = append(shippers, newDaemon(dir, "ship-"+name, testproc.FreeAddr(t), "ship", "--spool", s.spool, "--brokers", brokerAddr))
 	}
 	putRules(t, hbURL.URL)
 	daemons := slices.Concat([]*daemon{broker}, colls, []*daemon{phase1, phase2, alert}, shippers)
@@ -295,7 +288,7 @@ const spanRate = 6000.0
 
 // shipLag is the records a shipper has not had acknowledged yet.
 func shipLag(d *daemon) (int64, error) {
-	resp, err := healthClient.Get(d.health[:len(d.health)-len("/healthz")] + "/api/v1/ship/stats")
+	resp, err := healthClient.Get(d.url + "/api/v1/ship/stats")
 	if err != nil {
 		return 0, err
 	}
